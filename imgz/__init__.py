@@ -1,0 +1,141 @@
+"""imgz: a self-hosted image and video host that speaks Chevereto's API V1."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask, Request, Response, g, render_template, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.formparser import default_stream_factory
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import chevereto, config as config_mod, db, storage
+from .errors import ImgzError, TooBig
+from .files import FileInfo, FileResponder
+from .service import Service
+
+log = logging.getLogger("imgz")
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+class ImgzRequest(Request):
+    """A request whose multipart file parts stream into the factory the view puts in the environ."""
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> Any:
+        factory = self.environ.get("imgz.stream_factory")
+        if factory is None:
+            return default_stream_factory(total_content_length, content_type, filename, content_length)
+        return factory(total_content_length, content_type, filename, content_length)
+
+
+def init_data(cfg: config_mod.Config) -> None:
+    """Create the data layout and schema and the admin user; clean ``tmp``."""
+    storage.prepare(cfg.data_dir)
+    Path(cfg.db).parent.mkdir(parents=True, exist_ok=True)
+    conn = db.connect(cfg.db)
+    try:
+        db.migrate(conn)
+        if db.get_user_by_name(conn, "admin") is None:
+            db.add_user(conn, "admin", True, datetime.now(timezone.utc))
+    finally:
+        conn.close()
+
+
+def create_app(overrides: Mapping[str, Any] | None = None, *,
+               environ: Mapping[str, str] | None = None,
+               cfg: config_mod.Config | None = None) -> Flask:
+    """Build the application: settings (environment, then overrides), data dir, routes, handlers."""
+    cfg = cfg or config_mod.load(environ, overrides=overrides)
+    init_data(cfg)
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=None)
+    app.request_class = ImgzRequest
+    app.config["IMGZ"] = cfg
+    connections = db.LocalConnections(cfg.db)
+    service = Service(cfg, connections.get)
+    app.config["IMGZ_CONNECTIONS"] = connections
+    app.config["IMGZ_SERVICE"] = service
+
+    def site() -> chevereto.Site:
+        base = cfg.base_url or request.host_url.rstrip("/")
+        return chevereto.Site(base, cfg.route_image, cfg.route_video, cfg.timezone)
+
+    app.config["IMGZ_SITE"] = site
+
+    from . import api, views
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(views.bp)
+    views.register(app, cfg.route_image, cfg.route_video)
+
+    @app.route("/")
+    def index() -> str:
+        return render_template("index.html")
+
+    _register_errors(app)
+
+    def lookup(relpath: str) -> FileInfo | None:
+        row = db.file_lookup(connections.get(), relpath)
+        if row is None:
+            return None
+        return FileInfo(mime=row["mime"], expires_at=db.from_ts(row["expires_at"]))
+
+    app.wsgi_app = FileResponder(app.wsgi_app, media_root=storage.images_dir(cfg.data_dir),
+                                 lookup=lookup, accel=cfg.accel, now=service.now)
+    if cfg.trust_proxy:
+        n = cfg.trust_proxy
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
+    return app
+
+
+def _is_api() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _error_response(status: int, message: str, code: int) -> Response:
+    if _is_api():
+        fmt = g.get("api_format", "json")
+        if fmt in {"txt", "redirect"}:
+            return Response(message, status=status, mimetype="text/plain; charset=utf-8")
+        return Response(json.dumps(chevereto.error_body(status, message, code), ensure_ascii=False),
+                        status=status, mimetype="application/json")
+    html = render_template("error.html", status=status, message=message,
+                           reason=chevereto.reason(status))
+    return Response(html, status=status, mimetype="text/html")
+
+
+def _register_errors(app: Flask) -> None:
+    cfg = app.config["IMGZ"]
+
+    @app.errorhandler(ImgzError)
+    def imgz_error(exc: ImgzError) -> Response:
+        return _error_response(exc.status, exc.message, exc.code)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> Response:
+        err = TooBig(cfg.max_upload_mb)
+        return _error_response(err.status, err.message, err.code)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if _is_api():
+            response = _error_response(status, exc.name, status)
+        else:
+            response = _error_response(status, exc.description or exc.name, status)
+        if status == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def crash(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error_response(500, "Internal error", 500)
+
+    @app.teardown_request
+    def drop_temp_files(exc: BaseException | None) -> None:
+        for writer in g.get("imgz_writers", ()):
+            writer.discard()

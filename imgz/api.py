@@ -1,0 +1,137 @@
+"""The upload endpoint, ``/api/1/upload``: read parameters, call the service, answer like Chevereto."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request
+
+from . import chevereto, params, sources, storage
+from .auth import actor_for_key, presented_key
+from .errors import EmptySource, InvalidParameter, InvalidURL, TooBig
+from .service import Actor, Options
+
+bp = Blueprint("api", __name__)
+
+# Room for the other form fields around a file part or a base64 string.
+FORM_ROOM = 1_000_000
+
+
+def body_limit(max_upload: int) -> int:
+    """The largest request body to read: base64 makes the source a third larger than the file."""
+    return max_upload * 4 // 3 + FORM_ROOM
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> Response:
+    return current_app.response_class(json.dumps(body, ensure_ascii=False), status=status,
+                                      mimetype="application/json")
+
+
+def param(name: str) -> str | None:
+    """A parameter from the body, else the query string; the first of repeated values counts."""
+    if name in request.form:
+        return request.form.get(name)
+    return request.args.get(name)
+
+
+def _stream_factory(writers: list[storage.HashingWriter], limit: int, limit_mb: float):
+    data = current_app.config["IMGZ"].data_dir
+
+    def factory(total_content_length: int | None, content_type: str | None,
+                filename: str | None, content_length: int | None = None) -> storage.HashingWriter:
+        writer = storage.HashingWriter(data, limit, limit_mb)
+        writers.append(writer)
+        return writer
+
+    return factory
+
+
+# Neither path may redirect: a redirect turns the client's POST into a GET and loses the body.
+@bp.route("/api/1/upload", methods=["GET", "POST"])
+@bp.route("/api/1/upload/", methods=["GET", "POST"])
+def upload() -> Response:
+    cfg = current_app.config["IMGZ"]
+    service = current_app.config["IMGZ_SERVICE"]
+    g.api_format = params.parse_format(request.args.get("format"))
+    writers: list[storage.HashingWriter] = []
+    g.imgz_writers = writers
+    now = service.now()
+    conn = service.connection()
+
+    header_key = presented_key(request, form_ready=False)
+    actor: Actor | None = None
+    if header_key:
+        actor = actor_for_key(conn, header_key, now)
+    limit, limit_mb = cfg.max_upload_bytes, cfg.max_upload_mb
+    if request.content_length is not None and request.content_length > body_limit(limit):
+        raise TooBig(limit_mb)
+    service.check_free_space()
+
+    request.max_content_length = body_limit(limit)
+    request.max_form_memory_size = body_limit(limit)
+    request.environ["imgz.stream_factory"] = _stream_factory(writers, limit, limit_mb)
+    form = request.form  # parses the body: file parts stream to disk here
+    g.api_format = params.parse_format(param("format"))
+    if actor is None:
+        actor = actor_for_key(conn, presented_key(request, form_ready=True), now)
+
+    imgbb = "source" not in request.files and param("source") is None and (
+        "image" in request.files or param("image") is not None)
+    field = "image" if imgbb else "source"
+    options = _options(imgbb)
+
+    if field in request.files:
+        part = request.files[field]
+        writer = part.stream
+        if not isinstance(writer, storage.HashingWriter):
+            raise EmptySource()
+        incoming = sources.from_writer(writer, part.filename)
+    else:
+        value = form.get(field) if field in form else request.args.get(field)
+        if value is None or value.strip() == "":
+            raise EmptySource()
+        value = value.strip()
+        if sources.is_url(value):
+            if not cfg.url_sources:
+                raise InvalidURL("URL sources are turned off")
+            incoming = sources.from_url(value, cfg.data_dir, limit, limit_mb,
+                                        deadline=cfg.url_timeout, allow_nets=cfg.url_allow_nets)
+        else:
+            incoming = sources.from_base64(value, cfg.data_dir, limit, limit_mb)
+
+    upload, secret = service.upload(incoming, actor, options)
+    site = current_app.config["IMGZ_SITE"]()
+    image = chevereto.image_object(upload, site, delete_secret=secret, now=now)
+    fmt = g.api_format
+    if fmt == "txt":
+        return current_app.response_class(image["url"], mimetype="text/plain; charset=utf-8")
+    if fmt == "redirect":
+        response = current_app.response_class("", status=302)
+        response.headers["Location"] = image["path_viewer"]
+        return response
+    if imgbb:
+        return json_response(chevereto.imgbb_answer(image, upload, now))
+    return json_response(chevereto.upload_answer(image))
+
+
+def _options(imgbb: bool) -> Options:
+    raw_title = param("title")
+    if imgbb and params.absent(raw_title):
+        raw_title = param("name")
+    title = None if params.absent(raw_title) else params.clean_title(raw_title or "") or None
+    raw_description = param("description")
+    description = None if params.absent(raw_description) else params.clean_description(raw_description or "")
+    for unsupported, message in (("album_id", "Album not found"), ("category_id", "Invalid category")):
+        if not params.absent(param(unsupported)):
+            raise InvalidParameter(message)
+    expiration = param("expiration")
+    if not params.absent(expiration):
+        raise InvalidParameter("Invalid expiration")
+    return Options(
+        title=title,
+        description=description,
+        tags=params.parse_tags(param("tags")),
+        width=params.parse_width(param("width")),
+        nsfw=params.parse_flag(param("nsfw")),
+        use_file_date=params.parse_flag(param("use_file_date")),
+    )

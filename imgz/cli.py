@@ -1,0 +1,206 @@
+"""``python app.py <command>``: serve, and the management commands of SPEC §1.
+
+A command that creates something prints what a script needs, alone, on stdout; every other
+message goes to stderr.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+
+from . import config as config_mod, db, ids, init_data
+from .errors import ConfigError
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _fmt_ts(value: int | None) -> str:
+    return "-" if value is None else datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Context:
+    def __init__(self, flags: dict[str, Any]) -> None:
+        self.flags = flags
+        self._cfg: config_mod.Config | None = None
+
+    @property
+    def cfg(self) -> config_mod.Config:
+        if self._cfg is None:
+            self._cfg = config_mod.load(flags=self.flags)
+            init_data(self._cfg)
+        return self._cfg
+
+    def conn(self):
+        return db.connect(self.cfg.db)
+
+
+def _user_id(conn, name: str | None) -> int:
+    row = db.get_user_by_name(conn, name or "admin")
+    if row is None:
+        raise click.ClickException(f"no user named {name!r}")
+    return int(row["id"])
+
+
+@click.group(invoke_without_command=True)
+@click.option("--data", help="Data directory (IMGZ_DATA).")
+@click.pass_context
+def main(ctx: click.Context, data: str | None) -> None:
+    """imgz: a self-hosted image and video host speaking Chevereto's API V1."""
+    ctx.obj = Context({"data": data})
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (IMGZ_HOST).")
+@click.option("--port", type=int, help="Port to listen on (IMGZ_PORT); 0 picks a free one.")
+@click.option("--data", help="Data directory (IMGZ_DATA).")
+@click.pass_obj
+def serve(obj: Context, host: str | None = None, port: int | None = None, data: str | None = None) -> None:
+    """Start the server (the default command)."""
+    import waitress
+
+    from . import create_app
+    from .api import body_limit
+
+    if data:
+        obj.flags["data"] = data
+    obj.flags.update({"host": host, "port": port})
+    cfg = obj.cfg
+    # waitress spools large bodies with tempfile; keep them on the data disk, not a RAM-backed /tmp.
+    tempfile.tempdir = str(cfg.data_dir / "tmp")
+    app = create_app(cfg=cfg)
+    new_key = _first_key(cfg)
+    server = waitress.create_server(
+        app, host=cfg.host, port=cfg.port, threads=cfg.threads,
+        max_request_body_size=body_limit(cfg.max_upload_bytes) + 1_000_000,
+        ident="imgz", clear_untrusted_proxy_headers=True, channel_timeout=120)
+    port_used = server.effective_port
+    shown_host = "127.0.0.1" if cfg.host in {"0.0.0.0", "::", ""} else cfg.host
+    base = cfg.base_url or f"http://{shown_host}:{port_used}"
+    if new_key:
+        click.echo(f"imgz: created the first API key for user admin (shown only this once): {new_key}")
+        click.echo(f'imgz: upload with: curl --fail-with-body -H "X-API-Key: {new_key}" '
+                   f'-F "source=@file.png" {base}/api/1/upload')
+        sys.stdout.flush()
+    say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        app.config["IMGZ_CONNECTIONS"].close_all()
+        say("imgz: stopped")
+
+
+def _first_key(cfg: config_mod.Config) -> str | None:
+    conn = db.connect(cfg.db)
+    try:
+        with db.transaction(conn):
+            if db.count_keys(conn):
+                return None
+            key = ids.new_api_key()
+            db.add_key(conn, _user_id(conn, "admin"), ids.digest(key), "first start", _now())
+            return key
+    finally:
+        conn.close()
+
+
+@main.group()
+def user() -> None:
+    """Users: add, list."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Make the user an admin.")
+@click.pass_obj
+def user_add(obj: Context, name: str, admin: bool) -> None:
+    """Add a user; prints its name."""
+    conn = obj.conn()
+    if db.get_user_by_name(conn, name) is not None:
+        raise click.ClickException(f"user {name!r} exists already")
+    db.add_user(conn, name, admin, _now())
+    click.echo(name)
+
+
+@user.command("list")
+@click.pass_obj
+def user_list(obj: Context) -> None:
+    """List users."""
+    for row in db.list_users(obj.conn()):
+        role = "admin" if row["is_admin"] else "user"
+        click.echo(f"{row['name']}\t{role}\tuploads={row['uploads']}\tkeys={row['keys']}")
+
+
+@main.group()
+def key() -> None:
+    """API keys: create, list, revoke."""
+
+
+@key.command("create")
+@click.option("--user", "user_name", help="Owner (default: admin).")
+@click.option("--label", default="", help="A label to tell keys apart.")
+@click.pass_obj
+def key_create(obj: Context, user_name: str | None, label: str) -> None:
+    """Create a key; prints it alone (it is shown only this once)."""
+    conn = obj.conn()
+    new_key = ids.new_api_key()
+    key_id = db.add_key(conn, _user_id(conn, user_name), ids.digest(new_key), label, _now())
+    say(f"imgz: key {key_id} created for {user_name or 'admin'}; it is not shown again")
+    click.echo(new_key)
+
+
+@key.command("list")
+@click.option("--user", "user_name", help="Only this user's keys.")
+@click.pass_obj
+def key_list(obj: Context, user_name: str | None) -> None:
+    """List keys: id, user, label, created, last used, revoked."""
+    conn = obj.conn()
+    user_id = _user_id(conn, user_name) if user_name else None
+    click.echo("id\tuser\tlabel\tcreated\tlast_used\trevoked")
+    for row in db.list_keys(conn, user_id):
+        click.echo(f"{row['id']}\t{row['user_name']}\t{row['label'] or '-'}\t{_fmt_ts(row['created_at'])}"
+                   f"\t{_fmt_ts(row['last_used_at'])}\t{_fmt_ts(row['revoked_at'])}")
+
+
+@key.command("revoke")
+@click.argument("key_id", type=int)
+@click.pass_obj
+def key_revoke(obj: Context, key_id: int) -> None:
+    """Revoke a key by its id; it fails at once, also against a running server."""
+    if not db.revoke_key(obj.conn(), key_id, _now()):
+        raise click.ClickException(f"no live key with id {key_id}")
+    say(f"imgz: key {key_id} revoked")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Entry point: turn configuration errors into one clear line and exit status 2."""
+    try:
+        main.main(args=argv, prog_name="app.py", standalone_mode=False)
+    except ConfigError as exc:
+        click.echo(f"imgz: bad setting: {exc}", err=True)
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return 1
+    return 0

@@ -1,0 +1,92 @@
+"""Errors that carry their HTTP status and Chevereto error code.
+
+Lower layers raise these; one handler in ``imgz/__init__.py`` renders them, as Chevereto's JSON
+error body on API paths and as an error page elsewhere. This module imports nothing of imgz.
+"""
+from __future__ import annotations
+
+
+class ImgzError(Exception):
+    """A failure the client should hear about, with its HTTP status and Chevereto code."""
+
+    status = 400
+    code = 400
+    message = "Bad request"
+
+    def __init__(self, message: str | None = None, status: int | None = None,
+                 code: int | None = None) -> None:
+        if message is not None:
+            self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        super().__init__(self.message)
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the start stops with one line naming it."""
+
+
+class Unauthorized(ImgzError):
+    status, code, message = 401, 100, "Invalid API key."
+
+
+class Forbidden(ImgzError):
+    status, code, message = 403, 403, "Forbidden"
+
+
+class NotFound(ImgzError):
+    status, code, message = 404, 404, "Not found"
+
+
+class EmptySource(ImgzError):
+    status, code, message = 400, 130, "Empty upload source"
+
+
+class InvalidBase64(ImgzError):
+    status, code, message = 400, 120, "Invalid base64 string"
+
+
+class InvalidURL(ImgzError):
+    """A URL source that was refused or could not be fetched; the reason follows a colon."""
+
+    status, code = 400, 622
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"Invalid image URL: {reason}")
+
+
+class TooBig(ImgzError):
+    status, code = 413, 400
+
+    def __init__(self, limit_mb: float) -> None:
+        shown = f"{limit_mb:g}"
+        super().__init__(f"File too big - max {shown} MB")
+
+
+class NoStorage(ImgzError):
+    status, code, message = 507, 400, "Not enough storage"
+
+
+class InvalidType(ImgzError):
+    status, code, message = 415, 612, "Invalid file type"
+
+
+class InvalidImage(ImgzError):
+    status, code, message = 400, 400, "Invalid image"
+
+
+class ImageTooLarge(ImgzError):
+    status, code, message = 400, 400, "Image too large"
+
+
+class InvalidVideo(ImgzError):
+    status, code, message = 400, 100, "Invalid video file provided"
+
+
+class InvalidParameter(ImgzError):
+    """A parameter with a value outside its rule (width, description, expiration, album...)."""
+
+    status, code = 400, 400

@@ -1,0 +1,268 @@
+"""The lean responder for stored files: WSGI middleware answering `GET /images/YYYY/MM/DD/<name>`.
+
+It sits in front of Flask so that a file request costs one indexed lookup, one stat and the
+headers. Anything it will not serve (unsafe path, unknown or expired upload, file missing on disk)
+goes to the wrapped app unchanged, which renders its 404 page. The file is handed to the server as
+a file (waitress sends it from the file's position for exactly Content-Length bytes), never read
+whole into memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from werkzeug.datastructures import Range
+from werkzeug.http import (
+    http_date,
+    parse_if_range_header,
+    parse_range_header,
+    quote_etag,
+)
+from werkzeug.sansio.http import is_resource_modified
+from werkzeug.security import safe_join
+
+try:
+    from waitress.buffers import ReadOnlyFileBasedBuffer as _WAITRESS_FILE_WRAPPER
+except ImportError:  # pragma: no cover - waitress is a dependency, but the responder does not need it
+    _WAITRESS_FILE_WRAPPER = None
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+ONE_YEAR = 31_536_000
+BLOCK_SIZE = 64 * 1024
+ACCEL_MODES = ('none', 'nginx', 'sendfile')
+
+# Stored names are [A-Za-z0-9_-] plus variant and extension suffixes, so an allow-list refuses
+# every trick at once: `..`, empty segments, backslashes, NUL, `%`, spaces, non-ASCII.
+_RELPATH = re.compile(r'\d{4}/\d{2}/\d{2}/[A-Za-z0-9_-][A-Za-z0-9._-]*', re.ASCII)
+
+_SECURITY_HEADERS = [
+    ('X-Content-Type-Options', 'nosniff'),
+    ('Content-Security-Policy', "default-src 'none'; sandbox"),
+]
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What the index knows about a stored file."""
+
+    mime: str
+    expires_at: datetime | None  # aware UTC; None never expires
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def cache_control(expires_at: datetime | None, now: datetime) -> str:
+    """The Cache-Control value: a year and immutable, or at most the whole seconds left."""
+    if expires_at is None:
+        return f'public, max-age={ONE_YEAR}, immutable'
+    left = (expires_at - now) // timedelta(seconds=1)
+    return f'public, max-age={max(left, 0)}'
+
+
+def byte_span(range_header: str | None, size: int) -> tuple[int, int] | bool | None:
+    """Resolve a Range header against `size`: `(start, stop)`, False if unsatisfiable, None to ignore.
+
+    A malformed header, another unit, or several ranges are ignored (the whole file is sent, which
+    RFC 9110 allows).
+    """
+    rng = parse_range_header(range_header)
+    if rng is None or rng.units != 'bytes' or len(rng.ranges) != 1:
+        return None
+    start, stop = rng.ranges[0]
+    if stop is None and start < 0:
+        # A suffix longer than the file means the whole file (RFC 9110 14.1.2); werkzeug refuses it.
+        rng = Range('bytes', [(max(start, -size), None)])
+    span = rng.range_for_length(size)
+    return span if span is not None else False
+
+
+def if_range_holds(value: str | None, etag: str, last_modified: datetime) -> bool:
+    """Whether an If-Range header (absent counts as holding) still matches the file."""
+    if not value:
+        return True
+    if value.lstrip().startswith('W/'):
+        return False  # weak tags never match If-Range; werkzeug's parser drops the weakness
+    if_range = parse_if_range_header(value)
+    if if_range.date is not None:
+        return if_range.date == last_modified
+    return if_range.etag == etag
+
+
+class _FileBody:
+    """Yields at most `length` bytes from the file's current position, then closes the file."""
+
+    def __init__(self, file: IO[bytes], length: int) -> None:
+        self._file = file
+        self._length = length
+
+    def __iter__(self) -> Iterator[bytes]:
+        remaining = self._length
+        try:
+            while remaining > 0:
+                chunk = self._file.read(min(BLOCK_SIZE, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class FileResponder:
+    """WSGI middleware serving stored files under `prefix`, delegating everything else to `app`.
+
+    With `accel='nginx'` (`X-Accel-Redirect: <accel_prefix><relpath>`) or `accel='sendfile'`
+    (`X-Sendfile: <absolute path>`) the answer carries no body and the front server sends the file:
+    conditional requests and ranges are then its job, so they are not evaluated here. The lookup
+    and expiry checks still run, so a front server must only serve that location internally.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        media_root: Path,
+        lookup: Callable[[str], FileInfo | None],
+        prefix: str = '/images/',
+        accel: str = 'none',
+        accel_prefix: str = '/_imgz_media/',
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        if accel not in ACCEL_MODES:
+            raise ValueError(f'accel must be one of {", ".join(ACCEL_MODES)}, not {accel!r}')
+        if not (prefix.startswith('/') and prefix.endswith('/')):
+            raise ValueError(f'prefix must start and end with "/", not {prefix!r}')
+        self.app = app
+        self.media_root = os.path.abspath(media_root)
+        self.lookup = lookup
+        self.prefix = prefix
+        self.accel = accel
+        self.accel_prefix = accel_prefix
+        self.now = now
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path_info = environ.get('PATH_INFO', '')
+        if not path_info.startswith(self.prefix):
+            return self.app(environ, start_response)
+        relpath = path_info[len(self.prefix):]
+        target = safe_join(self.media_root, relpath) if _RELPATH.fullmatch(relpath) else None
+        if target is None:
+            return self.app(environ, start_response)
+        info = self.lookup(relpath)
+        now = self.now()
+        if info is None or (info.expires_at is not None and info.expires_at <= now):
+            return self.app(environ, start_response)
+        try:
+            st = os.stat(target)
+        except OSError:
+            return self.app(environ, start_response)
+        if not stat.S_ISREG(st.st_mode):
+            return self.app(environ, start_response)
+
+        method = environ.get('REQUEST_METHOD', 'GET')
+        if method not in ('GET', 'HEAD'):
+            return _plain(start_response, '405 Method Not Allowed', 'Method Not Allowed',
+                          [('Allow', 'GET, HEAD')])
+
+        etag = f'{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}'
+        last_modified = datetime.fromtimestamp(st.st_mtime_ns // 1_000_000_000, timezone.utc)
+        headers = [
+            ('Content-Type', info.mime),
+            ('ETag', quote_etag(etag)),
+            ('Last-Modified', http_date(last_modified)),
+            ('Cache-Control', cache_control(info.expires_at, now)),
+            ('Accept-Ranges', 'bytes'),
+            *_SECURITY_HEADERS,
+        ]
+        if self.accel != 'none':
+            return self._accel(start_response, headers, relpath, target)
+
+        if not is_resource_modified(
+            http_if_none_match=environ.get('HTTP_IF_NONE_MATCH'),
+            http_if_modified_since=environ.get('HTTP_IF_MODIFIED_SINCE'),
+            etag=etag,
+            last_modified=last_modified,
+        ):
+            # No Content-Length: waitress sends no body on a 304 and would count it as missing bytes.
+            start_response('304 Not Modified', headers)
+            return []
+
+        size = st.st_size
+        start, stop = 0, size
+        status = '200 OK'
+        # Range is defined for GET only; HEAD answers as for the whole file.
+        if method == 'GET' and if_range_holds(environ.get('HTTP_IF_RANGE'), etag, last_modified):
+            span = byte_span(environ.get('HTTP_RANGE'), size)
+            if span is False:
+                return _plain(start_response, '416 Range Not Satisfiable', 'Range Not Satisfiable',
+                              [('Content-Range', f'bytes */{size}')])
+            if span:
+                start, stop = span
+                status = '206 Partial Content'
+                headers.append(('Content-Range', f'bytes {start}-{stop - 1}/{size}'))
+        headers.append(('Content-Length', str(stop - start)))
+
+        if method == 'HEAD':
+            start_response(status, headers)
+            return []
+        try:
+            file = open(target, 'rb')
+        except OSError:  # removed since the stat
+            return self.app(environ, start_response)
+        try:
+            file.seek(start)
+            start_response(status, headers)
+        except BaseException:
+            file.close()
+            raise
+        return _body(environ, file, start, stop - start, size)
+
+    def _accel(self, start_response: StartResponse, headers: list[tuple[str, str]],
+               relpath: str, target: str) -> Iterable[bytes]:
+        if self.accel == 'nginx':
+            headers.append(('X-Accel-Redirect', self.accel_prefix + relpath))
+        else:
+            # Header values are latin-1 on the wire: send the path's raw bytes, whatever they are.
+            headers.append(('X-Sendfile', os.fsencode(target).decode('latin-1')))
+        headers.append(('Content-Length', '0'))
+        start_response('200 OK', headers)
+        return []
+
+
+def _body(environ: WSGIEnvironment, file: IO[bytes], start: int, length: int,
+          size: int) -> Iterable[bytes]:
+    """The response body for `length` bytes of `file`, already positioned at `start`."""
+    wrapper = environ.get('wsgi.file_wrapper')
+    # waitress's wrapper sends exactly Content-Length bytes from the current position; a generic
+    # one may send to the end of the file, so it only gets whole files.
+    if wrapper is not None and (
+        wrapper is _WAITRESS_FILE_WRAPPER or (start == 0 and length == size)
+    ):
+        return wrapper(file, BLOCK_SIZE)
+    return _FileBody(file, length)
+
+
+def _plain(start_response: StartResponse, status: str, text: str,
+           extra: list[tuple[str, str]]) -> list[bytes]:
+    body = f'{text}\n'.encode()
+    start_response(status, [
+        ('Content-Type', 'text/plain; charset=utf-8'),
+        ('Content-Length', str(len(body))),
+        *extra,
+        *_SECURITY_HEADERS,
+    ])
+    return [body]

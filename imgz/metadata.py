@@ -1,0 +1,389 @@
+"""Lossless metadata removal for stored images: JPEG segments, PNG and WebP chunks, GIF blocks.
+
+Each format is walked structurally and streamed from file to file, so memory stays bounded by one
+JPEG segment or one read chunk. Only whole metadata units are dropped (plus anything after the
+format's end marker); everything kept is copied byte-for-byte, except WebP's RIFF size and VP8X
+flags, which must follow the dropped chunks. A broken structure raises ``InvalidImage``.
+
+Stripping a JPEG drops its EXIF orientation with the rest: the caller decides beforehand whether
+the image must be rotated and re-encoded instead.
+"""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from imgz.errors import InvalidImage
+
+_CHUNK = 1 << 16
+
+_JPEG_KEEP_APP = {0xE0: (b"JFIF\0", b"JFXX\0"), 0xE2: (b"ICC_PROFILE\0",), 0xEE: (b"Adobe",)}
+_PNG_DROP = {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_WEBP_DROP = {b"EXIF", b"XMP "}
+_WEBP_FLAG_EXIF, _WEBP_FLAG_XMP = 0x08, 0x04
+# Looping control, plus the ICC profile extension: colour profiles are kept in every format.
+_GIF_KEEP_APP = {b"NETSCAPE2.0", b"ANIMEXTS1.0", b"ICCRGBG1012"}
+
+
+class _Reader:
+    """A forward-only buffered reader whose every shortfall is a truncated image."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._buf = b""
+        self._pos = 0
+
+    def window(self, n: int = 1) -> bytes:
+        """Return the unread bytes, topped up to at least ``n`` unless the file ends first."""
+        if self._pos:
+            self._buf = self._buf[self._pos:]
+            self._pos = 0
+        while len(self._buf) < n:
+            more = self._f.read(max(_CHUNK, n - len(self._buf)))
+            if not more:
+                break
+            self._buf += more
+        return self._buf
+
+    def advance(self, n: int) -> None:
+        self._pos += n
+
+    def read(self, n: int) -> bytes:
+        if len(self._buf) - self._pos < n and len(self.window(n)) < n:
+            raise InvalidImage()
+        data = self._buf[self._pos:self._pos + n]
+        self._pos += n
+        return data
+
+    def copy(self, n: int, out: BinaryIO | None) -> None:
+        """Move ``n`` bytes to ``out``, or past them when ``out`` is None."""
+        while n:
+            if self._pos == len(self._buf):
+                self._buf, self._pos = self._f.read(_CHUNK), 0
+                if not self._buf:
+                    raise InvalidImage()
+            step = min(n, len(self._buf) - self._pos)
+            if out is not None:
+                out.write(memoryview(self._buf)[self._pos:self._pos + step])
+            self._pos += step
+            n -= step
+
+    def at_end(self) -> bool:
+        return not self.window()
+
+
+class _Discard:
+    """A sink that only pretends to write, for checking a file without copying it."""
+
+    def write(self, data: bytes | memoryview) -> int:
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+
+# --- JPEG ---------------------------------------------------------------------------------------
+
+def _keep_jpeg_segment(marker: int, payload: bytes) -> bool:
+    if marker == 0xFE:
+        return False
+    if 0xE0 <= marker <= 0xEF:
+        return payload.startswith(_JPEG_KEEP_APP.get(marker, ()))
+    return True
+
+
+def _copy_entropy(r: _Reader, out: BinaryIO) -> None:
+    """Copy a scan's entropy-coded data, stopping before the marker that ends it."""
+    while True:
+        buf = r.window(2)
+        if len(buf) < 2:
+            raise InvalidImage()
+        last = len(buf) - 1  # an 0xFF is only judged once the byte after it is in the buffer
+        start = 0
+        while True:
+            i = buf.find(b"\xff", start, last)
+            if i < 0:
+                out.write(memoryview(buf)[:last])
+                r.advance(last)
+                break
+            nxt = buf[i + 1]
+            if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
+                start = i + 2
+            elif nxt == 0xFF:
+                start = i + 1
+            else:
+                out.write(memoryview(buf)[:i])
+                r.advance(i)
+                return
+
+
+def _find_marker(r: _Reader) -> tuple[bool, int]:
+    """Move past the 0xFF run that opens a marker; return (stray bytes skipped, run length).
+
+    A run longer than one byte is legal fill and is written back with the marker.
+    """
+    skipped = False
+    while True:
+        buf = r.window(1)
+        if not buf:
+            raise InvalidImage()
+        at = buf.find(b"\xff")
+        if at == 0:
+            break
+        # libjpeg skips stray bytes between segments with a warning; they carry nothing.
+        skipped = True
+        r.advance(len(buf) if at < 0 else at)
+    fill = 0
+    while True:
+        buf = r.window(1)
+        run = len(buf) - len(buf.lstrip(b"\xff"))
+        fill += run
+        r.advance(run)
+        if run < len(buf):
+            return skipped, fill
+        if not buf:
+            raise InvalidImage()
+
+
+def _walk_jpeg(r: _Reader, out: BinaryIO) -> bool:
+    soi = r.read(2)
+    if soi != b"\xff\xd8":
+        raise InvalidImage()
+    out.write(soi)
+    removed = scanned = False
+    while True:
+        skipped, fill = _find_marker(r)
+        removed |= skipped
+        marker = r.read(1)[0]
+        head = b"\xff" * fill + bytes((marker,))
+        if marker == 0xD9:
+            if not scanned:
+                raise InvalidImage()
+            out.write(head)
+            return removed or not r.at_end()
+        if marker in (0x00, 0xD8):
+            raise InvalidImage()
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            out.write(head)
+            continue
+        size = r.read(2)
+        length = int.from_bytes(size, "big")
+        if length < 2:
+            raise InvalidImage()
+        payload = r.read(length - 2)
+        if not _keep_jpeg_segment(marker, payload):
+            removed = True
+            continue
+        out.write(head + size + payload)
+        if marker == 0xDA:
+            scanned = True
+            _copy_entropy(r, out)
+
+
+# --- PNG ----------------------------------------------------------------------------------------
+
+def _walk_png(r: _Reader, out: BinaryIO) -> bool:
+    signature = r.read(8)
+    if signature != _PNG_SIGNATURE:
+        raise InvalidImage()
+    out.write(signature)
+    removed = False
+    first = True
+    while True:
+        head = r.read(8)
+        length, kind = struct.unpack(">I4s", head)
+        if length > 0x7FFFFFFF or not kind.isalpha() or (first and kind != b"IHDR"):
+            raise InvalidImage()
+        first = False
+        if kind in _PNG_DROP:
+            r.copy(length + 4, None)
+            removed = True
+            continue
+        out.write(head)
+        r.copy(length + 4, out)
+        if kind == b"IEND":
+            return removed or not r.at_end()
+
+
+# --- WebP ---------------------------------------------------------------------------------------
+
+def _walk_webp(r: _Reader, out: BinaryIO) -> bool:
+    head = r.read(12)
+    riff, riff_size, form = struct.unpack("<4sI4s", head)
+    if riff != b"RIFF" or form != b"WEBP" or riff_size < 12:
+        raise InvalidImage()
+    out.write(head)
+    changed = False
+    remaining = riff_size - 4
+    written = 4
+    first = True
+    while remaining:
+        if remaining < 8:
+            raise InvalidImage()
+        chunk_head = r.read(8)
+        fourcc, size = struct.unpack("<4sI", chunk_head)
+        if first and fourcc not in (b"VP8 ", b"VP8L", b"VP8X"):
+            raise InvalidImage()
+        if 8 + size > remaining:
+            raise InvalidImage()
+        # Tolerate a last chunk whose pad byte the writer left out.
+        pad = size & 1 if 8 + size < remaining else 0
+        remaining -= 8 + size + pad
+        if fourcc in _WEBP_DROP:
+            r.copy(size + pad, None)
+            changed = True
+            continue
+        out.write(chunk_head)
+        if first and fourcc == b"VP8X":
+            if size < 1:
+                raise InvalidImage()
+            payload = r.read(size + pad)
+            flags = payload[0] & ~(_WEBP_FLAG_EXIF | _WEBP_FLAG_XMP)
+            changed |= flags != payload[0]
+            out.write(bytes((flags,)) + payload[1:])
+        else:
+            r.copy(size + pad, out)
+        written += 8 + size + pad
+        first = False
+    if written != riff_size:
+        out.seek(4)
+        out.write(struct.pack("<I", written))
+        out.seek(0, 2)
+        changed = True
+    return changed or not r.at_end()
+
+
+# --- GIF ----------------------------------------------------------------------------------------
+
+def _copy_subblocks(r: _Reader, out: BinaryIO | None) -> None:
+    """Copy (or skip) a chain of data sub-blocks through its zero-length terminator."""
+    need = 1
+    while True:
+        buf = r.window(need)
+        if len(buf) < need:
+            raise InvalidImage()
+        i, end = 0, len(buf)
+        while i < end:
+            size = buf[i]
+            if size == 0:
+                if out is not None:
+                    out.write(memoryview(buf)[:i + 1])
+                r.advance(i + 1)
+                return
+            if i + 1 + size > end:
+                break
+            i += 1 + size
+        if out is not None:
+            out.write(memoryview(buf)[:i])
+        r.advance(i)
+        need = 1 if i == end else buf[i] + 1
+
+
+def _color_table_size(flags: int) -> int:
+    return 3 << ((flags & 0x07) + 1) if flags & 0x80 else 0
+
+
+def _walk_gif(r: _Reader, out: BinaryIO) -> bool:
+    head = r.read(13)
+    if head[:6] not in (b"GIF87a", b"GIF89a"):
+        raise InvalidImage()
+    out.write(head)
+    r.copy(_color_table_size(head[10]), out)
+    removed = False
+    while True:
+        introducer = r.read(1)
+        if introducer == b"\x3b":
+            out.write(introducer)
+            return removed or not r.at_end()
+        if introducer == b"\x2c":
+            descriptor = r.read(9)
+            out.write(introducer + descriptor)
+            r.copy(_color_table_size(descriptor[8]), out)
+            out.write(r.read(1))  # LZW minimum code size
+            _copy_subblocks(r, out)
+        elif introducer == b"\x21":
+            label = r.read(1)
+            if label == b"\xfe":
+                _copy_subblocks(r, None)
+                removed = True
+            elif label == b"\xff":
+                size = r.read(1)
+                if size == b"\0":  # an application extension with no data at all
+                    removed = True
+                    continue
+                ident = r.read(size[0])
+                if ident in _GIF_KEEP_APP:
+                    out.write(introducer + label + size + ident)
+                    _copy_subblocks(r, out)
+                else:
+                    _copy_subblocks(r, None)
+                    removed = True
+            else:
+                out.write(introducer + label)
+                _copy_subblocks(r, out)
+        else:
+            raise InvalidImage()
+
+
+# --- files --------------------------------------------------------------------------------------
+
+_WALKERS: dict[str, Callable[[_Reader, BinaryIO], bool]] = {
+    "jpeg": _walk_jpeg, "png": _walk_png, "webp": _walk_webp, "gif": _walk_gif,
+}
+
+
+def _walker(fmt: str) -> Callable[[_Reader, BinaryIO], bool]:
+    try:
+        return _WALKERS[fmt]
+    except KeyError:
+        raise ValueError(f"no lossless metadata removal for {fmt!r}") from None
+
+
+def strip(fmt: str, src: Path, dst: Path) -> bool:
+    """Write src to dst without its metadata; fmt is 'jpeg', 'png', 'webp' or 'gif'.
+
+    Returns True when anything was removed (dst then differs from src), False when dst is a
+    byte-identical copy. Raises InvalidImage when the structure is broken (truncated segment or
+    chunk, bad signature, missing end marker); dst is then deleted.
+    """
+    walk = _walker(fmt)
+    with open(src, "rb") as f:
+        out = open(dst, "wb")
+        try:
+            with out:
+                return walk(_Reader(f), out)
+        except BaseException:
+            Path(dst).unlink(missing_ok=True)
+            raise
+
+
+def has_metadata(fmt: str, path: Path) -> bool:
+    """Tell whether strip would change the file; reads it all, writes nothing.
+
+    Raises InvalidImage for a broken structure, like strip.
+    """
+    walk = _walker(fmt)
+    with open(path, "rb") as f:
+        return walk(_Reader(f), _Discard())  # type: ignore[arg-type]
+
+
+def strip_jpeg(src: Path, dst: Path) -> bool:
+    """Strip a JPEG: keep JFIF, ICC and Adobe segments and the scans; stop at the first EOI."""
+    return strip("jpeg", src, dst)
+
+
+def strip_png(src: Path, dst: Path) -> bool:
+    """Strip a PNG of eXIf, text and tIME chunks; stop after IEND."""
+    return strip("png", src, dst)
+
+
+def strip_webp(src: Path, dst: Path) -> bool:
+    """Strip a WebP of its EXIF and XMP chunks and flags; stop at the RIFF size."""
+    return strip("webp", src, dst)
+
+
+def strip_gif(src: Path, dst: Path) -> bool:
+    """Strip a GIF of comments and of application extensions but looping and ICC ones."""
+    return strip("gif", src, dst)

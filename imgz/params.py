@@ -1,0 +1,96 @@
+"""The rules for the upload endpoint's optional parameters (SPEC §2), as small pure functions."""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from .errors import InvalidParameter
+
+MAX_TITLE = 100
+MAX_DESCRIPTION = 10_000
+MAX_TAG = 32
+MAX_TAGS = 50
+MAX_WIDTH = 100_000
+_WIDTH = re.compile(r"[0-9]+")
+_TITLE_RUNS = re.compile(r"[\s_-]+")
+
+
+def _is_control(ch: str) -> bool:
+    # Cc (C0/C1 controls) and Cf/Cs/Co/Cn (format, surrogates from bad UTF-8, private, unassigned
+    # line/paragraph separators) never belong in a title.
+    return unicodedata.category(ch) in {"Cc", "Cs"} or ch in "\u2028\u2029\u200b\ufeff"
+
+
+def absent(value: str | None) -> bool:
+    """Empty and "0" count as not given (SPEC §2)."""
+    return value is None or value == "" or value == "0"
+
+
+def clean_title(value: str) -> str:
+    text = "".join(" " if ch in "\t\n\r" else ch for ch in value if ch in "\t\n\r" or not _is_control(ch))
+    return " ".join(text.split())[:MAX_TITLE].strip()
+
+
+def title_from_filename(filename: str) -> str:
+    """'Badgers _ animated music video _ MrWeebl.mp4' -> 'Badgers animated music video MrWeebl'."""
+    stem = filename.rsplit(".", 1)[0] if "." in filename.lstrip(".") else filename
+    return clean_title(_TITLE_RUNS.sub(" ", stem))
+
+
+def clean_description(value: str) -> str | None:
+    text = "".join(ch for ch in value if ch in "\n\t" or not _is_control(ch))
+    if len(text) > MAX_DESCRIPTION:
+        raise InvalidParameter("Description too long")
+    text = text.strip()
+    return text or None
+
+
+def parse_tags(value: str | None) -> list[str]:
+    """Comma separated; trimmed, whitespace collapsed; empty, duplicate, long, '/' or '#' dropped; 50 kept."""
+    if not value:
+        return []
+    kept: list[str] = []
+    seen: set[str] = set()
+    for raw in value.split(","):
+        tag = " ".join("".join(ch for ch in raw if not _is_control(ch)).split())
+        if not tag or len(tag) > MAX_TAG or "/" in tag or "#" in tag:
+            continue
+        key = tag.casefold()
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(tag)
+        if len(kept) == MAX_TAGS:
+            break
+    return kept
+
+
+def parse_width(value: str | None) -> int | None:
+    """A whole number from 1 to 100,000, or None when absent; anything else is 400 Invalid width."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if not _WIDTH.fullmatch(text):
+        raise InvalidParameter("Invalid width")
+    width = int(text)
+    if width < 1 or width > MAX_WIDTH:
+        raise InvalidParameter("Invalid width")
+    return width
+
+
+def parse_flag(value: str | None) -> bool:
+    return value is not None and value.strip() == "1"
+
+
+def parse_format(value: str | None) -> str:
+    text = (value or "").strip().lower()
+    return text if text in {"json", "txt", "redirect"} else "json"
+
+
+def client_basename(filename: str | None) -> str:
+    """The client's file name without any directory part, control characters or NULs."""
+    if not filename:
+        return ""
+    base = re.split(r"[\\/]", filename)[-1]
+    base = "".join(ch for ch in base if not _is_control(ch)).strip()
+    return "" if base in {".", ".."} else base[:255]

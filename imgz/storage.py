@@ -1,0 +1,229 @@
+"""Where files live: datefolder paths, stored names, the hashing writer, atomic placement, deletion.
+
+Layout: ``<data>/images/YYYY/MM/DD/<name>.<ext>`` with variants ``<name>.th.<ext>``,
+``<name>.md.<ext>`` and ``<name>.fr.jpeg`` beside it; work files live in ``<data>/tmp`` on the
+same filesystem so finished files are linked into place, never copied. This is the only module
+that builds paths under the data directory.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from anyascii import anyascii
+from werkzeug.security import safe_join
+
+from . import ids
+from .errors import NoStorage, TooBig
+
+CHUNK = 1 << 20
+_FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NAME_RUNS = re.compile(r"[\s_-]+")
+_NAME_DROP = re.compile(r"[^A-Za-z0-9_-]")
+MAX_NAME = 80
+
+
+def images_dir(data: Path) -> Path:
+    return data / "images"
+
+
+def tmp_dir(data: Path) -> Path:
+    return data / "tmp"
+
+
+def prepare(data: Path) -> None:
+    """Create the data layout and empty ``tmp``: what is left there belongs to no finished upload."""
+    images_dir(data).mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir(data)
+    if tmp.exists():
+        for entry in os.scandir(tmp):
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+    tmp.mkdir(parents=True, exist_ok=True)
+
+
+def storage_error(exc: OSError) -> Exception:
+    """Turn a full-disk OSError into NoStorage; return other errors unchanged."""
+    return NoStorage() if exc.errno in _FULL_DISK else exc
+
+
+def free_bytes(data: Path) -> int:
+    stat = os.statvfs(data)
+    return stat.f_bavail * stat.f_frsize
+
+
+class HashingWriter:
+    """A temp file in ``<data>/tmp`` that computes md5 and size while it is written.
+
+    It stops with TooBig past ``limit`` bytes and with NoStorage when the disk is full. Werkzeug
+    uses it as the multipart stream factory, so an upload goes to disk once, hashed on the way.
+    """
+
+    def __init__(self, data: Path, limit: int, limit_mb: float) -> None:
+        fd, name = tempfile.mkstemp(prefix="up-", dir=tmp_dir(data))
+        self.path = Path(name)
+        self._file: IO[bytes] = os.fdopen(fd, "w+b")
+        self._md5 = hashlib.md5()
+        self.size = 0
+        self.limit = limit
+        self.limit_mb = limit_mb
+
+    def write(self, chunk: bytes) -> int:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise TooBig(self.limit_mb)
+        self._md5.update(chunk)
+        try:
+            return self._file.write(chunk)
+        except OSError as exc:
+            raise storage_error(exc) from exc
+
+    def finish(self) -> None:
+        """Flush and fsync what was written."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise storage_error(exc) from exc
+
+    @property
+    def md5(self) -> str:
+        return self._md5.hexdigest()
+
+    def discard(self) -> None:
+        self.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    # Werkzeug's FileStorage reads back and seeks through the stream it was given.
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+def new_work_dir(data: Path) -> Path:
+    return Path(tempfile.mkdtemp(prefix="work-", dir=tmp_dir(data)))
+
+
+def date_folder(moment: datetime) -> str:
+    return moment.strftime("%Y/%m/%d")
+
+
+def clean_name(text: str) -> str:
+    """A file-name-safe ASCII version of text: runs of space, _ and - become one -, no dots."""
+    ascii_text = anyascii(text)
+    joined = _NAME_RUNS.sub("-", ascii_text)
+    kept = _NAME_DROP.sub("", joined)
+    kept = re.sub(r"-{2,}", "-", kept).strip("-")
+    return kept[:MAX_NAME].strip("-")
+
+
+def choose_name(original_stem: str, mode: str, fallback: str, folder: str,
+                reserve: Callable[[str], bool]) -> str:
+    """Pick and reserve a stored name in folder; ``reserve('YYYY/MM/DD/name')`` claims it atomically."""
+    base = clean_name(original_stem) or fallback
+    for attempt in range(64):
+        if mode == "random":
+            name = ids.random_base62(16)
+        elif mode == "original" and attempt == 0:
+            name = base
+        else:
+            suffix = ids.random_base62(8)
+            name = f"{base[:MAX_NAME - 9]}-{suffix}"
+        if reserve(f"{folder}/{name}"):
+            return name
+    raise RuntimeError("could not reserve a stored name")
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def place(data: Path, src: Path, relpath: str) -> Path:
+    """Move a finished work file to ``images/<relpath>`` without ever overwriting a file there.
+
+    The file is fsynced, hard-linked to its final name (which fails if the name exists: the
+    reservation should make that impossible) and the work name removed.
+    """
+    dest = resolve(data, relpath)
+    if dest is None:
+        raise ValueError(f"unsafe stored path {relpath!r}")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fsync_file(src)
+        os.link(src, dest)
+        os.unlink(src)
+    except OSError as exc:
+        raise storage_error(exc) from exc
+    return dest
+
+
+def sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def resolve(data: Path, relpath: str) -> Path | None:
+    """The absolute path of a stored file, or None when relpath would leave images/."""
+    if "\\" in relpath or "\x00" in relpath:
+        return None
+    joined = safe_join(str(images_dir(data)), relpath)
+    return None if joined is None else Path(joined)
+
+
+def delete_files(data: Path, relpaths: list[str]) -> None:
+    for relpath in relpaths:
+        path = resolve(data, relpath)
+        if path is not None:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def file_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def md5_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_bytes(data: Path, payload: bytes, limit: int, limit_mb: float) -> HashingWriter:
+    """Put bytes held in memory (a decoded base64 source) into a hashed temp file."""
+    writer = HashingWriter(data, limit, limit_mb)
+    try:
+        writer.write(payload)
+        writer.finish()
+    except BaseException:
+        writer.discard()
+        raise
+    return writer

@@ -1,0 +1,573 @@
+"""Lossless metadata removal: JPEG segments, PNG and WebP chunks, GIF blocks."""
+from __future__ import annotations
+
+import io
+import random
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import ExifTags, Image, ImageCms, PngImagePlugin
+
+from imgz import metadata
+from imgz.errors import InvalidImage
+
+# --- builders -----------------------------------------------------------------------------------
+
+ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:title>Secret place</dc:title></x:xmpmeta>'
+
+
+def _noise(size: tuple[int, int] = (64, 48), mode: str = "RGB", seed: int = 1) -> Image.Image:
+    """Random pixels, so the compressed data is full of 0xFF bytes and stuffing."""
+    bands = len(mode)
+    return Image.frombytes(mode, size, random.Random(seed).randbytes(size[0] * size[1] * bands))
+
+
+def _save(im: Image.Image, fmt: str, **params) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def _gps_exif(orientation: int = 1) -> Image.Exif:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    exif[ExifTags.Base.Make] = "Phone"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (52.0, 22.0, 1.5)
+    return exif
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _after_soi(jpeg: bytes, *segments: bytes) -> bytes:
+    return jpeg[:2] + b"".join(segments) + jpeg[2:]
+
+
+def _app13_iptc() -> bytes:
+    iptc = b"\x1c\x02\x05" + struct.pack(">H", 6) + b"Secret"
+    block = b"8BIM" + b"\x04\x04" + b"\x00\x00" + struct.pack(">I", len(iptc)) + iptc
+    return _segment(0xED, b"Photoshop 3.0\x00" + block)
+
+
+def _extended_xmp() -> bytes:
+    guid = b"0123456789ABCDEF0123456789ABCDEF"
+    return _segment(0xE1, b"http://ns.adobe.com/xmp/extension/\x00" + guid
+                    + struct.pack(">II", len(XMP), 0) + XMP)
+
+
+def _photo_jpeg(**params) -> bytes:
+    """A JPEG as a phone writes it, before the extra segments are spliced in."""
+    return _save(_noise(), "JPEG", exif=_gps_exif(), xmp=XMP, comment="taken at home",
+                 icc_profile=ICC, **params)
+
+
+def _phone_jpeg() -> tuple[bytes, bytes]:
+    """Return (upload, pillow_output): the upload adds IPTC, extended XMP and a second image."""
+    base = _photo_jpeg()
+    second = _save(_noise(seed=2), "JPEG", exif=_gps_exif())
+    return _after_soi(base, _app13_iptc(), _extended_xmp()) + second, base
+
+
+def _segments(jpeg: bytes) -> list[tuple[int, bytes]]:
+    """The header segments up to and including the first SOS."""
+    found, i = [], 2
+    while True:
+        marker = jpeg[i + 1]
+        length = struct.unpack(">H", jpeg[i + 2:i + 4])[0]
+        found.append((marker, jpeg[i + 4:i + 2 + length]))
+        if marker == 0xDA:
+            return found
+        i += 2 + length
+
+
+def _from_sos(jpeg: bytes) -> bytes:
+    i = 2
+    while jpeg[i + 1] != 0xDA:
+        i += 2 + struct.unpack(">H", jpeg[i + 2:i + 4])[0]
+    return jpeg[i:]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_chunks(png: bytes) -> list[bytes]:
+    kinds, i = [], 8
+    while i < len(png):
+        length, kind = struct.unpack(">I4s", png[i:i + 8])
+        kinds.append(kind)
+        i += 12 + length
+    return kinds
+
+
+def _meta_png() -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "Secret place")
+    info.add_text("Comment", "compressed " * 20, zip=True)
+    info.add_itxt("Description", "in der Küche")
+    info.add(b"tIME", struct.pack(">HBBBBB", 2024, 5, 17, 12, 30, 0))
+    return _save(_noise(), "PNG", pnginfo=info, exif=_gps_exif(), icc_profile=ICC)
+
+
+def _riff_chunks(webp: bytes) -> list[tuple[bytes, bytes]]:
+    """Parse a WebP strictly, checking the RIFF size and the pad bytes."""
+    riff, size, form = struct.unpack("<4sI4s", webp[:12])
+    assert (riff, form, size) == (b"RIFF", b"WEBP", len(webp) - 8)
+    chunks, i = [], 12
+    while i < len(webp):
+        fourcc, length = struct.unpack("<4sI", webp[i:i + 8])
+        chunks.append((fourcc, webp[i + 8:i + 8 + length]))
+        i += 8 + length + (length & 1)
+    assert i == len(webp)
+    return chunks
+
+
+def _webp_chunk(fourcc: bytes, data: bytes) -> bytes:
+    return fourcc + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
+
+
+def _with_chunks(webp: bytes, *chunks: bytes) -> bytes:
+    body = webp[12:] + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
+
+
+def _meta_webp() -> bytes:
+    return _save(_noise(), "WEBP", lossless=True, exif=_gps_exif(), xmp=XMP, icc_profile=ICC)
+
+
+def _frames(count: int = 3) -> list[Image.Image]:
+    return [_noise((24, 16), seed=n).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+            for n in range(count)]
+
+
+def _gif_xmp_extension() -> bytes:
+    # XMP's own layout: raw text, then a "magic trailer" that any sub-block walk ends in.
+    trailer = b"\x01" + bytes(range(255, -1, -1)) + b"\x00"
+    return b"\x21\xff\x0bXMP DataXMP" + XMP + trailer
+
+
+def _gif_header_end(gif: bytes) -> int:
+    flags = gif[10]
+    return 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+
+
+def _meta_gif() -> bytes:
+    frames = _frames()
+    gif = _save(frames[0], "GIF", save_all=True, append_images=frames[1:], loop=0,
+                duration=80, comment=b"taken at home")
+    at = _gif_header_end(gif)
+    return gif[:at] + _gif_xmp_extension() + gif[at:]
+
+
+def _frames_of(data: bytes) -> list[bytes]:
+    with Image.open(io.BytesIO(data)) as im:
+        out = []
+        for n in range(getattr(im, "n_frames", 1)):
+            im.seek(n)
+            out.append(im.convert("RGBA").tobytes())
+        return out
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    """Strip bytes through real files; return (changed, result bytes)."""
+    def run(fmt: str, data: bytes) -> tuple[bool, bytes]:
+        src, dst = tmp_path / "src", tmp_path / "dst"
+        src.write_bytes(data)
+        dst.unlink(missing_ok=True)
+        changed = metadata.strip(fmt, src, dst)
+        return changed, dst.read_bytes()
+    return run
+
+
+# --- JPEG ---------------------------------------------------------------------------------------
+
+def test_phone_jpeg_keeps_scan_data_and_icc_and_loses_the_rest(run):
+    upload, base = _phone_jpeg()
+    changed, out = run("jpeg", upload)
+    assert changed
+    assert _from_sos(out) == _from_sos(base)
+    assert _from_sos(upload).startswith(_from_sos(out))
+    assert out.endswith(b"\xff\xd9") and out.count(b"\xff\xd8") == 1
+    with Image.open(io.BytesIO(out)) as im:
+        assert not im.getexif()
+        assert not {"xmp", "comment", "photoshop", "exif", "mp"} & im.info.keys()
+        assert im.info["icc_profile"] == ICC
+        decoded = im.tobytes()
+    with Image.open(io.BytesIO(upload)) as im:
+        assert decoded == im.tobytes()
+
+
+def test_phone_jpeg_keeps_only_jfif_icc_and_tables(run):
+    upload, _ = _phone_jpeg()
+    _, out = run("jpeg", upload)
+    markers = [marker for marker, _ in _segments(out)]
+    assert [m for m in markers if 0xE0 <= m <= 0xFE] == [0xE0, 0xE2]
+    assert b"Secret" not in out and b"taken at home" not in out and b"Phone" not in out
+
+
+@pytest.mark.parametrize("name, segment, kept", [
+    ("jfif", _segment(0xE0, b"JFIF\x00\x01\x02\x00\x00\x01\x00\x01\x00\x00"), True),
+    ("jfxx", _segment(0xE0, b"JFXX\x00\x13thumb"), True),
+    ("icc", _segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + ICC[:100]), True),
+    ("adobe", _segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x01"), True),
+    ("exif", _segment(0xE1, b"Exif\x00\x00MM\x00*\x00\x00\x00\x08"), False),
+    ("xmp", _segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + XMP), False),
+    ("extended_xmp", _extended_xmp(), False),
+    ("mpf", _segment(0xE2, b"MPF\x00MM\x00*\x00\x00\x00\x08"), False),
+    ("iptc", _app13_iptc(), False),
+    ("avi1", _segment(0xE0, b"AVI1\x00\x00"), False),
+    ("app2_other", _segment(0xE2, b"FPXR\x00\x00"), False),
+    ("app14_other", _segment(0xEE, b"Other"), False),
+    ("app15", _segment(0xEF, b"vendor notes"), False),
+    ("comment", _segment(0xFE, b"a comment"), False),
+])
+def test_jpeg_segment_rule(run, name, segment, kept):
+    plain = _save(_noise(), "JPEG")
+    changed, out = run("jpeg", _after_soi(plain, segment))
+    assert changed is not kept
+    assert (segment in out) is kept
+    assert _from_sos(out) == _from_sos(plain)
+
+
+def test_jpeg_without_metadata_is_copied_byte_for_byte(run, tmp_path):
+    plain = _save(_noise(), "JPEG", icc_profile=ICC)
+    changed, out = run("jpeg", plain)
+    assert changed is False
+    assert out == plain
+    assert metadata.has_metadata("jpeg", tmp_path / "src") is False
+
+
+def test_jpeg_fill_bytes_before_a_marker_are_kept(run):
+    plain = _save(_noise(), "JPEG")
+    at = plain.index(b"\xff\xdb")
+    padded = plain[:at] + b"\xff\xff" + plain[at:]
+    assert run("jpeg", padded) == (False, padded)
+
+
+def test_jpeg_stray_bytes_between_segments_are_dropped(run):
+    plain = _save(_noise(), "JPEG")
+    at = plain.index(b"\xff\xdb")
+    changed, out = run("jpeg", plain[:at] + b"\x00\x17" + plain[at:])
+    assert changed and out == plain
+
+
+def test_progressive_jpeg_keeps_every_scan(run):
+    source = _photo_jpeg(progressive=True)
+    changed, out = run("jpeg", source)
+    assert changed
+    assert out.count(b"\xff\xda") == source.count(b"\xff\xda") > 1
+    assert _from_sos(out) == _from_sos(source)
+    assert _frames_of(out) == _frames_of(source)
+
+
+def test_progressive_jpeg_loses_a_comment_between_scans(run):
+    source = _save(_noise(), "JPEG", progressive=True)
+    at = source.rindex(b"\xff\xda")
+    comment = _segment(0xFE, b"between scans")
+    changed, out = run("jpeg", source[:at] + comment + source[at:])
+    assert changed and out == source
+
+
+def test_jpeg_with_restart_markers_keeps_them(run):
+    source = _photo_jpeg(restart_marker_blocks=1)
+    scan = _from_sos(source)
+    assert any(bytes((0xFF, rst)) in scan for rst in range(0xD0, 0xD8))
+    changed, out = run("jpeg", source)
+    assert changed and _from_sos(out) == scan
+    assert _frames_of(out) == _frames_of(source)
+
+
+def test_jpeg_with_a_second_image_appended_loses_it(run):
+    plain = _save(_noise(), "JPEG")
+    second = _save(_noise(seed=3), "JPEG", exif=_gps_exif())
+    assert run("jpeg", plain + second) == (True, plain)
+
+
+def test_jpeg_trailing_video_bytes_are_dropped(run):
+    plain = _save(_noise(), "JPEG")
+    assert run("jpeg", plain + b"\x00\x00\x00\x18ftypmp42" + bytes(1000)) == (True, plain)
+
+
+# --- PNG ----------------------------------------------------------------------------------------
+
+def test_png_loses_text_exif_and_time_and_keeps_icc(run):
+    source = _meta_png()
+    assert {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME", b"iCCP"} <= set(_png_chunks(source))
+    changed, out = run("png", source)
+    assert changed
+    dropped = {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
+    assert _png_chunks(out) == [k for k in _png_chunks(source) if k not in dropped]
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.info.get("icc_profile") == ICC
+        assert not im.getexif()
+        assert not {"Title", "Comment", "Description", "exif"} & im.info.keys()
+        assert not im.text
+    assert _frames_of(out) == _frames_of(source)
+
+
+@pytest.mark.parametrize("kind, data, kept", [
+    (b"tEXt", b"Author\x00someone", False),
+    (b"zTXt", b"Author\x00\x00" + zlib.compress(b"someone"), False),
+    (b"iTXt", b"Author\x00\x00\x00\x00\x00someone", False),
+    (b"eXIf", b"MM\x00*\x00\x00\x00\x08\x00\x00", False),
+    (b"tIME", struct.pack(">HBBBBB", 2024, 1, 2, 3, 4, 5), False),
+    (b"gAMA", struct.pack(">I", 45455), True),
+    (b"cHRM", bytes(32), True),
+    (b"sRGB", b"\x00", True),
+    (b"pHYs", struct.pack(">IIB", 2835, 2835, 1), True),
+])
+def test_png_chunk_rule(run, kind, data, kept):
+    plain = _save(_noise(), "PNG")
+    chunk = _png_chunk(kind, data)
+    source = plain[:33] + chunk + plain[33:]  # right after IHDR
+    changed, out = run("png", source)
+    assert changed is not kept
+    assert out == (source if kept else plain)
+
+
+def test_png_without_metadata_is_copied_byte_for_byte(run):
+    plain = _save(_noise(), "PNG", icc_profile=ICC)
+    assert run("png", plain) == (False, plain)
+
+
+def test_png_trailing_bytes_are_dropped(run):
+    plain = _save(_noise(), "PNG")
+    assert run("png", plain + b"appended zip archive") == (True, plain)
+
+
+def test_apng_keeps_its_frames(run):
+    frames = [_noise((24, 16), seed=n) for n in range(3)]
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "Secret")
+    source = _save(frames[0], "PNG", save_all=True, append_images=frames[1:], duration=100,
+                   loop=0, pnginfo=info)
+    changed, out = run("png", source)
+    assert changed
+    assert {b"acTL", b"fcTL", b"fdAT"} <= set(_png_chunks(out))
+    assert b"tEXt" not in _png_chunks(out)
+    assert len(_frames_of(out)) == 3 and _frames_of(out) == _frames_of(source)
+
+
+# --- WebP ---------------------------------------------------------------------------------------
+
+def test_webp_loses_exif_and_xmp_and_keeps_icc(run):
+    source = _meta_webp()
+    assert {b"EXIF", b"XMP ", b"ICCP"} <= {c for c, _ in _riff_chunks(source)}
+    changed, out = run("webp", source)
+    assert changed
+    chunks = _riff_chunks(out)
+    assert [c for c, _ in chunks] == [c for c, _ in _riff_chunks(source)
+                                      if c not in (b"EXIF", b"XMP ")]
+    flags = chunks[0][1][0]
+    assert chunks[0][0] == b"VP8X" and flags & 0x0C == 0 and flags & 0x20
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.info.get("icc_profile") == ICC
+        assert not im.getexif() and "xmp" not in im.info
+    assert _frames_of(out) == _frames_of(source)
+
+
+def test_animated_webp_keeps_its_frames(run):
+    frames = [_noise((24, 16), seed=n) for n in range(3)]
+    source = _save(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100,
+                   lossless=True, exif=_gps_exif(), icc_profile=ICC)
+    changed, out = run("webp", source)
+    assert changed
+    kinds = [c for c, _ in _riff_chunks(out)]
+    assert b"EXIF" not in kinds and b"ANIM" in kinds and kinds.count(b"ANMF") == 3
+    assert _frames_of(out) == _frames_of(source)
+
+
+def test_webp_odd_sized_chunks_keep_their_padding(run):
+    plain = _save(_noise(), "WEBP", lossless=True, icc_profile=ICC)
+    unknown = _webp_chunk(b"ABCD", b"odd")
+    source = _with_chunks(plain, _webp_chunk(b"EXIF", b"MM\x00*\x00"), unknown,
+                          _webp_chunk(b"XMP ", b"<x/>\n"))
+    changed, out = run("webp", source)
+    assert changed
+    assert out == _with_chunks(plain, unknown)
+    _riff_chunks(out)
+
+
+def test_webp_without_metadata_is_copied_byte_for_byte(run):
+    plain = _save(_noise(), "WEBP", lossless=True, icc_profile=ICC)
+    assert run("webp", plain) == (False, plain)
+
+
+def test_webp_bytes_past_the_riff_size_are_dropped(run):
+    plain = _save(_noise(), "WEBP", lossless=True)
+    assert run("webp", plain + b"junk") == (True, plain)
+
+
+# --- GIF ----------------------------------------------------------------------------------------
+
+def test_gif_loses_comment_and_xmp_and_keeps_the_loop(run):
+    source = _meta_gif()
+    changed, out = run("gif", source)
+    assert changed
+    assert b"XMP DataXMP" not in out and b"taken at home" not in out
+    assert b"NETSCAPE2.0" in out
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.info.get("loop") == 0 and "comment" not in im.info
+    frames = _frames_of(out)
+    assert len(frames) == 3 and frames == _frames_of(source)
+
+
+@pytest.mark.parametrize("ident, kept", [
+    (b"NETSCAPE2.0", True),
+    (b"ANIMEXTS1.0", True),
+    (b"ICCRGBG1012", True),
+    (b"XMP DataXMP", False),
+    (b"MGK8BIM0000", False),
+])
+def test_gif_application_extension_rule(run, ident, kept):
+    plain = _save(_frames(1)[0], "GIF")
+    at = _gif_header_end(plain)
+    extension = b"\x21\xff\x0b" + ident + b"\x03\x01\x00\x00\x00"
+    source = plain[:at] + extension + plain[at:]
+    changed, out = run("gif", source)
+    assert changed is not kept
+    assert out == (source if kept else plain)
+
+
+def test_gif_keeps_plain_text_and_graphic_control(run):
+    plain = _save(_frames(1)[0], "GIF")
+    at = _gif_header_end(plain)
+    control = b"\x21\xf9\x04\x00\x0a\x00\x00\x00"
+    text = b"\x21\x01\x0c" + bytes(12) + b"\x02hi\x00"
+    source = plain[:at] + control + text + plain[at:]
+    assert run("gif", source) == (False, source)
+
+
+def test_gif_without_metadata_is_copied_byte_for_byte(run):
+    plain = _save(_frames(1)[0], "GIF")
+    assert run("gif", plain) == (False, plain)
+
+
+def test_gif_trailing_bytes_are_dropped(run):
+    plain = _save(_frames(1)[0], "GIF")
+    assert run("gif", plain + b"more") == (True, plain)
+
+
+# --- every format -------------------------------------------------------------------------------
+
+SAMPLES = {
+    "jpeg": lambda: _phone_jpeg()[0],
+    "jpeg_progressive": lambda: _photo_jpeg(progressive=True),
+    "png": _meta_png,
+    "webp": _meta_webp,
+    "gif": _meta_gif,
+}
+
+
+@pytest.mark.parametrize("read_size", [1, 2, 3, 255, 4096])
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_result_does_not_depend_on_the_read_size(run, monkeypatch, sample, read_size):
+    source = SAMPLES[sample]()
+    fmt = sample.split("_")[0]
+    expected = run(fmt, source)
+    monkeypatch.setattr(metadata, "_CHUNK", read_size)
+    assert run(fmt, source) == expected
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_has_metadata_reports_what_strip_would_do(tmp_path, sample):
+    fmt = sample.split("_")[0]
+    path = tmp_path / "in"
+    path.write_bytes(SAMPLES[sample]())
+    assert metadata.has_metadata(fmt, path) is True
+    metadata.strip(fmt, path, tmp_path / "out")
+    assert metadata.has_metadata(fmt, tmp_path / "out") is False
+
+
+@pytest.mark.parametrize("fmt, function", [
+    ("jpeg", metadata.strip_jpeg), ("png", metadata.strip_png),
+    ("webp", metadata.strip_webp), ("gif", metadata.strip_gif),
+])
+def test_format_functions_match_strip(tmp_path, fmt, function):
+    src = tmp_path / "in"
+    src.write_bytes(SAMPLES[fmt]())
+    assert function(src, tmp_path / "a") is metadata.strip(fmt, src, tmp_path / "b") is True
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+
+
+def test_unknown_format_is_a_programming_error(tmp_path):
+    with pytest.raises(ValueError):
+        metadata.strip("bmp", tmp_path / "in", tmp_path / "out")
+
+
+def _jpeg_cut(n: int) -> bytes:
+    return _save(_noise(), "JPEG")[:n]
+
+
+def _set(data: bytes, at: int, value: bytes) -> bytes:
+    return data[:at] + value + data[at + len(value):]
+
+
+CORRUPT = {
+    "jpeg": {
+        "empty": lambda: b"",
+        "signature": lambda: b"\x89PNG" + _save(_noise(), "JPEG")[4:],
+        "cut_in_header": lambda: _jpeg_cut(30),
+        "cut_in_scan": lambda: _jpeg_cut(len(_save(_noise(), "JPEG")) - 40),
+        "no_eoi": lambda: _jpeg_cut(len(_save(_noise(), "JPEG")) - 2),
+        "half_eoi": lambda: _jpeg_cut(len(_save(_noise(), "JPEG")) - 1),
+        "segment_length_below_2": lambda: _after_soi(_save(_noise(), "JPEG"), b"\xff\xfe\x00\x01"),
+        "segment_longer_than_file": lambda: b"\xff\xd8" + b"\xff\xe1\x40\x00Exif",
+        "eoi_before_scan": lambda: b"\xff\xd8" + _segment(0xE0, b"JFIF\x00") + b"\xff\xd9",
+        "second_soi": lambda: _after_soi(_save(_noise(), "JPEG"), b"\xff\xd8"),
+        "only_garbage": lambda: b"\xff\xd8" + bytes(100),
+    },
+    "png": {
+        "empty": lambda: b"",
+        "signature": lambda: b"\x89PNX" + _save(_noise(), "PNG")[4:],
+        "cut_in_chunk": lambda: _save(_noise(), "PNG")[:100],
+        "no_iend": lambda: _save(_noise(), "PNG")[:-12],
+        "cut_iend_crc": lambda: _save(_noise(), "PNG")[:-2],
+        "first_not_ihdr": lambda: _save(_noise(), "PNG")[:8] + _png_chunk(b"tEXt", b"a\x00b")
+        + _save(_noise(), "PNG")[8:],
+        "huge_length": lambda: _set(_save(_noise(), "PNG"), 33, b"\xff\xff\xff\xf0"),
+        "bad_chunk_type": lambda: _set(_save(_noise(), "PNG"), 37, b"I\x00AT"),
+    },
+    "webp": {
+        "empty": lambda: b"",
+        "not_riff": lambda: b"RIFX" + _save(_noise(), "WEBP", lossless=True)[4:],
+        "not_webp": lambda: _set(_save(_noise(), "WEBP", lossless=True), 8, b"WAVE"),
+        "riff_size_past_end": lambda: _save(_noise(), "WEBP", lossless=True)[:-10],
+        "chunk_past_riff": lambda: _with_chunks(_save(_noise(), "WEBP", lossless=True),
+                                                b"EXIF\xff\x00\x00\x00MM"),
+        "riff_too_small": lambda: b"RIFF\x04\x00\x00\x00WEBP",
+        "partial_chunk_header": lambda: _with_chunks(_save(_noise(), "WEBP", lossless=True),
+                                                     b"EXI"),
+        "first_chunk_unknown": lambda: _with_chunks(b"RIFF\x04\x00\x00\x00WEBP",
+                                                    _webp_chunk(b"EXIF", b"MM"),
+                                                    _save(_noise(), "WEBP", lossless=True)[12:]),
+    },
+    "gif": {
+        "empty": lambda: b"",
+        "signature": lambda: b"GIF88a" + _save(_frames(1)[0], "GIF")[6:],
+        "cut_in_screen": lambda: _save(_frames(1)[0], "GIF")[:10],
+        "cut_in_palette": lambda: _save(_frames(1)[0], "GIF")[:20],
+        "cut_in_image": lambda: _save(_frames(1)[0], "GIF")[:-10],
+        "no_trailer": lambda: _save(_frames(1)[0], "GIF")[:-1],
+        "unknown_block": lambda: _save(_frames(1)[0], "GIF")[:-1] + b"\x42;",
+        "cut_in_comment": lambda: _meta_gif()[:_gif_header_end(_meta_gif()) + 40],
+    },
+}
+
+
+@pytest.mark.parametrize("fmt, case", [(f, c) for f, cases in CORRUPT.items() for c in cases])
+def test_broken_file_is_refused_and_leaves_no_output(tmp_path, fmt, case):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.write_bytes(CORRUPT[fmt][case]())
+    with pytest.raises(InvalidImage):
+        metadata.strip(fmt, src, dst)
+    assert not dst.exists()
+    with pytest.raises(InvalidImage):
+        metadata.has_metadata(fmt, src)
