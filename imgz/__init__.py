@@ -99,7 +99,7 @@ def _error_response(status: int, message: str, code: int) -> Response:
     if _is_api():
         fmt = g.get("api_format", "json")
         if fmt in {"txt", "redirect"}:
-            return Response(message, status=status, mimetype="text/plain; charset=utf-8")
+            return Response(message, status=status, content_type="text/plain; charset=utf-8")
         return Response(json.dumps(chevereto.error_body(status, message, code), ensure_ascii=False),
                         status=status, mimetype="application/json")
     html = render_template("error.html", status=status, message=message,

@@ -8,13 +8,14 @@ from flask import Blueprint, Response, current_app, g, request
 
 from . import chevereto, params, sources, storage
 from .auth import actor_for_key, presented_key
-from .errors import EmptySource, InvalidParameter, InvalidURL, TooBig
+from .errors import EmptySource, ImgzError, InvalidParameter, InvalidURL, TooBig
 from .service import Actor, Options
 
 bp = Blueprint("api", __name__)
 
 # Room for the other form fields around a file part or a base64 string.
 FORM_ROOM = 1_000_000
+SMALL_BODY = 1_000_000
 
 
 def body_limit(max_upload: int) -> int:
@@ -60,9 +61,17 @@ def upload() -> Response:
 
     header_key = presented_key(request, form_ready=False)
     actor: Actor | None = None
-    if header_key:
-        actor = actor_for_key(conn, header_key, now)
     limit, limit_mb = cfg.max_upload_bytes, cfg.max_upload_mb
+    if header_key:
+        try:
+            actor = actor_for_key(conn, header_key, now)
+        except ImgzError:
+            # A refused client may not make us spool a large body; a small one is read only to
+            # learn which format the error should be answered in.
+            if (request.content_length or 0) <= SMALL_BODY:
+                request.environ["imgz.stream_factory"] = _stream_factory(writers, SMALL_BODY, limit_mb)
+                g.api_format = params.parse_format(param("format"))
+            raise
     if request.content_length is not None and request.content_length > body_limit(limit):
         raise TooBig(limit_mb)
     service.check_free_space()
@@ -104,7 +113,7 @@ def upload() -> Response:
     image = chevereto.image_object(upload, site, delete_secret=secret, now=now)
     fmt = g.api_format
     if fmt == "txt":
-        return current_app.response_class(image["url"], mimetype="text/plain; charset=utf-8")
+        return current_app.response_class(image["url"], content_type="text/plain; charset=utf-8")
     if fmt == "redirect":
         response = current_app.response_class("", status=302)
         response.headers["Location"] = image["path_viewer"]

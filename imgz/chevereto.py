@@ -120,7 +120,8 @@ def image_object(upload: Upload, site: Site, *, delete_secret: str | None = None
         display_url, display_w, display_h = frame["url"], upload.frame_width, upload.frame_height
     else:
         display_url, display_w, display_h = original["url"], upload.width, upload.height
-    chain = 8 | 1 | (2 if upload.medium_size else 0) | (16 if upload.kind == "video" else 4)
+    # 8 would announce a kept copy of the source besides the stored file; imgz keeps none.
+    chain = 4 | 1 | (2 if upload.medium_size else 0) | (16 if upload.kind == "video" else 0)
     short = site.base_url + short_path(upload, site)
     path_viewer = viewer_path(upload, site)
     title_short = truncate_title(upload.title)

@@ -6,7 +6,6 @@ variable ``IMGZ_<NAME>``; a few common ones also have command-line flags. A bad 
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass, fields
@@ -76,10 +75,10 @@ def _route(text: str) -> str:
 
 
 def _nets(text: str) -> tuple[str, ...]:
+    from .fetch import parse_allow_nets
+
     items = tuple(part.strip() for part in re.split(r"[,\s]+", text) if part.strip())
-    for item in items:
-        if re.fullmatch(r"[0-9a-fA-F:.]+(/\d+)?", item) and any(c in item for c in ".:"):
-            ipaddress.ip_network(item, strict=False)
+    parse_allow_nets(items)
     return items
 
 

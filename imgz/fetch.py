@@ -45,9 +45,11 @@ _HOST_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?")
 
 @dataclass(frozen=True)
 class Fetched:
-    url: str
-    filename: str
-    content_type: str | None
+    """What a finished download tells besides its bytes."""
+
+    url: str                    # the final URL, after redirects
+    filename: str               # its last path segment, percent-decoded ('' when none); not cleaned
+    content_type: str | None    # as the server said; never trusted for the type
 
 
 @dataclass(frozen=True)

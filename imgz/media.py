@@ -15,6 +15,7 @@ import shutil
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from PIL import ExifTags, Image, JpegImagePlugin, TiffImagePlugin
@@ -128,8 +129,9 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int,
                 max_animation_pixels: int) -> ImageProbe:
     """Read an image's header and metadata without decoding its pixels.
 
-    Raises ImageTooLarge past either limit (for GIF the canvas every frame will need, measured
-    before Pillow opens it), InvalidImage when the file cannot be read.
+    Raises ImageTooLarge past either limit, InvalidImage when the file cannot be read. GIF and
+    WebP sizes are read before Pillow opens them: opening already allocates a WebP canvas, and a
+    GIF frame may reach beyond the screen it declares.
     """
     def check(frames: int, width: int, height: int) -> None:
         if width * height > max_pixels or frames * width * height > max_animation_pixels:
@@ -139,6 +141,8 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int,
     if fmt == 'gif':
         gif_frames, width, height = _gif_canvas(path)
         check(gif_frames, width, height)
+    elif fmt == 'webp' and (canvas := _webp_canvas(path)):
+        check(1, *canvas)
     try:
         with Image.open(path, formats=[_PIL_FORMAT[fmt]]) as im:
             width, height = im.size
@@ -147,11 +151,28 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int,
             animated = frames > 1 and fmt in _ANIMATABLE
             check(frames if animated else 1, width, height)
             info = dict(im.info)
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge() from None
     except _DECODE_ERRORS:
         raise InvalidImage() from None
     return _probe_metadata(info, fmt, width, height, frames, animated)
+
+
+def _webp_canvas(path: Path) -> tuple[int, int] | None:
+    """The canvas a WebP declares in its first chunk (extended, lossy or lossless header)."""
+    with open(path, 'rb') as f:
+        head = f.read(30)
+    if len(head) < 30:
+        return None
+    chunk = head[12:16]
+    if chunk == b'VP8X':
+        return 1 + int.from_bytes(head[24:27], 'little'), 1 + int.from_bytes(head[27:30], 'little')
+    if chunk == b'VP8 ':
+        return int.from_bytes(head[26:28], 'little') & 0x3FFF, int.from_bytes(head[28:30], 'little') & 0x3FFF
+    if chunk == b'VP8L':
+        bits = int.from_bytes(head[21:25], 'little')
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None
 
 
 def _gif_canvas(path: Path) -> tuple[int, int, int]:
@@ -227,13 +248,14 @@ def _decode_bytes(raw: bytes) -> str:
 
 def _exif_text(value: object) -> object:
     """Pillow reads EXIF ASCII as Latin-1; phones write UTF-8 there, so undo that when it fits."""
-    if isinstance(value, str):
+    if isinstance(value, bytes):
+        value = _decode_bytes(value)
+    elif isinstance(value, str):
         try:
             value = value.encode('latin-1').decode('utf-8')
         except UnicodeError:
             pass
-        return value.replace('\x00', '').strip()
-    return value
+    return value.replace('\x00', '').strip() if isinstance(value, str) else value
 
 
 def _load_exif(raw: object) -> Image.Exif | None:
@@ -246,7 +268,7 @@ def _load_exif(raw: object) -> Image.Exif | None:
         exif.get_ifd(_GPS_IFD)
     except Exception:  # damaged EXIF is ignored like absent EXIF, never fatal to the upload
         return None
-    return exif
+    return exif if len(exif) else None
 
 
 def _parse_xmp(raw: object) -> ET.Element | None:
@@ -444,11 +466,12 @@ def draft_request(probe: ImageProbe, plan: _Plan) -> tuple[int, int] | None:
     """
     tw, th = plan.target
     if plan.reencode:
-        need = 1.0  # the stored original itself, at the target size
+        need = Fraction(1)  # the stored original itself, at the target size
     else:
-        need = max(MEDIUM_WIDTH / tw if plan.medium else 0.0, plan.thumb_side / min(tw, th))
+        need = max(Fraction(MEDIUM_WIDTH, tw) if plan.medium else Fraction(0),
+                   Fraction(plan.thumb_side, min(tw, th)))
     ow, oh = oriented_size(probe)
-    scale = need * tw / ow
+    scale = need * Fraction(tw, ow)  # exact: a float 500.00000001 would ceil to 501
     if scale >= 1:
         return None
     request = (max(1, math.ceil(ow * scale)), max(1, math.ceil(oh * scale)))
@@ -530,6 +553,8 @@ def _decode_animation(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: _P
         if thumb is None:
             source = medium.frames[0] if medium is not None and plan.thumb_from_medium else frame
             thumb = _square(source, plan.thumb_side)
+            if thumb.getchannel('A').getextrema()[0] == 255:
+                thumb = thumb.convert('RGB')  # frames are decoded as RGBA; an opaque still needs no alpha
     assert thumb is not None
     return original, medium, thumb
 
@@ -616,7 +641,7 @@ def render_image(src: Path, probe: ImageProbe, *, work_dir: Path, ext: str,
                 original, medium, thumb = _decode_animation(im, probe, plan)
             else:
                 original, medium, thumb = _decode_still(im, probe, plan, out_fmt)
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge() from None
     except _DECODE_ERRORS:
         raise InvalidImage() from None

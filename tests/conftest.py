@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +25,8 @@ class LiveServer:
 
     def __init__(self, data: Path, env: dict[str, str] | None = None) -> None:
         self.data = data
+        # A fresh data dir prints its first key on stdout; wait for it as well as for the port.
+        expect_key = not (data / "imgz.db").exists()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}
         full_env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})
@@ -38,7 +42,7 @@ class LiveServer:
         self.port = 0
         self.key = ""
         deadline = time.monotonic() + 30
-        while not self.port:
+        while not self.port or (expect_key and not self.key):
             try:
                 name, line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
@@ -78,19 +82,19 @@ class LiveServer:
         return subprocess.run([sys.executable, str(ROOT / "app.py"), "--data", str(self.data), *args],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
 
-    def upload(self, source: Any = None, *, filename: str = "file.png", key: Any = "default",
+    def upload(self, source: Any = None, *, filename: str = "file.png", api_key: Any = "default",
                path: str = "/api/1/upload", method: str = "POST", field: str = "source",
                content_type: str | None = None, params: dict | None = None,
                headers: dict | None = None, **fields: Any) -> requests.Response:
         """Upload with a real HTTP client. bytes go as a multipart file part, str as a form field.
 
-        ``key='default'`` sends this server's first key in X-API-Key; None sends none.
+        ``api_key='default'`` sends this server's first key in X-API-Key; None sends none.
         """
         hdrs = dict(headers or {})
-        if key == "default":
+        if api_key == "default":
             hdrs["X-API-Key"] = self.key
-        elif key is not None:
-            hdrs["X-API-Key"] = key
+        elif api_key is not None:
+            hdrs["X-API-Key"] = api_key
         data = {k: v for k, v in fields.items() if v is not None}
         files = None
         if isinstance(source, (bytes, bytearray)):
@@ -140,3 +144,13 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
     yield start
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def webhost() -> Iterator[Any]:
+    """An HTTP server on 127.0.0.1 serving what a test registers, for URL sources."""
+    from webhost import WebHost
+
+    host = WebHost()
+    yield host
+    host.close()

@@ -65,7 +65,7 @@ def screenshot(w: int = 1920, h: int = 1080, *, seed: int = 0) -> bytes:
             word = rng.randrange(20, 90)
             draw.line((x, y, x + word, y), fill=(30, 30, 30), width=2)
             x += word + 8
-    return _encode(im, "PNG")
+    return encode(im, "PNG")
 
 
 def icc_profile() -> bytes:
@@ -94,6 +94,8 @@ def exif_bytes(*, orientation: int | None = None, description: str | None = None
         ifd, tag = _EXIF_TAGS[name]
         if name == "xp_title":
             value = value.encode("utf-16-le") + b"\0\0"
+        elif isinstance(value, str) and not ifd:
+            value = value.encode("utf-8")  # as phones write ASCII tags; Pillow would put '?'
         (exif.get_ifd(ifd) if ifd else exif)[tag] = value
     if gps is not None:
         lat, lon = gps
@@ -146,7 +148,8 @@ def iptc_segment(*, object_name: str | None = None, caption: str | None = None) 
     return b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload
 
 
-def _encode(im: Image.Image, fmt: str, **params: object) -> bytes:
+def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
+    """Save an image to bytes; parameters that are None are left out."""
     out = io.BytesIO()
     im.save(out, fmt, **{k: v for k, v in params.items() if v is not None})
     return out.getvalue()
@@ -167,7 +170,7 @@ def png(w: int, h: int, *, color: object = None, mode: str = "RGB",
         info.add_itxt(key, value)
     if xmp is not None:
         info.add_itxt("XML:com.adobe.xmp", xmp.decode())
-    return _encode(_base(w, h, color, mode), "PNG", pnginfo=info, exif=exif,
+    return encode(_base(w, h, color, mode), "PNG", pnginfo=info, exif=exif,
                    icc_profile=_srgb_icc() if icc else None)
 
 
@@ -182,7 +185,7 @@ def jpeg(w: int, h: int, *, color: object = None, mode: str = "RGB", exif: bytes
             extra.load(exif)
         extra[0x0112] = orientation
         exif = b"Exif\x00\x00" + extra.tobytes()
-    data = _encode(_base(w, h, color, mode), "JPEG", quality=quality, progressive=progressive,
+    data = encode(_base(w, h, color, mode), "JPEG", quality=quality, progressive=progressive,
                    exif=exif, icc_profile=_srgb_icc() if icc else None, xmp=xmp,
                    comment=comment, subsampling=subsampling)
     if iptc is not None:
@@ -206,7 +209,7 @@ def gif(w: int, h: int, frames: int = 1, *, duration: int = 80, loop: int | None
         comment: bytes | None = None) -> bytes:
     """A GIF; with frames > 1 an animation looping forever unless ``loop`` is None."""
     first, *rest = [im.convert("P", palette=Image.Palette.ADAPTIVE) for im in _frames(w, h, frames)]
-    return _encode(first, "GIF", save_all=bool(rest), append_images=rest, duration=duration,
+    return encode(first, "GIF", save_all=bool(rest), append_images=rest, duration=duration,
                    loop=loop if rest else None, comment=comment)
 
 
@@ -214,7 +217,7 @@ def webp(w: int, h: int, frames: int = 1, *, lossless: bool = True, exif: bytes 
          icc: bool = False, xmp: bytes | None = None, mode: str = "RGB") -> bytes:
     """A WebP, animated when frames > 1."""
     first, *rest = _frames(w, h, frames, mode)
-    return _encode(first, "WEBP", save_all=bool(rest), append_images=rest, duration=80,
+    return encode(first, "WEBP", save_all=bool(rest), append_images=rest, duration=80,
                    lossless=lossless, exif=exif, icc_profile=_srgb_icc() if icc else None,
                    xmp=xmp)
 
@@ -222,18 +225,18 @@ def webp(w: int, h: int, frames: int = 1, *, lossless: bool = True, exif: bytes 
 def apng(w: int, h: int, frames: int, *, mode: str = "RGBA") -> bytes:
     """An animated PNG."""
     first, *rest = _frames(w, h, frames, mode)
-    return _encode(first, "PNG", save_all=True, append_images=rest, duration=80, loop=0)
+    return encode(first, "PNG", save_all=True, append_images=rest, duration=80, loop=0)
 
 
 def avif(w: int, h: int, *, exif: bytes | None = None, xmp: bytes | None = None,
          icc: bool = False) -> bytes:
     """A still AVIF, fast to encode."""
-    return _encode(picture(w, h), "AVIF", speed=10, exif=exif, xmp=xmp,
+    return encode(picture(w, h), "AVIF", speed=10, exif=exif, xmp=xmp,
                    icc_profile=_srgb_icc() if icc else None)
 
 
 def bmp(w: int, h: int, *, mode: str = "RGB") -> bytes:
-    return _encode(picture(w, h, mode=mode), "BMP")
+    return encode(picture(w, h, mode=mode), "BMP")
 
 
 def png_header(w: int, h: int) -> bytes:
@@ -244,6 +247,13 @@ def png_header(w: int, h: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
             + chunk(b"IEND", b""))
+
+
+def webp_header(w: int, h: int) -> bytes:
+    """A WebP whose extended header declares a w×h canvas, followed by no image at all."""
+    vp8x = b"\0\0\0\0" + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x
+    return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
 _VIDEO_ARGS = {

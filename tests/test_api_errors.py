@@ -1,0 +1,215 @@
+"""Bad input, one case per rule of SPEC §2: the precise error, and nothing stored."""
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+
+import pytest
+import requests
+
+import media
+from conftest import LiveServer
+from contract import assert_error
+
+LIMIT_MB = 1
+PNG = media.png(32, 24)
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory, webhost) -> LiveServer:
+    """A server with small limits so over-limit cases stay fast."""
+    srv = LiveServer(tmp_path_factory.mktemp("strict"), {
+        "IMGZ_MAX_UPLOAD_MB": str(LIMIT_MB), "IMGZ_MAX_ANIMATION_PIXELS": "1000000",
+        "IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "2"})
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def nothing_stored(strict):
+    """Checks after the test that no row and no file (stored or temporary) was added."""
+    rows, files = strict.rows(), strict.stored_files()
+    yield
+    assert strict.rows() == rows
+    assert strict.stored_files() == files
+    assert strict.tmp_files() == []
+
+
+def _zip() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("a.txt", "hello")
+    return out.getvalue()
+
+
+def _pdf() -> bytes:
+    return b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+
+
+BAD_FILES = {
+    "text": (b"just some text\n", 415, 612, "Invalid file type"),
+    "html": (b"<!doctype html><script>alert(1)</script>", 415, 612, "Invalid file type"),
+    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', 415, 612,
+            "Invalid file type"),
+    "pdf": (_pdf(), 415, 612, "Invalid file type"),
+    "zip": (_zip(), 415, 612, "Invalid file type"),
+    "php-named-jpg": (b"<?php system($_GET['c']); ?>", 415, 612, "Invalid file type"),
+    "truncated-jpeg": (media.jpeg(200, 150)[:1500], 400, 400, "Invalid image"),
+    "corrupt-png": (PNG[:40] + b"\x00" * 200 + PNG[240:], 400, 400, "Invalid image"),
+    "png-60000x60000": (media.png_header(60000, 60000), 400, 400, "Image too large"),
+    "gif-over-animation-limit": (media.gif(100, 100, frames=101), 400, 400, "Image too large"),
+    "zero-bytes": (b"", 400, 130, "Empty upload source"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_file(strict, nothing_stored, case):
+    data, status, code, message = BAD_FILES[case]
+    assert_error(strict.upload(data, filename="x.jpg"), status, code, message)
+
+
+@pytest.mark.parametrize("fields,status,code,message", [
+    pytest.param({}, 400, 130, "Empty upload source", id="no-source"),
+    pytest.param({"source": ""}, 400, 130, "Empty upload source", id="empty-source"),
+    pytest.param({"source": "not base64!!"}, 400, 120, "Invalid base64 string", id="bad-base64"),
+    pytest.param({"source": "ftp://example.com/a.png"}, 400, 120, "Invalid base64 string", id="ftp"),
+    pytest.param({"source": "Zm9v="}, 415, 612, "Invalid file type", id="base64-of-text"),
+])
+def test_bad_source_value(strict, nothing_stored, fields, status, code, message):
+    assert_error(strict.upload(**fields), status, code, message)
+
+
+@pytest.mark.parametrize("width", ["-5", "0", "1.5", "abc", "999999", "1e3", " "])
+def test_bad_width(strict, nothing_stored, width):
+    assert_error(strict.upload(PNG, width=width), 400, 400, "Invalid width")
+
+
+def test_description_too_long(strict, nothing_stored):
+    assert_error(strict.upload(PNG, description="d" * 10_001), 400, 400, "Description too long")
+
+
+def test_description_of_exactly_the_limit_is_fine(strict):
+    response = strict.upload(PNG, description="d" * 10_000)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("name,message", [("album_id", "Album not found"),
+                                          ("category_id", "Invalid category")])
+def test_organisation_parameters_not_yet_known(strict, nothing_stored, name, message):
+    assert_error(strict.upload(PNG, **{name: "abc"}), 400, 400, message)
+
+
+def test_over_limit_file(strict, nothing_stored):
+    data = b"\x89PNG\r\n\x1a\n" + b"\0" * (LIMIT_MB * 1_000_000)
+    assert_error(strict.upload(data), 413, 400, f"File too big - max {LIMIT_MB} MB")
+
+
+def test_over_limit_base64(strict, nothing_stored):
+    data = b"\x89PNG\r\n\x1a\n" + b"\0" * (LIMIT_MB * 1_000_000)
+    assert_error(strict.upload(base64.b64encode(data).decode()), 413, 400,
+                 f"File too big - max {LIMIT_MB} MB")
+
+
+def test_far_over_limit_base64_is_json_too(strict, nothing_stored):
+    data = b"\0" * (LIMIT_MB * 1_000_000 * 2)
+    assert_error(strict.upload(base64.b64encode(data).decode()), 413, 400)
+
+
+def test_just_under_the_limit_is_accepted(strict):
+    big = media.png(600, 560)  # noise does not compress: close to 1 MB
+    assert len(big) < LIMIT_MB * 1_000_000
+    assert strict.upload(big).status_code == 200
+
+
+def test_missing_key(strict, nothing_stored):
+    assert_error(strict.upload(PNG, api_key=None), 401, 100, "No key provided")
+
+
+def test_wrong_key(strict, nothing_stored):
+    assert_error(strict.upload(PNG, api_key="imgz_wrong"), 401, 100, "Invalid API key.")
+
+
+def test_wrong_key_in_field(strict, nothing_stored):
+    assert_error(strict.upload(PNG, api_key=None, key="imgz_wrong"), 401, 100, "Invalid API key.")
+
+
+def test_revoked_key(strict):
+    key = strict.command("key", "create", "--label", "soon revoked").stdout.strip()
+    assert strict.upload(PNG, api_key=key).status_code == 200
+    listing = strict.command("key", "list").stdout
+    key_id = [line.split("\t")[0] for line in listing.splitlines() if "soon revoked" in line][0]
+    assert strict.command("key", "revoke", key_id).returncode == 0
+    rows = strict.rows()
+    assert_error(strict.upload(PNG, api_key=key), 401, 100, "Invalid API key.")
+    assert strict.rows() == rows
+
+
+def test_use_file_date_needs_an_admin_key(strict, nothing_stored):
+    strict.command("user", "add", "alice")
+    key = strict.command("key", "create", "--user", "alice").stdout.strip()
+    assert_error(strict.upload(PNG, api_key=key, use_file_date="1"), 403, 403)
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.2:{port}/a.png",
+    "http://[::1]:{port}/a.png",
+    "http://[::ffff:127.0.0.2]:{port}/a.png",
+    "http://10.0.0.1/a.png",
+    "http://169.254.169.254/latest/meta-data",
+    "http://2130706434:{port}/a.png",
+    "http://0177.0.0.2:{port}/a.png",
+    "http://0.0.0.0:{port}/a.png",
+])
+def test_url_to_private_address(strict, webhost, nothing_stored, url):
+    response = strict.upload(url.format(port=webhost.port))
+    assert_error(response, 400, 622, "Invalid image URL: address not allowed")
+
+
+def test_url_redirecting_to_private_address(strict, webhost, nothing_stored):
+    url = webhost.add("/jump.png", status=302, location=f"http://127.0.0.2:{webhost.port}/a.png")
+    assert_error(strict.upload(url), 400, 622, "Invalid image URL: address not allowed")
+
+
+def test_url_trickling_past_the_deadline(strict, webhost, nothing_stored):
+    url = webhost.add("/slow.png", body=PNG, trickle=1.0)
+    assert_error(strict.upload(url), 400, 622, "Invalid image URL: timed out")
+
+
+def test_url_larger_than_the_limit(strict, webhost, nothing_stored):
+    url = webhost.add("/huge.png", body=b"\0" * (LIMIT_MB * 1_000_000 + 10))
+    assert_error(strict.upload(url), 400, 622, "Invalid image URL: too large")
+
+
+def test_url_lying_about_its_length_never_gets_past_the_limit(strict, webhost, nothing_stored):
+    # Announces 100 bytes and sends far more: only what was announced is read, which is no image.
+    url = webhost.add("/liar.png", body=PNG + b"\0" * (LIMIT_MB * 1_000_000 + 10), content_length=100)
+    response = strict.upload(url)
+    assert response.status_code in {400, 415}
+    assert response.json()["error"]["code"] in {400, 612}
+
+
+def test_url_answering_404(strict, webhost, nothing_stored):
+    assert_error(strict.upload(webhost.url("/missing.png")), 400, 622, "Invalid image URL: HTTP 404")
+
+
+def test_url_sources_can_be_turned_off(make_server, webhost):
+    srv = make_server(url_sources="0", url_allow_nets="127.0.0.1/32")
+    url = webhost.add("/fine.png", body=PNG)
+    assert_error(srv.upload(url), 400, 622)
+    assert srv.rows() == 0
+
+
+@pytest.mark.parametrize("method,path,status", [
+    ("GET", "/api/1/nothing", 404),
+    ("GET", "/api/2/upload", 404),
+    ("PUT", "/api/1/upload", 405),
+    ("DELETE", "/api/1/upload/", 405),
+])
+def test_framework_errors_on_api_paths_are_json(strict, method, path, status):
+    response = requests.request(method, strict.url + path, timeout=10)
+    assert_error(response, status, status)
+
+
+def test_server_still_answers_after_all_that(strict):
+    assert strict.upload(PNG).status_code == 200
