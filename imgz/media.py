@@ -23,63 +23,65 @@ from PIL import ExifTags, Image, JpegImagePlugin, TiffImagePlugin
 from imgz import metadata
 from imgz.errors import ImageTooLarge, InvalidImage
 
-MIME = {'jpeg': 'image/jpeg', 'png': 'image/png', 'gif': 'image/gif', 'webp': 'image/webp',
-        'avif': 'image/avif', 'bmp': 'image/bmp', 'mp4': 'video/mp4', 'webm': 'video/webm',
-        'mov': 'video/quicktime'}
+MIME = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
+        "avif": "image/avif", "bmp": "image/bmp", "mp4": "video/mp4", "webm": "video/webm",
+        "mov": "video/quicktime"}
 
 THUMB_SIDE = 320
 MEDIUM_WIDTH = 500
 
-_PIL_FORMAT = {'jpeg': 'JPEG', 'png': 'PNG', 'gif': 'GIF', 'webp': 'WEBP', 'avif': 'AVIF',
-               'bmp': 'BMP'}
-_EXT_FORMAT = {'jpg': 'jpeg', 'jpeg': 'jpeg', 'png': 'png', 'gif': 'gif', 'webp': 'webp',
-               'avif': 'avif'}
-_ANIMATABLE = {'gif', 'png', 'webp'}
+_PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "avif": "AVIF",
+               "bmp": "BMP"}
+_EXT_FORMAT = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp": "webp",
+               "avif": "avif"}
+_ANIMATABLE = {"gif", "png", "webp"}
 _RESAMPLE = dict(resample=Image.LANCZOS, reducing_gap=3.0)
 # What a damaged file makes Pillow raise while opening or decoding it.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
 
-_MP4_BRANDS = {b'isom', b'iso2', b'iso3', b'iso4', b'iso5', b'iso6', b'mp41', b'mp42',
-               b'avc1', b'M4V ', b'dash', b'MSNV'}
+_MP4_BRANDS = {b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso7", b"iso8", b"iso9",
+               b"mp41", b"mp42", b"avc1", b"M4V ", b"dash", b"MSNV"}
 # QuickTime files from before 'ftyp' existed open directly with one of these atoms.
-_LEGACY_MOV_ATOMS = {b'moov', b'mdat', b'wide'}
+_LEGACY_MOV_ATOMS = {b"moov", b"mdat", b"wide"}
 _BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
 
 
 def sniff(path: Path) -> str | None:
-    """The format from the first bytes: 'jpeg','png','gif','webp','avif','bmp','mp4','webm','mov' or None."""
-    with open(path, 'rb') as f:
+    """The format from the first bytes: 'jpeg', 'png', 'gif', 'webp', 'avif', 'bmp', 'mp4',
+    'webm', 'mov', or None for anything else (SVG, HTML, PDF, ZIP, text...)."""
+    with open(path, "rb") as f:
         head = f.read(4096)
-    if head.startswith(b'\xff\xd8\xff'):
-        return 'jpeg'
-    if head.startswith(b'\x89PNG\r\n\x1a\n'):
-        return 'png'
-    if head[:6] in (b'GIF87a', b'GIF89a'):
-        return 'gif'
-    if head[:4] == b'RIFF' and head[8:12] == b'WEBP':
-        return 'webp'
-    if head[:2] == b'BM' and len(head) >= 18 and int.from_bytes(head[14:18], 'little') in _BMP_HEADER_SIZES:
-        return 'bmp'
-    if head[4:8] == b'ftyp':
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    # "BM" alone starts plenty of text; the DIB header size must be one of the known ones too.
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+        return "bmp"
+    if head[4:8] == b"ftyp":
         return _ftyp_format(head)
     if head[4:8] in _LEGACY_MOV_ATOMS:
-        return 'mov'
-    if head.startswith(b'\x1a\x45\xdf\xa3') and _ebml_doctype(head) == b'webm':
-        return 'webm'
+        return "mov"
+    if head.startswith(b"\x1a\x45\xdf\xa3") and _ebml_doctype(head) == b"webm":
+        return "webm"
     return None
 
 
 def _ftyp_format(head: bytes) -> str | None:
     """The major brand decides; an unknown one (e.g. 'mif1') defers to the compatible brands."""
-    end = min(int.from_bytes(head[:4], 'big'), len(head))
+    end = min(int.from_bytes(head[:4], "big"), len(head))
     brands = [head[8:12]] + [head[i:i + 4] for i in range(16, end - 3, 4)]
     for brand in brands:
-        if brand in (b'avif', b'avis'):
-            return 'avif'
-        if brand == b'qt  ':
-            return 'mov'
-        if brand in _MP4_BRANDS or brand.startswith(b'3gp'):
-            return 'mp4'
+        if brand in (b"avif", b"avis"):
+            return "avif"
+        if brand == b"qt  ":
+            return "mov"
+        if brand in _MP4_BRANDS or brand[:3] in (b"3gp", b"3g2"):
+            return "mp4"
     return None
 
 
@@ -88,8 +90,8 @@ def _vint(data: bytes, pos: int) -> tuple[int, int, int]:
     first = data[pos]
     length = 9 - first.bit_length()
     if length > 8:
-        raise ValueError('bad EBML vint')
-    raw = int.from_bytes(data[pos:pos + length], 'big')
+        raise ValueError("bad EBML vint")
+    raw = int.from_bytes(data[pos:pos + length], "big")
     return raw, raw & ~(1 << (7 * length)), pos + length
 
 
@@ -138,16 +140,16 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int,
             raise ImageTooLarge()
 
     gif_frames = None
-    if fmt == 'gif':
+    if fmt == "gif":
         gif_frames, width, height = _gif_canvas(path)
         check(gif_frames, width, height)
-    elif fmt == 'webp' and (canvas := _webp_canvas(path)):
+    elif fmt == "webp" and (canvas := _webp_canvas(path)):
         check(1, *canvas)
     try:
         with Image.open(path, formats=[_PIL_FORMAT[fmt]]) as im:
             width, height = im.size
             # A JPEG's further MPO images are appended extras, dropped with the trailing bytes.
-            frames = gif_frames or (1 if fmt == 'jpeg' else getattr(im, 'n_frames', 1))
+            frames = gif_frames or (1 if fmt == "jpeg" else getattr(im, "n_frames", 1))
             animated = frames > 1 and fmt in _ANIMATABLE
             check(frames if animated else 1, width, height)
             info = dict(im.info)
@@ -160,38 +162,39 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int,
 
 def _webp_canvas(path: Path) -> tuple[int, int] | None:
     """The canvas a WebP declares in its first chunk (extended, lossy or lossless header)."""
-    with open(path, 'rb') as f:
+    with open(path, "rb") as f:
         head = f.read(30)
     if len(head) < 30:
         return None
     chunk = head[12:16]
-    if chunk == b'VP8X':
-        return 1 + int.from_bytes(head[24:27], 'little'), 1 + int.from_bytes(head[27:30], 'little')
-    if chunk == b'VP8 ':
-        return int.from_bytes(head[26:28], 'little') & 0x3FFF, int.from_bytes(head[28:30], 'little') & 0x3FFF
-    if chunk == b'VP8L':
-        bits = int.from_bytes(head[21:25], 'little')
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8 ":
+        return (int.from_bytes(head[26:28], "little") & 0x3FFF,
+                int.from_bytes(head[28:30], "little") & 0x3FFF)
+    if chunk == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
         return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
     return None
 
 
 def _gif_canvas(path: Path) -> tuple[int, int, int]:
-    """Count a GIF's frames and the canvas they need: the logical screen grown to every frame's extent.
+    """Count a GIF's frames and the canvas they need: the screen grown to every frame's extent.
 
     Decoders enlarge the canvas for a frame reaching beyond the screen, so a tiny declared screen
     proves nothing; only the image descriptors do.
     """
-    with open(path, 'rb') as f:
+    with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size < 13:
             raise InvalidImage()
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             n = len(m)
-            width, height, flags = struct.unpack_from('<HHB', m, 6)
+            width, height, flags = struct.unpack_from("<HHB", m, 6)
             pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
             frames = 0
             while pos < n:
                 if m[pos] == 0x2C and pos + 11 <= n:
-                    x, y, w, h, flags = struct.unpack_from('<HHHHB', m, pos + 1)
+                    x, y, w, h, flags = struct.unpack_from("<HHHHB", m, pos + 1)
                     pos += 11 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
                     frames += 1
                     width, height = max(width, x + w), max(height, y + h)
@@ -210,30 +213,30 @@ def _gif_canvas(path: Path) -> tuple[int, int, int]:
 # ---------------------------------------------------------------------------------------------
 # Metadata: EXIF, XMP, IPTC and PNG text, read from what Pillow found in the header
 
-_XMP_NS = {'dc': 'http://purl.org/dc/elements/1.1/',
-           'rdf': 'http://www.w3.org/1999/02/22-rdf-syntax-ns#',
-           'gpano': 'http://ns.google.com/photos/1.0/panorama/'}
-_XML_LANG = '{http://www.w3.org/XML/1998/namespace}lang'
+_XMP_NS = {"dc": "http://purl.org/dc/elements/1.1/",
+           "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+           "gpano": "http://ns.google.com/photos/1.0/panorama/"}
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
 _MAKER_NOTE = 0x927C
 _XP_TAGS = {0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F}
 _BOILERPLATE = frozenset({
-    'olympus digital camera', 'sony dsc', 'dsc', 'dcim', 'default', 'exif_jpeg_picture',
-    'samsung camera pictures', 'camera', 'image', 'picture', 'photo', 'untitled', 'no title',
-    'jpeg', 'jpg', 'title', 'description',
+    "olympus digital camera", "sony dsc", "dsc", "dcim", "default", "exif_jpeg_picture",
+    "samsung camera pictures", "camera", "image", "picture", "photo", "untitled", "no title",
+    "jpeg", "jpg", "title", "description",
 })
 # "KONICA MINOLTA DIGITAL CAMERA", "KODAK Digital Still Camera", "DCIM\100MEDIA"...
-_BOILERPLATE_RE = re.compile(r'(?:[\w-]+ )*digital (?:still )?camera|dcim\b.*', re.IGNORECASE)
+_BOILERPLATE_RE = re.compile(r"(?:[\w-]+ )*digital (?:still )?camera|dcim\b.*", re.IGNORECASE)
 
 
 def _meaningful(value: object) -> str | None:
     """A metadata text cleaned of NULs and outer whitespace, or None when blank or boilerplate."""
-    if isinstance(value, (bytes, tuple)):
-        value = _decode_bytes(bytes(value))
+    if isinstance(value, bytes):
+        value = _decode_bytes(value)
     if not isinstance(value, str):
         return None
-    text = value.replace('\x00', '').strip()
-    plain = ' '.join(text.split()).lower()
+    text = value.replace("\x00", "").strip()
+    plain = " ".join(text.split()).lower()
     if not plain or plain in _BOILERPLATE or _BOILERPLATE_RE.fullmatch(plain):
         return None
     return text
@@ -241,9 +244,9 @@ def _meaningful(value: object) -> str | None:
 
 def _decode_bytes(raw: bytes) -> str:
     try:
-        return raw.decode('utf-8')
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode('latin-1')
+        return raw.decode("latin-1")
 
 
 def _exif_text(value: object) -> object:
@@ -252,10 +255,10 @@ def _exif_text(value: object) -> object:
         value = _decode_bytes(value)
     elif isinstance(value, str):
         try:
-            value = value.encode('latin-1').decode('utf-8')
+            value = value.encode("latin-1").decode("utf-8")
         except UnicodeError:
             pass
-    return value.replace('\x00', '').strip() if isinstance(value, str) else value
+    return value.replace("\x00", "").strip() if isinstance(value, str) else value
 
 
 def _load_exif(raw: object) -> Image.Exif | None:
@@ -273,12 +276,12 @@ def _load_exif(raw: object) -> Image.Exif | None:
 
 def _parse_xmp(raw: object) -> ET.Element | None:
     if isinstance(raw, str):
-        raw = raw.encode('utf-8')
+        raw = raw.encode("utf-8")
     if not isinstance(raw, bytes) or not raw:
         return None
-    raw = raw.strip(b'\x00 \t\r\n')
+    raw = raw.strip(b"\x00 \t\r\n")
     # XMP never needs a DTD; refusing one keeps entity expansion out of the parser.
-    if b'<!DOCTYPE' in raw or b'<!ENTITY' in raw:
+    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
         return None
     try:
         return ET.fromstring(raw)
@@ -287,19 +290,19 @@ def _parse_xmp(raw: object) -> ET.Element | None:
 
 
 def _xmp_alt(root: ET.Element, name: str) -> str | None:
-    """dc:title / dc:description: the x-default entry of the rdf:Alt, else its first, else the text."""
-    element = root.find(f'.//dc:{name}', _XMP_NS)
+    """dc:title or dc:description: the x-default rdf:li, else the first, else the element's text."""
+    element = root.find(f".//dc:{name}", _XMP_NS)
     if element is None:
         return None
-    items = element.findall('.//rdf:li', _XMP_NS)
+    items = element.findall(".//rdf:li", _XMP_NS)
     for item in items:
-        if item.get(_XML_LANG, '').lower() == 'x-default':
+        if item.get(_XML_LANG, "").lower() == "x-default":
             return item.text
     return items[0].text if items else element.text
 
 
 def _xmp_projection(root: ET.Element) -> str | None:
-    attr = '{%s}ProjectionType' % _XMP_NS['gpano']
+    attr = "{%s}ProjectionType" % _XMP_NS["gpano"]
     for element in root.iter():
         if attr in element.attrib:
             return element.attrib[attr]
@@ -310,12 +313,13 @@ def _xmp_projection(root: ET.Element) -> str | None:
 
 def _iptc(info: dict) -> dict[tuple[int, int], bytes]:
     """The first value of each IPTC dataset in a JPEG's Photoshop resource 0x0404."""
-    photoshop = info.get('photoshop')
+    photoshop = info.get("photoshop")
     data = photoshop.get(0x0404) if isinstance(photoshop, dict) else None
     found: dict[tuple[int, int], bytes] = {}
     pos = 0
     while data and pos + 5 <= len(data) and data[pos] == 0x1C:
-        record, dataset, size = data[pos + 1], data[pos + 2], int.from_bytes(data[pos + 3:pos + 5], 'big')
+        record, dataset = data[pos + 1], data[pos + 2]
+        size = int.from_bytes(data[pos + 3:pos + 5], "big")
         if size & 0x8000:
             break  # extended-length datasets hold binary data, never the texts read here
         found.setdefault((record, dataset), data[pos + 5:pos + 5 + size])
@@ -333,33 +337,34 @@ def _first(*candidates: object) -> str | None:
 
 def _probe_metadata(info: dict, fmt: str, width: int, height: int, frames: int,
                     animated: bool) -> ImageProbe:
-    exif = _load_exif(info.get('exif'))
+    exif = _load_exif(info.get("exif"))
     exif_ifd = exif.get_ifd(_EXIF_IFD) if exif else {}
-    xmp_raw = info.get('xmp') or info.get('XML:com.adobe.xmp')
+    xmp_raw = info.get("xmp") or info.get("XML:com.adobe.xmp")
     xmp = _parse_xmp(xmp_raw)
-    iptc = _iptc(info) if fmt == 'jpeg' else {}
+    iptc = _iptc(info) if fmt == "jpeg" else {}
     orientation = exif.get(0x0112, 1) if exif else 1
     if not isinstance(orientation, int) or not 1 <= orientation <= 8:
         orientation = 1
     xp_title = exif.get(0x9C9B) if exif else None
+    if isinstance(xp_title, (bytes, tuple)):
+        xp_title = bytes(xp_title).decode("utf-16-le", "replace")
     title = _first(
-        _xmp_alt(xmp, 'title') if xmp is not None else None,
-        bytes(xp_title).decode('utf-16-le', 'replace') if isinstance(xp_title, (bytes, tuple)) else None,
-        iptc.get((2, 5)), info.get('Title') if fmt == 'png' else None)
+        _xmp_alt(xmp, "title") if xmp is not None else None, xp_title,
+        iptc.get((2, 5)), info.get("Title") if fmt == "png" else None)
     description = _first(
-        _xmp_alt(xmp, 'description') if xmp is not None else None,
+        _xmp_alt(xmp, "description") if xmp is not None else None,
         _exif_text(exif.get(0x010E)) if exif else None,
-        iptc.get((2, 120)), info.get('Description') if fmt == 'png' else None)
+        iptc.get((2, 120)), info.get("Description") if fmt == "png" else None)
     projection = _xmp_projection(xmp) if xmp is not None else None
-    date_taken = _exif_text(exif_ifd.get(0x9003)) or (_exif_text(exif.get(0x0132)) if exif else None)
+    date_taken = _exif_text(exif_ifd.get(0x9003)) or _exif_text(exif.get(0x0132) if exif else None)
     date_offset = _exif_text(exif_ifd.get(0x9011))
     return ImageProbe(
         fmt=fmt, width=width, height=height, frames=frames, is_animated=animated,
         orientation=orientation, title=title, description=description,
-        is_360=(projection or '').strip().lower() == 'equirectangular',
-        has_metadata=bool(info.get('exif')) or bool(xmp_raw),
+        is_360=(projection or "").strip().lower() == "equirectangular",
+        has_metadata=bool(info.get("exif")) or bool(xmp_raw),
         exif_json=_exif_json(exif) if exif is not None else None,
-        date_taken=date_taken if isinstance(date_taken, str) and date_taken.strip('0: ') else None,
+        date_taken=date_taken if isinstance(date_taken, str) and date_taken.strip("0: ") else None,
         date_offset=date_offset if isinstance(date_offset, str) and date_offset else None,
     )
 
@@ -367,16 +372,16 @@ def _probe_metadata(info: dict, fmt: str, width: int, height: int, frames: int,
 def _json_value(tag: int, value: object) -> object:
     """EXIF values as JSON: rationals as 'num/den' strings (as PHP's exif_read_data gives them)."""
     if isinstance(value, TiffImagePlugin.IFDRational):
-        return f'{value.numerator}/{value.denominator}'
+        return f"{value.numerator}/{value.denominator}"
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, (int, str)):
         return _exif_text(value)
     if isinstance(value, bytes):
         if tag in _XP_TAGS:
-            return value.decode('utf-16-le', 'replace').replace('\x00', '').strip()
-        if value.isascii() and value.rstrip(b'\x00').decode().isprintable():
-            return value.rstrip(b'\x00').decode()
+            return value.decode("utf-16-le", "replace").replace("\x00", "").strip()
+        if value.isascii() and value.rstrip(b"\x00").decode().isprintable():
+            return value.rstrip(b"\x00").decode()
         return value.hex() if len(value) <= 64 else None
     if isinstance(value, tuple):
         return [_json_value(tag, item) for item in value]
@@ -394,7 +399,7 @@ def _exif_json(exif: Image.Exif) -> str:
                 continue
             converted = _json_value(tag, value)
             if converted is not None:
-                out[names.get(tag, f'0x{tag:04X}')] = converted
+                out[names.get(tag, f"0x{tag:04X}")] = converted
     return json.dumps(out, ensure_ascii=False, allow_nan=False)
 
 
@@ -437,7 +442,7 @@ def _by_ratio(width: int, height: int, new_width: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     """The sizes of everything to make, in displayed (oriented) pixels."""
     target: tuple[int, int]       # the stored original
     reencode: bool
@@ -449,16 +454,16 @@ class _Plan:
         return self.medium is not None and min(self.medium) >= THUMB_SIDE
 
 
-def plan_for(probe: ImageProbe, width: int | None = None, keep_metadata: bool = False) -> _Plan:
+def plan_for(probe: ImageProbe, width: int | None = None, keep_metadata: bool = False) -> Plan:
     ow, oh = oriented_size(probe)
     target = _by_ratio(ow, oh, width) if width and width < ow else (ow, oh)
-    reencode = (probe.orientation != 1 or target != (ow, oh) or probe.fmt == 'bmp'
-                or (probe.fmt == 'avif' and probe.has_metadata and not keep_metadata))
+    reencode = (probe.orientation != 1 or target != (ow, oh) or probe.fmt == "bmp"
+                or (probe.fmt == "avif" and probe.has_metadata and not keep_metadata))
     medium = _by_ratio(*target, MEDIUM_WIDTH) if target[0] > MEDIUM_WIDTH else None
-    return _Plan(target, reencode, medium, min(THUMB_SIDE, *target))
+    return Plan(target, reencode, medium, min(THUMB_SIDE, *target))
 
 
-def draft_request(probe: ImageProbe, plan: _Plan) -> tuple[int, int] | None:
+def draft_request(probe: ImageProbe, plan: Plan) -> tuple[int, int] | None:
     """The smallest decode size (as encoded, before orientation) that still serves every output.
 
     None when the full-size image is needed anyway. JPEG's DCT scaling then decodes at the
@@ -480,12 +485,12 @@ def draft_request(probe: ImageProbe, plan: _Plan) -> tuple[int, int] | None:
 
 def _normal_mode(im: Image.Image, out_fmt: str) -> Image.Image:
     """A mode that resizes well and the output format can hold, keeping transparency."""
-    if im.mode == '1':
-        return im.convert('L')
-    if im.mode in ('P', 'PA') or (im.mode in ('L', 'RGB') and 'transparency' in im.info):
-        return im.convert('RGBA' if im.has_transparency_data else 'RGB')
-    if out_fmt in ('webp', 'avif') and im.mode not in ('RGB', 'RGBA'):
-        return im.convert('RGBA' if 'A' in im.mode else 'RGB')
+    if im.mode == "1":
+        return im.convert("L")
+    if im.mode in ("P", "PA") or (im.mode in ("L", "RGB") and "transparency" in im.info):
+        return im.convert("RGBA" if im.has_transparency_data else "RGB")
+    if out_fmt in ("webp", "avif") and im.mode not in ("RGB", "RGBA"):
+        return im.convert("RGBA" if "A" in im.mode else "RGB")
     return im
 
 
@@ -508,10 +513,10 @@ def _square(im: Image.Image, side: int) -> Image.Image:
     return im.resize((side, side), box=box, **_RESAMPLE)
 
 
-def _decode_still(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: _Plan,
+def _decode_still(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: Plan,
                   out_fmt: str) -> tuple[Image.Image | None, Image.Image | None, Image.Image]:
     """Decode once and return (original if re-encoded, medium, thumb)."""
-    if probe.fmt == 'jpeg' and (request := draft_request(probe, plan)) is not None:
+    if probe.fmt == "jpeg" and (request := draft_request(probe, plan)) is not None:
         im.draft(None, request)
     frame = _orient(_normal_mode(im, out_fmt), probe.orientation)
     original = _fit(frame, plan.target) if plan.reencode else None
@@ -528,11 +533,11 @@ class _Animation:
     loop: int | None
 
 
-def _decode_animation(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: _Plan
+def _decode_animation(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: Plan
                       ) -> tuple[_Animation | None, _Animation | None, Image.Image]:
     """Decode the frames (only the first when nothing animated is made) and return
     (original if re-encoded, medium if made here, static thumb from the first frame)."""
-    loop = im.info.get('loop')
+    loop = im.info.get("loop")
     original = _Animation([], [], loop) if plan.reencode else None
     medium = _Animation([], [], loop) if plan.medium else None
     thumb = None
@@ -544,8 +549,9 @@ def _decode_animation(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: _P
             if index == 0:
                 raise
             break  # fewer frames than announced: keep those that decode, as browsers do
-        frame = _orient(im.convert('RGBA'), probe.orientation)
-        duration = int(im.info.get('duration') or 0)
+        frame = _orient(im.convert("RGBA"), probe.orientation)
+        frame.info = {}  # per-frame comments and extensions must not reach the encoder
+        duration = int(im.info.get("duration") or 0)
         for anim, size in ((original, plan.target), (medium, plan.medium)):
             if anim is not None:
                 anim.frames.append(_fit(frame, size))
@@ -553,8 +559,8 @@ def _decode_animation(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: _P
         if thumb is None:
             source = medium.frames[0] if medium is not None and plan.thumb_from_medium else frame
             thumb = _square(source, plan.thumb_side)
-            if thumb.getchannel('A').getextrema()[0] == 255:
-                thumb = thumb.convert('RGB')  # frames are decoded as RGBA; an opaque still needs no alpha
+            if thumb.getchannel("A").getextrema()[0] == 255:
+                thumb = thumb.convert("RGB")  # an opaque still needs no alpha channel
     assert thumb is not None
     return original, medium, thumb
 
@@ -562,26 +568,27 @@ def _decode_animation(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: _P
 def _save_params(out_fmt: str, *, icc: bytes | None, stored: bool, sampling: int) -> dict:
     """Encoder settings: stored originals get the higher quality, variants the faster ones."""
     params: dict = {}
-    if icc and out_fmt != 'gif':
-        params['icc_profile'] = icc
-    if out_fmt == 'jpeg':
-        params['quality'] = 90 if stored else 85
+    if icc and out_fmt != "gif":
+        params["icc_profile"] = icc
+    if out_fmt == "jpeg":
+        params["quality"] = 90 if stored else 85
         if sampling >= 0:
-            params['subsampling'] = sampling
-    elif out_fmt == 'png' and not stored:
-        params['compress_level'] = 1
+            params["subsampling"] = sampling
+    elif out_fmt == "png" and not stored:
+        params["compress_level"] = 1
     return params
 
 
-def _save(im: Image.Image | _Animation, path: Path, out_fmt: str, params: dict) -> tuple[int, int]:
+def _save(im: Image.Image | _Animation, path: Path, out_fmt: str,
+          params: dict) -> tuple[int, int]:
     """Write a still or an animation; returns its size in pixels."""
     if isinstance(im, _Animation):
         first, *rest = im.frames
         params = dict(params, save_all=True, append_images=rest, duration=im.durations)
-        if im.loop is not None or out_fmt != 'gif':
-            params['loop'] = im.loop or 0
-        if out_fmt == 'gif':
-            params['disposal'] = 2  # frames are whole pictures: clear, then draw the next
+        if im.loop is not None or out_fmt != "gif":
+            params["loop"] = im.loop or 0
+        if out_fmt == "gif":
+            params["disposal"] = 2  # frames are whole pictures: clear, then draw the next
         im = first
     # Nothing read from the upload (comments, XMP, EXIF) may ride along through im.info.
     im.info = {}
@@ -592,15 +599,15 @@ def _save(im: Image.Image | _Animation, path: Path, out_fmt: str, params: dict) 
 def _kept_metadata(info: dict, out_fmt: str) -> dict:
     """EXIF (orientation reset to 1, as the pixels now stand upright) and XMP for a re-encode."""
     params: dict = {}
-    exif = _load_exif(info.get('exif'))
+    exif = _load_exif(info.get("exif"))
     if exif is not None:
         exif[0x0112] = 1
-        params['exif'] = exif.tobytes()
-    xmp = info.get('xmp') or info.get('XML:com.adobe.xmp')
-    if xmp and out_fmt in ('jpeg', 'webp', 'avif'):
+        params["exif"] = exif.tobytes()
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    if xmp and out_fmt in ("jpeg", "webp", "avif"):
         if isinstance(xmp, str):
-            xmp = xmp.encode('utf-8')
-        params['xmp'] = re.sub(rb'(tiff:Orientation(?:="|>))[0-9]', rb'\g<1>1', xmp)
+            xmp = xmp.encode("utf-8")
+        params["xmp"] = re.sub(rb'(tiff:Orientation(?:="|>))[0-9]', rb"\g<1>1", xmp)
     return params
 
 
@@ -624,18 +631,18 @@ def render_image(src: Path, probe: ImageProbe, *, work_dir: Path, ext: str,
     """
     out_fmt = _EXT_FORMAT[ext]
     plan = plan_for(probe, width, keep_metadata)
-    paths = {role: work_dir / f'{role}.{ext}' for role in ('original', 'medium', 'thumb')}
+    paths = {role: work_dir / f"{role}.{ext}" for role in ("original", "medium", "thumb")}
     changed = True
     if not plan.reencode:
-        if keep_metadata or probe.fmt == 'avif':
-            shutil.copyfile(src, paths['original'])
+        if keep_metadata or probe.fmt == "avif":
+            shutil.copyfile(src, paths["original"])
             changed = False
         else:
-            changed = metadata.strip(probe.fmt, src, paths['original'])
+            changed = metadata.strip(probe.fmt, src, paths["original"])
     try:
         with Image.open(src, formats=[_PIL_FORMAT[probe.fmt]]) as im:
-            icc = im.info.get('icc_profile')
-            sampling = JpegImagePlugin.get_sampling(im) if probe.fmt == 'jpeg' else -1
+            icc = im.info.get("icc_profile")
+            sampling = JpegImagePlugin.get_sampling(im) if probe.fmt == "jpeg" else -1
             extra = _kept_metadata(im.info, out_fmt) if keep_metadata and plan.reencode else {}
             if probe.is_animated:
                 original, medium, thumb = _decode_animation(im, probe, plan)
@@ -649,17 +656,18 @@ def render_image(src: Path, probe: ImageProbe, *, work_dir: Path, ext: str,
     stored = _save_params(out_fmt, icc=icc, stored=True, sampling=sampling)
     variant = _save_params(out_fmt, icc=icc, stored=False, sampling=sampling)
     if original is not None:
-        size = _save(original, paths['original'], out_fmt, {**stored, **extra})
+        size = _save(original, paths["original"], out_fmt, {**stored, **extra})
     else:
         size = plan.target
-    rendered_original = _variant(paths['original'], ext, size)
+    rendered_original = _variant(paths["original"], ext, size)
     rendered_medium = None
     if medium is not None:
-        rendered_medium = _variant(paths['medium'], ext, _save(medium, paths['medium'], out_fmt, variant))
+        medium_size = _save(medium, paths["medium"], out_fmt, variant)
+        rendered_medium = _variant(paths["medium"], ext, medium_size)
     elif probe.is_animated:
         # A small animation is its own medium: the viewer always shows it moving.
-        _link_or_copy(paths['original'], paths['medium'])
-        rendered_medium = _variant(paths['medium'], ext, size)
-    thumb_size = _save(thumb, paths['thumb'], out_fmt, variant)
-    return Rendered(rendered_original, changed, _variant(paths['thumb'], ext, thumb_size),
+        _link_or_copy(paths["original"], paths["medium"])
+        rendered_medium = _variant(paths["medium"], ext, size)
+    thumb_size = _save(thumb, paths["thumb"], out_fmt, variant)
+    return Rendered(rendered_original, changed, _variant(paths["thumb"], ext, thumb_size),
                     rendered_medium)

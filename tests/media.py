@@ -1,4 +1,4 @@
-"""Test media made in code: images with chosen sizes, modes, metadata and animation, and tiny videos.
+"""Test media made in code: images of chosen sizes, modes, metadata and animation; tiny videos.
 
 Every generator returns the encoded bytes. Content is seeded noise over a gradient, so files are
 deterministic yet not trivially compressible; ``color=`` gives a flat image where size does not

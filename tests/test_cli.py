@@ -1,0 +1,143 @@
+"""Settings, first start and the management commands, run as a user runs them."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import media
+from conftest import ROOT, LiveServer
+from contract import assert_upload_ok
+from imgz import config
+
+
+def run(data: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, str(ROOT / "app.py"), "--data", str(data), *args],
+                          cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def test_readme_lists_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    for setting in config.SETTINGS:
+        assert f"`{config.env_name(setting.name)}`" in readme, setting.name
+
+
+def test_readme_opens_with_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    first = ("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && "
+             ".venv/bin/python app.py")
+    second = ".venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest"
+    head = readme[:600]
+    assert first in head and second in head and head.index(first) < head.index(second)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("IMGZ_PORT", "eighty"), ("IMGZ_MAX_UPLOAD_MB", "-1"), ("IMGZ_BASE_URL", "https://x.org/sub"),
+    ("IMGZ_FILENAMING", "fancy"), ("IMGZ_TIMEZONE", "Mars/Olympus"), ("IMGZ_ROUTE_IMAGE", "images"),
+    ("IMGZ_URL_ALLOW_NETS", "10.0.0.0/99"), ("IMGZ_KEEP_EXIF", "maybe"),
+])
+def test_bad_setting_stops_with_one_clear_line(tmp_path, name, value):
+    result = run(tmp_path, "serve", env={name: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_settings_defaults():
+    cfg = config.load({})
+    assert (cfg.host, cfg.port, cfg.threads) == ("0.0.0.0", 8080, 8)
+    assert cfg.data == str(ROOT / "data") and cfg.db == str(ROOT / "data" / "imgz.db")
+    assert cfg.workers == (os.cpu_count() or 1)
+    assert cfg.max_upload_bytes == 200_000_000
+    assert cfg.url_allow_nets == () and cfg.route_image == "image" and cfg.route_video == "clip"
+
+
+def test_first_start_prints_one_key_and_later_starts_none(tmp_path):
+    first = LiveServer(tmp_path / "d")
+    try:
+        assert re.fullmatch(r"imgz_[0-9A-Za-z]{32}", first.key)
+        assert any("/api/1/upload" in line for line in first.stdout)
+        assert_upload_ok(first.upload(media.png(10, 10)))
+    finally:
+        first.stop()
+    (tmp_path / "d" / "tmp" / "leftover").write_bytes(b"half an upload")
+    second = LiveServer(tmp_path / "d")
+    try:
+        assert second.key == ""
+        assert "imgz_" not in "".join(second.stdout + second.stderr)
+        assert list((tmp_path / "d" / "tmp").iterdir()) == [], "start-up cleans tmp"
+        second.key = first.key
+        assert_upload_ok(second.upload(media.png(10, 10)))
+    finally:
+        second.stop()
+
+
+def test_users_and_keys(tmp_path):
+    assert run(tmp_path, "user", "add", "bob").stdout.strip() == "bob"
+    assert run(tmp_path, "user", "add", "carol", "--admin").returncode == 0
+    assert run(tmp_path, "user", "add", "bob").returncode != 0
+    listing = run(tmp_path, "user", "list").stdout
+    assert re.search(r"^admin\tadmin", listing, re.M) and re.search(r"^bob\tuser", listing, re.M)
+    assert re.search(r"^carol\tadmin", listing, re.M)
+    created = run(tmp_path, "key", "create", "--user", "bob", "--label", "laptop")
+    key = created.stdout.strip()
+    assert re.fullmatch(r"imgz_[0-9A-Za-z]{32}", key) and key not in created.stderr
+    keys = run(tmp_path, "key", "list", "--user", "bob").stdout.splitlines()
+    assert keys[0].split("\t") == ["id", "user", "label", "created", "last_used", "revoked"]
+    row = keys[1].split("\t")
+    assert row[1:3] == ["bob", "laptop"] and row[4] == "-" and row[5] == "-"
+    assert key not in "\n".join(keys), "keys are never shown again"
+    assert run(tmp_path, "key", "create", "--user", "nobody").returncode != 0
+    assert run(tmp_path, "key", "revoke", row[0]).returncode == 0
+    assert run(tmp_path, "key", "revoke", row[0]).returncode != 0
+    revoked = run(tmp_path, "key", "list", "--user", "bob").stdout.splitlines()[1].split("\t")
+    assert revoked[5] != "-"
+
+
+def test_key_list_shows_last_use(tmp_path):
+    srv = LiveServer(tmp_path / "d")
+    try:
+        assert run(tmp_path / "d", "key", "list").stdout.splitlines()[1].split("\t")[4] == "-"
+        assert_upload_ok(srv.upload(media.png(10, 10)))
+        last_used = run(tmp_path / "d", "key", "list").stdout.splitlines()[1].split("\t")[4]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", last_used)
+    finally:
+        srv.stop()
+
+
+def test_keys_are_stored_only_as_hashes(tmp_path):
+    key = run(tmp_path, "key", "create").stdout.strip()
+    assert key.encode() not in (tmp_path / "imgz.db").read_bytes()
+    for wal in tmp_path.glob("imgz.db*"):
+        assert key.encode() not in wal.read_bytes()
+
+
+def test_low_disk_space_refuses_uploads(make_server):
+    srv = make_server(min_free_mb=10 ** 12)
+    response = srv.upload(media.png(10, 10))
+    assert response.status_code == 507
+    assert response.json()["error"] == {"message": "Not enough storage", "code": 400}
+    assert srv.rows() == 0 and srv.stored_files() == []
+
+
+def test_use_file_date_files_the_upload_under_its_exif_date(make_server):
+    srv = make_server(timezone="Europe/Berlin")
+    data = media.jpeg(40, 30, exif=media.exif_bytes(date_time_original="2019:05:04 10:00:00"))
+    image = assert_upload_ok(srv.upload(data, filename="old.jpg", use_file_date="1"))
+    assert "/images/2019/05/04/" in image["url"]
+    assert image["date"] == "2019-05-04 10:00:00"
+    assert image["date_gmt"] == "2019-05-04 08:00:00"
+    with_offset = media.jpeg(40, 30, exif=media.exif_bytes(date_time_original="2019:05:04 23:30:00",
+                                                           offset_time_original="-05:00"))
+    image = assert_upload_ok(srv.upload(with_offset, filename="ny.jpg", use_file_date="1"))
+    assert image["date_gmt"] == "2019-05-05 04:30:00"
+    assert "/images/2019/05/05/" in image["url"]
+    plain = assert_upload_ok(srv.upload(media.jpeg(40, 30), filename="new.jpg", use_file_date="1"))
+    assert "/images/2019/" not in plain["url"]
