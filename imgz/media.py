@@ -112,6 +112,8 @@ def _ebml_doctype(head: bytes) -> bytes | None:
 
 @dataclass(frozen=True)
 class ImageProbe:
+    """What an image's header and metadata say, read without decoding pixels."""
+
     fmt: str                  # as sniff()
     width: int                # pixel size as encoded (before EXIF orientation)
     height: int
@@ -408,6 +410,8 @@ def _exif_json(exif: Image.Exif) -> str:
 
 @dataclass(frozen=True)
 class Variant:
+    """One written file: the stored original, the medium or the thumb."""
+
     path: Path
     ext: str
     mime: str
@@ -418,6 +422,8 @@ class Variant:
 
 @dataclass(frozen=True)
 class Rendered:
+    """The files render_image wrote."""
+
     original: Variant         # the file to store, in work_dir (never the upload itself)
     changed: bool             # the original differs from the uploaded bytes
     thumb: Variant

@@ -39,7 +39,7 @@ def picture(w: int, h: int, *, mode: str = "RGB", seed: int = 0) -> Image.Image:
         (w, h), Image.BICUBIC)
     grain = Image.frombytes("L", (w, h), rng.randbytes(w * h)).convert("RGB")
     im = Image.blend(blobs, grain, 0.15)
-    if mode in ("RGBA", "LA", "PA"):
+    if mode in ("RGBA", "LA"):
         alpha = Image.linear_gradient("L").resize((w, h))
         im = im.convert("RGBA")
         im.putalpha(alpha)

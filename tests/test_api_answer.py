@@ -202,3 +202,10 @@ def test_file_naming_modes(make_server, mode, pattern):
     srv = make_server(filenaming=mode)
     image = assert_upload_ok(srv.upload(media.png(20, 20), filename="shot.png"))
     assert re.fullmatch(pattern, image["name"])
+
+
+def test_equirectangular_photo_is_360(server):
+    data = media.jpeg(400, 200, xmp=media.xmp_packet(projection="equirectangular"))
+    image = assert_upload_ok(server.upload(data, filename="pano.jpg"))
+    assert image["is_360"] == 1
+    assert assert_upload_ok(server.upload(media.jpeg(400, 200)))["is_360"] == 0

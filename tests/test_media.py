@@ -334,6 +334,13 @@ def test_probe_accepts_at_the_limit(tmp_path, data, limits):
     probe(tmp_path, data, **limits)
 
 
+@pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
+def test_probe_pillow_bomb_warning_raised_as_error_is_too_large(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)
+    with pytest.raises(ImageTooLarge):
+        probe(tmp_path, m.png(50, 40, color="red"))
+
+
 @pytest.mark.parametrize("data", [
     pytest.param(b"\x89PNG\r\n\x1a\n" + b"\0" * 30, id="png-garbage"),
     pytest.param(b"\xff\xd8\xff\xe0\0\x10JFIF", id="jpeg-header-only"),
@@ -358,6 +365,7 @@ SIZES = [
     pytest.param(lambda: m.jpeg(1080, 1920), {}, (1080, 1920), (500, 889), 320, id="portrait"),
     pytest.param(lambda: m.jpeg(1000, 100), {}, (1000, 100), (500, 50), 100, id="panorama"),
     pytest.param(lambda: m.png(1, 1), {}, (1, 1), None, 1, id="1x1"),
+    pytest.param(lambda: m.screenshot(), {}, (1920, 1080), (500, 281), 320, id="screenshot-png"),
     pytest.param(lambda: m.jpeg(1920, 1080), dict(width=800), (800, 450), (500, 281), 320,
                  id="width-800"),
     pytest.param(lambda: m.jpeg(1920, 1080), dict(width=4000), (1920, 1080), (500, 281), 320,
@@ -367,6 +375,10 @@ SIZES = [
     pytest.param(lambda: m.png(1000, 100), dict(width=3), (3, 1), None, 1, id="width-tiny"),
     pytest.param(lambda: m.png(999, 333), dict(width=500), (500, 167), None, 167, id="width-rounds"),
     pytest.param(lambda: m.jpeg(40, 20, orientation=6), {}, (20, 40), None, 20, id="orientation-6"),
+    pytest.param(lambda: m.png(40, 20, exif=m.exif_bytes(orientation=6)), {}, (20, 40), None, 20,
+                 id="png-orientation-6"),
+    pytest.param(lambda: m.webp(40, 20, exif=m.exif_bytes(orientation=8)), {}, (20, 40), None, 20,
+                 id="webp-orientation-8"),
     pytest.param(lambda: m.jpeg(1200, 800, orientation=8), dict(width=600), (600, 900), (500, 750),
                  320, id="orientation-8-and-width"),
 ]
@@ -619,6 +631,13 @@ def test_render_keeps_chroma_subsampling(tmp_path, subsampling):
 def test_render_keeps_icc_profile(tmp_path, make, options):
     out = render(tmp_path, make(), **options)
     assert out.changed is True
+    for variant in (out.original, out.medium, out.thumb):
+        assert opened(variant).info.get("icc_profile") == m.icc_profile(), variant.path.name
+
+
+def test_render_variants_keep_icc_of_untouched_original(tmp_path):
+    out = render(tmp_path, m.jpeg(900, 600, icc=True))
+    assert out.changed is False
     for variant in (out.original, out.medium, out.thumb):
         assert opened(variant).info.get("icc_profile") == m.icc_profile(), variant.path.name
 
