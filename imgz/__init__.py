@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from PIL import Image
 from flask import Flask, Request, Response, g, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import default_stream_factory
@@ -47,10 +48,15 @@ def init_data(cfg: config_mod.Config) -> None:
 
 def create_app(overrides: Mapping[str, Any] | None = None, *,
                environ: Mapping[str, str] | None = None,
-               cfg: config_mod.Config | None = None) -> Flask:
-    """Build the application: settings (environment, then overrides), data dir, routes, handlers."""
+               cfg: config_mod.Config | None = None, jobs: bool = True) -> Flask:
+    """Build the application: settings (environment, then overrides), data dir, routes, handlers.
+
+    With ``jobs`` (the default) the process's scheduler starts sweeping expired uploads.
+    """
     cfg = cfg or config_mod.load(environ, overrides=overrides)
     init_data(cfg)
+    # Our own header check refuses large images first; Pillow's guard must not undercut the setting.
+    Image.MAX_IMAGE_PIXELS = max(cfg.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
     app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=None)
     app.request_class = ImgzRequest
     app.config["IMGZ"] = cfg
@@ -85,6 +91,10 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
 
     app.wsgi_app = FileResponder(app.wsgi_app, media_root=storage.images_dir(cfg.data_dir),
                                  lookup=lookup, accel=cfg.accel, now=service.now)
+    if jobs:
+        from . import jobs as jobs_mod
+
+        jobs_mod.start(service)
     if cfg.trust_proxy:
         n = cfg.trust_proxy
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)

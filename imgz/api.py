@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
 from . import chevereto, params, sources, storage
 from .auth import actor_for_key, presented_key
+from .expiry import parse_expiration
 from .errors import EmptySource, ImgzError, InvalidParameter, InvalidURL, TooBig
 from .service import Actor, Options
 
@@ -87,7 +89,7 @@ def upload() -> Response:
     imgbb = "source" not in request.files and param("source") is None and (
         "image" in request.files or param("image") is not None)
     field = "image" if imgbb else "source"
-    options = _options(imgbb)
+    options = _options(imgbb, now)
 
     if field in request.files:
         part = request.files[field]
@@ -123,7 +125,7 @@ def upload() -> Response:
     return json_response(chevereto.upload_answer(image))
 
 
-def _options(imgbb: bool) -> Options:
+def _options(imgbb: bool, now: datetime) -> Options:
     raw_title = param("title")
     if imgbb and params.absent(raw_title):
         raw_title = param("name")
@@ -134,9 +136,12 @@ def _options(imgbb: bool) -> Options:
         if not params.absent(param(unsupported)):
             raise InvalidParameter(message)
     expiration = param("expiration")
-    if not params.absent(expiration):
-        raise InvalidParameter("Invalid expiration")
+    expires_at = None
+    if expiration not in (None, ""):
+        cfg = current_app.config["IMGZ"]
+        expires_at = parse_expiration(expiration, now, cfg.expiration_min, cfg.expiration_max)
     return Options(
+        expires_at=expires_at,
         title=title,
         description=description,
         tags=params.parse_tags(param("tags")),

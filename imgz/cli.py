@@ -5,6 +5,7 @@ message goes to stderr.
 """
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import tempfile
@@ -71,13 +72,15 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
     """Start the server (the default command)."""
     import waitress
 
-    from . import create_app
+    from . import create_app, jobs
     from .api import body_limit
 
     if data:
         obj.flags["data"] = data
     obj.flags.update({"host": host, "port": port})
     cfg = obj.cfg
+    logging.basicConfig(level=logging.INFO, format="imgz: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # waitress spools large bodies with tempfile; keep them on the data disk, not a RAM-backed /tmp.
     tempfile.tempdir = str(cfg.data_dir / "tmp")
     app = create_app(cfg=cfg)
@@ -106,6 +109,7 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
         pass
     finally:
         server.close()
+        jobs.stop()
         app.config["IMGZ_CONNECTIONS"].close_all()
         say("imgz: stopped")
 
@@ -121,6 +125,20 @@ def _first_key(cfg: config_mod.Config) -> str | None:
             return key
     finally:
         conn.close()
+
+
+@main.command()
+@click.pass_obj
+def expire(obj: Context) -> None:
+    """Run the expiry sweep once; prints how many uploads it removed."""
+    from . import jobs
+    from .service import Service
+
+    service = Service(obj.cfg, db.LocalConnections(obj.cfg.db).get)
+    removed = jobs.sweep(service)
+    if removed is None:
+        raise click.ClickException("another process is sweeping this data directory; try again")
+    click.echo(str(removed))
 
 
 @main.group()

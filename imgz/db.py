@@ -330,7 +330,12 @@ def get_delete_hash(conn: sqlite3.Connection, public_id: str) -> str | None:
 def delete_upload(conn: sqlite3.Connection, upload_id: int) -> list[str]:
     """Delete the row (its files and tag links cascade); return the file paths it had."""
     paths = [r[0] for r in conn.execute("SELECT path FROM files WHERE upload_id = ?", (upload_id,))]
+    tag_ids = [r[0] for r in conn.execute("SELECT tag_id FROM upload_tags WHERE upload_id = ?",
+                                          (upload_id,))]
     conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+    # a tag no upload carries any more goes too
+    conn.executemany("DELETE FROM tags WHERE id = ? AND NOT EXISTS"
+                     " (SELECT 1 FROM upload_tags WHERE tag_id = tags.id)", [(t,) for t in tag_ids])
     return paths
 
 
@@ -349,3 +354,18 @@ def iter_uploads(conn: sqlite3.Connection, user_id: int | None = None) -> Iterat
         rows = conn.execute("SELECT * FROM uploads WHERE user_id = ? ORDER BY id", (user_id,)).fetchall()
     for row in rows:
         yield _upload_from_row(conn, row)
+
+
+def expired_ids(conn: sqlite3.Connection, now: datetime, limit: int) -> list[int]:
+    """Ids of uploads whose expiry is at or before now, oldest first (uses the expiry index)."""
+    return [r[0] for r in conn.execute(
+        "SELECT id FROM uploads WHERE expires_at IS NOT NULL AND expires_at <= ?"
+        " ORDER BY expires_at LIMIT ?", (to_ts(now), limit))]
+
+
+def delete_uploads(conn: sqlite3.Connection, upload_ids: list[int]) -> list[str]:
+    """Delete several uploads (files and tag links cascade); return their file paths."""
+    paths: list[str] = []
+    for upload_id in upload_ids:
+        paths.extend(delete_upload(conn, upload_id))
+    return paths

@@ -208,6 +208,20 @@ class Service:
             paths = db.delete_upload(conn, upload.id)
         storage.delete_files(self.data, paths)
 
+    def purge_expired(self, now: datetime | None = None, batch: int = 500) -> int:
+        """Delete every upload expired at ``now``: rows in short transactions, then their files."""
+        now = now or self.now()
+        conn = self.connection()
+        removed = 0
+        while True:
+            with db.transaction(conn):
+                upload_ids = db.expired_ids(conn, now, batch)
+                paths = db.delete_uploads(conn, upload_ids)
+            storage.delete_files(self.data, paths)
+            removed += len(upload_ids)
+            if len(upload_ids) < batch:
+                return removed
+
     def get_live(self, public_id: str) -> Upload | None:
         """The upload with this id unless it is unknown or expired."""
         upload = db.get_upload(self.connection(), public_id)

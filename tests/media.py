@@ -276,3 +276,90 @@ def video(fmt: str, *, size: str = "64x48", seconds: float = 0.4) -> bytes:
              str(out)],
             check=True, capture_output=True, timeout=60)
         return out.read_bytes()
+
+
+_CLIP_CODECS = {
+    "mp4": (["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], ["-c:a", "aac"]),
+    "mov": (["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], ["-c:a", "aac"]),
+    "webm": (["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "200k"],
+             ["-c:a", "libopus"]),
+}
+
+
+def clip(fmt: str = "mp4", *, size: str = "64x48", seconds: float = 0.4, rate: int = 10,
+         rotation: int = 0, tags: dict[str, str] | None = None, audio: bool = False,
+         halves: bool = False, piped: bool = False) -> bytes:
+    """A short video ('mp4', 'mov' or 'webm') made by the bundled ffmpeg.
+
+    ``rotation`` (clockwise degrees) is stored as a display matrix, as phones do; ``tags`` are
+    container metadata (``com.apple.*`` keys as QuickTime metadata keys); ``halves`` paints the
+    left half red and the right half blue instead of a test pattern; ``piped`` writes the file
+    to a pipe, so a WebM's header carries no duration.
+    """
+    return _clip(fmt, size, seconds, rate, rotation, tuple((tags or {}).items()), audio, halves,
+                 piped)
+
+
+@functools.lru_cache(maxsize=None)
+def _clip(fmt: str, size: str, seconds: float, rate: int, rotation: int,
+          tags: tuple[tuple[str, str], ...], audio: bool, halves: bool, piped: bool) -> bytes:
+    import imageio_ffmpeg
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    w, h = (int(v) for v in size.split("x"))
+    source = (f"color=c=red:s={w // 2}x{h}:r={rate},pad={w}:{h}:0:0:blue" if halves
+              else f"testsrc2=size={size}:rate={rate}")
+    video_args, audio_args = _CLIP_CODECS[fmt]
+    args = [ffmpeg, "-v", "error", "-f", "lavfi", "-i", source]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", *audio_args]
+    # A frame count, not -t: -t would tell the muxer the duration even when writing to a pipe.
+    args += ["-frames:v", str(max(1, round(seconds * rate))), *video_args]
+    apple = (["-movflags", "use_metadata_tags"] if any(k.startswith("com.apple.") for k, _ in tags)
+             else [])
+    for key, value in tags:
+        args += ["-metadata", f"{key}={value}"]
+    args += apple
+    if piped:
+        return subprocess.run([*args, "-f", fmt, "pipe:1"], check=True, capture_output=True,
+                              timeout=60).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"clip.{fmt}"
+        subprocess.run([*args, "-f", fmt, str(out)], check=True, capture_output=True, timeout=60)
+        if rotation:
+            # -display_rotation counts anticlockwise; the encoder must not see it (it would
+            # turn the pixels), so it is added by a stream copy.
+            rotated = Path(tmp) / f"rotated.{fmt}"
+            subprocess.run([ffmpeg, "-v", "error", "-display_rotation", str(-rotation), "-i",
+                            str(out), "-map", "0", "-c", "copy", *apple, "-f", fmt, str(rotated)],
+                           check=True, capture_output=True, timeout=60)
+            out = rotated
+        return out.read_bytes()
+
+
+@functools.lru_cache(maxsize=None)
+def audio_only(seconds: float = 0.5) -> bytes:
+    """An MP4 holding one AAC track and no video."""
+    import imageio_ffmpeg
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sound.mp4"
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                        f"sine=frequency=440:duration={seconds}", "-c:a", "aac", "-f", "mp4",
+                        str(out)], check=True, capture_output=True, timeout=60)
+        return out.read_bytes()
+
+
+@functools.lru_cache(maxsize=None)
+def two_scenes(red_seconds: float, blue_seconds: float, *, size: str = "64x48") -> bytes:
+    """An MP4 that is red, then blue, with every frame a keyframe: shows where a frame was taken."""
+    import imageio_ffmpeg
+
+    source = (f"color=c=red:s={size}:r=5:d={red_seconds}[a];"
+              f"color=c=blue:s={size}:r=5:d={blue_seconds}[b];[a][b]concat")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "scenes.mp4"
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i",
+                        source, "-c:v", "libx264", "-g", "1", "-pix_fmt", "yuv420p", "-f", "mp4",
+                        str(out)], check=True, capture_output=True, timeout=60)
+        return out.read_bytes()

@@ -1,0 +1,70 @@
+"""Time one expiry sweep over many expired uploads (rows and small files on disk).
+
+    .venv/bin/python bench/expiry_sweep.py [--count 10000] [--data DIR]
+
+Builds a fresh data dir (a temporary one unless --data), inserts COUNT expired uploads with a
+small original and thumb each, plus as many that do not expire, runs one sweep and prints the
+time it took and the rate. Nothing is sent over the network.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from imgz import config, db, ids, init_data, storage  # noqa: E402
+from imgz.service import Service  # noqa: E402
+
+
+def populate(service: Service, count: int, expired: bool, now: datetime) -> None:
+    conn = service.connection()
+    folder = storage.date_folder(now)
+    (storage.images_dir(service.data) / folder).mkdir(parents=True, exist_ok=True)
+    with db.transaction(conn):
+        for i in range(count):
+            name = f"{'old' if expired else 'keep'}-{i}"
+            paths = [f"{folder}/{name}.png", f"{folder}/{name}.th.png"]
+            for relpath in paths:
+                storage.resolve(service.data, relpath).write_bytes(b"\x89PNG small file")
+            db.insert_upload(conn, {
+                "public_id": ids.public_id(12), "user_id": 1, "kind": "image", "folder": folder,
+                "name": name, "extension": "png", "mime": "image/png", "size": 15, "width": 1,
+                "height": 1, "title": name, "original_filename": name + ".png", "checksum": "0" * 32,
+                "created_at": now - timedelta(hours=1),
+                "expires_at": now - timedelta(seconds=1) if expired else None,
+                "thumb_size": 15, "thumb_width": 1, "thumb_height": 1, "delete_hash": "0" * 64,
+            }, [(p, "image/png") for p in paths], [("bench", "bench")])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=10_000, help="expired uploads to create")
+    parser.add_argument("--data", help="data dir to use (default: a new temporary one)")
+    args = parser.parse_args()
+    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="imgz-bench-"))
+    cfg = config.load({}, overrides={"data": str(data), "min_free_mb": "0"})
+    init_data(cfg)
+    service = Service(cfg, db.LocalConnections(cfg.db).get)
+    now = datetime.now(timezone.utc)
+    started = time.perf_counter()
+    populate(service, args.count, True, now)
+    populate(service, args.count, False, now)
+    print(f"created {args.count} expired and {args.count} live uploads in "
+          f"{time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    removed = service.purge_expired(now)
+    took = time.perf_counter() - started
+    left = db.count_uploads(service.connection())
+    files_left = sum(1 for p in storage.images_dir(data).rglob("*") if p.is_file())
+    print(f"sweep removed {removed} uploads ({2 * removed} files) in {took:.2f} s "
+          f"= {removed / took:,.0f} uploads/s; {left} uploads and {files_left} files remain")
+    assert removed == args.count and left == args.count and files_left == 2 * args.count
+
+
+if __name__ == "__main__":
+    main()

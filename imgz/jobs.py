@@ -1,0 +1,75 @@
+"""The expiry sweep on an interval, run by one APScheduler BackgroundScheduler per process.
+
+The schedule keeps no state of its own: the database's expiry index is the queue, so a restart
+loses nothing. A file lock in the data directory keeps two processes that share it by mistake
+from sweeping at the same time.
+"""
+from __future__ import annotations
+
+import atexit
+import fcntl
+import logging
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .service import Service
+
+log = logging.getLogger("imgz.jobs")
+_lock = threading.Lock()
+_scheduler: BackgroundScheduler | None = None
+_owner_pid: int | None = None
+
+
+def sweep(service: Service) -> int | None:
+    """Run one sweep unless another process holds the data dir's lock; return the count or None."""
+    lock_path = Path(service.config.data) / "expiry.lock"
+    with open(lock_path, "a+b") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("expiry sweep skipped: another process is sweeping %s", service.config.data)
+            return None
+        try:
+            removed = service.purge_expired()
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    if removed:
+        log.info("expiry sweep removed %d expired upload%s", removed, "" if removed == 1 else "s")
+    return removed
+
+
+def _safe_sweep(service: Service) -> None:
+    try:
+        sweep(service)
+    except Exception:  # the next round tries again; a crash here must not stop the scheduler
+        log.exception("expiry sweep failed")
+
+
+def start(service: Service) -> BackgroundScheduler:
+    """Start this process's scheduler (once) and add the sweep for this service's data dir."""
+    global _scheduler, _owner_pid
+    with _lock:
+        # After a fork the parent's scheduler thread does not exist in the child: start anew.
+        if _scheduler is None or _owner_pid != os.getpid():
+            _scheduler = BackgroundScheduler(daemon=True, timezone="UTC")
+            _scheduler.start()
+            _owner_pid = os.getpid()
+            atexit.register(stop)
+        _scheduler.add_job(_safe_sweep, "interval", args=[service],
+                           seconds=service.config.expiry_interval, id=f"expire:{service.config.data}",
+                           replace_existing=True, max_instances=1, coalesce=True,
+                           # the first sweep right away: what expired while the server was down
+                           next_run_time=datetime.now(timezone.utc))
+        return _scheduler
+
+
+def stop() -> None:
+    global _scheduler
+    with _lock:
+        if _scheduler is not None and _owner_pid == os.getpid():
+            _scheduler.shutdown(wait=True)
+        _scheduler = None

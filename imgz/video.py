@@ -1,0 +1,368 @@
+"""Read and render videos with the ffmpeg binary that imageio-ffmpeg ships (it has no ffprobe).
+
+ffmpeg only ever opens a file on disk, with the demuxer forced from the sniffed type and only
+the file protocol allowed, so a crafted upload cannot make it read other files or the network.
+The ``timeout`` of each public function bounds all the ffmpeg runs it makes together.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import imageio_ffmpeg
+
+from imgz import media
+from imgz.errors import ImageTooLarge, ImgzError, InvalidVideo
+
+TIMED_OUT = "Invalid video file provided: processing timed out"
+
+_DEMUXER = {"mp4": "mov", "mov": "mov", "webm": "matroska"}
+_MUXER = {"mp4": "mp4", "mov": "mov", "webm": "webm"}
+_INPUT = ["-protocol_whitelist", "file"]
+# JPEG means full-range BT.601; most video is limited-range BT.709, and this mjpeg refuses
+# limited range outright.
+_JPEG_SCALE = "out_color_matrix=bt601:out_range=full"
+_STDERR_TAIL = 2000
+
+
+class FFmpegError(Exception):
+    """What went wrong inside ffmpeg, for the log: the step, exit status and stderr tail.
+
+    Raised as the ``__cause__`` of InvalidVideo; clients only ever see InvalidVideo's message.
+    """
+
+    def __init__(self, step: str, returncode: int | None = None, stderr: bytes | str = b"") -> None:
+        if isinstance(stderr, bytes):
+            stderr = stderr.decode("utf-8", "replace")
+        self.step, self.returncode = step, returncode
+        self.stderr_tail = stderr[-_STDERR_TAIL:].strip()
+        status = "timed out" if returncode is None else f"exit {returncode}"
+        super().__init__(f"ffmpeg {step}: {status}: {self.stderr_tail or '(no output)'}")
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What ffmpeg's reading of a video's header says (plus a packet scan when it has no duration)."""
+
+    fmt: str                  # 'mp4' | 'webm' | 'mov', from media.sniff
+    width: int                # display size: sample aspect ratio and rotation applied
+    height: int
+    duration: int             # whole seconds, truncated
+    seconds: float
+    video_codec: str
+    audio_codec: str | None
+    rotation: int             # clockwise degrees: 0, 90, 180 or 270
+    title: str | None
+    description: str | None   # 'description', else 'comment'
+    stream: int = 0           # index of the first real video stream (cover art is skipped)
+
+
+@dataclass(frozen=True)
+class RenderedVideo:
+    """The files render_video wrote into its work_dir."""
+
+    original: media.Variant   # remuxed without metadata, or a plain copy with keep_metadata
+    changed: bool
+    frame: media.Variant      # frame.jpeg, in display orientation
+    thumb: media.Variant
+    medium: media.Variant | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Running ffmpeg
+
+def _run(step: str, args: list[str], deadline: float) -> subprocess.CompletedProcess[bytes]:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise InvalidVideo(TIMED_OUT) from FFmpegError(step)
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
+    try:
+        # run() kills ffmpeg when the timeout strikes.
+        return subprocess.run(command, capture_output=True, timeout=left,
+                              stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise InvalidVideo(TIMED_OUT) from FFmpegError(step, None, exc.stderr or b"")
+    except OSError as exc:
+        raise InvalidVideo() from FFmpegError(step, None, str(exc))
+
+
+def _source(path: Path, fmt: str) -> list[str]:
+    return [*_INPUT, "-f", _DEMUXER[fmt], "-i", f"file:{path}"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the header that `ffmpeg -i FILE` prints
+
+_DURATION_RE = re.compile(r"Duration: (?:N/A|(\d+):(\d\d):(\d\d(?:\.\d+)?))")
+_STREAM_RE = re.compile(r"Stream #0:(\d+)[^:]*: (\w+): (.*)")
+_SIZE_RE = re.compile(r"(\d+)x(\d+)\b")
+_SAR_RE = re.compile(r"\bSAR (\d+):(\d+)")
+_MATRIX_RE = re.compile(r"display ?matrix: rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
+_ROTATE_TAG_RE = re.compile(r"^\s+rotate\s*: (-?\d+(?:\.\d+)?)\s*$", re.MULTILINE)
+_TAG_RE = re.compile(r"(\S.*?)\s*:(?: (.*))?")
+_CONTINUED_RE = re.compile(r"\s+:(?: (.*))?")
+_TIME_RE = re.compile(r"^out_time_us=(\d+)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Header:
+    """The parts of ffmpeg's description of input #0 that matter here."""
+
+    tags: dict[str, str]          # container metadata, keys lower-cased
+    seconds: float | None         # None for "Duration: N/A"
+    stream: int | None            # first video stream that is not cover art
+    video_codec: str | None
+    width: int
+    height: int                   # as coded, before the aspect ratio and rotation
+    sar: tuple[int, int]
+    rotation: int
+    audio_codec: str | None
+
+
+def _blocks(text: str) -> list[tuple[str, list[str]]]:
+    """Input #0's lines indented by two spaces, each with the deeper lines below it."""
+    blocks: list[tuple[str, list[str]]] = []
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("Input #0"):
+            inside = True
+        elif not inside:
+            continue
+        elif line.startswith(("Output #", "Stream mapping")):
+            break
+        elif line.startswith("  ") and not line.startswith("   "):
+            blocks.append((line.strip(), []))
+        elif line.startswith("   ") and blocks:
+            blocks[-1][1].append(line)
+        elif not line.startswith(" "):
+            blocks.append(("", []))  # a log line interrupts: what follows is not nested in it
+    return blocks
+
+
+def _tags(lines: list[str]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    key = None
+    for line in lines:
+        if (more := _CONTINUED_RE.fullmatch(line)) and key is not None:
+            tags[key] += "\n" + (more.group(1) or "")
+        elif match := _TAG_RE.fullmatch(line.strip()):
+            key = match.group(1).lower()
+            tags.setdefault(key, match.group(2) or "")
+    return tags
+
+
+def _top_level(text: str) -> list[str]:
+    """Split at commas outside brackets: 'yuv420p(tv, bt709)' stays one part."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _rotation(lines: list[str]) -> int:
+    """Clockwise degrees; the display matrix counts anticlockwise, the old 'rotate' tag not."""
+    text = "\n".join(lines)
+    if match := _MATRIX_RE.search(text):
+        degrees = -float(match.group(1))
+    elif match := _ROTATE_TAG_RE.search(text):
+        degrees = float(match.group(1))
+    else:
+        return 0
+    return round(degrees / 90) % 4 * 90
+
+
+def parse_header(text: str) -> Header:
+    """Read ffmpeg's stderr for ``-i FILE``: container tags, duration and the first streams."""
+    tags: dict[str, str] = {}
+    seconds: float | None = None
+    video: tuple[int, str, int, int, tuple[int, int], int] | None = None
+    audio_codec = None
+    seen_stream = False
+    for head, lines in _blocks(text):
+        if head == "Metadata:" and not seen_stream and not tags:
+            tags = _tags(lines)
+        elif match := _DURATION_RE.match(head):
+            if match.group(1) is not None:
+                h, m, s = match.groups()
+                seconds = int(h) * 3600 + int(m) * 60 + float(s)
+        elif match := _STREAM_RE.match(head):
+            seen_stream = True
+            index, kind, rest = int(match.group(1)), match.group(2), match.group(3)
+            if kind == "Audio" and audio_codec is None:
+                audio_codec = rest.split()[0].rstrip(",") if rest.split() else None
+            if kind != "Video" or video is not None or "(attached pic)" in rest:
+                continue
+            parts = _top_level(rest)
+            size = next((m for p in parts[1:] if (m := _SIZE_RE.match(p))), None)
+            if size is None or not parts[0]:
+                continue
+            sar_match = _SAR_RE.search(rest)
+            sar = (int(sar_match.group(1)), int(sar_match.group(2))) if sar_match else (1, 1)
+            video = (index, parts[0].split()[0], int(size.group(1)), int(size.group(2)), sar,
+                     _rotation(lines))
+    if video is None:
+        return Header(tags, seconds, None, None, 0, 0, (1, 1), 0, audio_codec)
+    index, codec, width, height, sar, rotation = video
+    return Header(tags, seconds, index, codec, width, height, sar, rotation, audio_codec)
+
+
+def display_size(header: Header) -> tuple[int, int]:
+    """Width and height as a player shows them: sample aspect ratio, then rotation, applied."""
+    width, height = header.width, header.height
+    num, den = header.sar
+    if num > 0 and den > 0 and num != den:
+        width = max(1, round(width * num / den))
+    return (height, width) if header.rotation in (90, 270) else (width, height)
+
+
+def _read_header(path: Path, fmt: str, deadline: float, step: str) -> tuple[Header, str]:
+    # Without an output ffmpeg exits 1 ("At least one output file must be specified"): normal.
+    result = _run(step, _source(path, fmt), deadline)
+    stderr = result.stderr.decode("utf-8", "replace")
+    header = parse_header(stderr)
+    if header.stream is None or header.width <= 0 or header.height <= 0:
+        raise InvalidVideo() from FFmpegError(f"{step} (no video stream)", result.returncode,
+                                              stderr)
+    return header, stderr
+
+
+def _scan_seconds(path: Path, fmt: str, stream: int, deadline: float) -> float:
+    """The duration a header does not state, from the packet times: copying reads, never decodes."""
+    result = _run("duration scan", ["-v", "error", "-nostats", *_source(path, fmt),
+                                    "-map", f"0:{stream}", "-c", "copy", "-progress", "pipe:1",
+                                    "-f", "null", "-"], deadline)
+    times = _TIME_RE.findall(result.stdout.decode("ascii", "replace"))
+    if result.returncode != 0 or not times:
+        raise InvalidVideo() from FFmpegError("duration scan", result.returncode, result.stderr)
+    return int(times[-1]) / 1_000_000
+
+
+def probe_video(path: Path, fmt: str, *, timeout: float) -> VideoProbe:
+    """Read a video's size, duration, codecs, rotation, title and description.
+
+    Raises InvalidVideo when ffmpeg cannot read it, it has no video stream, or time runs out.
+    """
+    if fmt not in _DEMUXER:
+        raise InvalidVideo()
+    deadline = time.monotonic() + timeout
+    header, _ = _read_header(path, fmt, deadline, "probe")
+    assert header.stream is not None and header.video_codec is not None
+    seconds = header.seconds
+    if seconds is None:
+        seconds = _scan_seconds(path, fmt, header.stream, deadline)
+    seconds = max(0.0, seconds)
+    width, height = display_size(header)
+    tags = header.tags
+    return VideoProbe(
+        fmt=fmt, width=width, height=height, duration=int(seconds), seconds=seconds,
+        video_codec=header.video_codec, audio_codec=header.audio_codec,
+        rotation=header.rotation, title=media._meaningful(tags.get("title")),
+        description=(media._meaningful(tags.get("description"))
+                     or media._meaningful(tags.get("comment"))),
+        stream=header.stream)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering: the stored original, the frame, and the frame's thumb and medium
+
+def _remux(src: Path, probe: VideoProbe, dest: Path, deadline: float) -> None:
+    """Copy the streams into a fresh container without metadata, keeping the rotation.
+
+    Only video, audio and subtitle streams are kept: data streams carry camera telemetry such
+    as GPS tracks. The display matrix is stream side data, not metadata, so it survives
+    ``-map_metadata -1``; the result is read back to make sure, and set explicitly if lost.
+    """
+    output = ["-map", "0:v", "-map", "0:a?", "-map", "0:s?", "-c", "copy", "-map_metadata", "-1",
+              *(["-movflags", "+faststart"] if probe.fmt in ("mp4", "mov") else []),
+              "-f", _MUXER[probe.fmt], f"file:{dest}"]
+    rotate: list[str] = []
+    for attempt in range(2):
+        result = _run("remux", ["-v", "error", "-y", *rotate, *_source(src, probe.fmt), *output],
+                      deadline)
+        if result.returncode != 0 or not dest.is_file() or not dest.stat().st_size:
+            raise InvalidVideo() from FFmpegError("remux", result.returncode, result.stderr)
+        header, _ = _read_header(dest, probe.fmt, deadline, "remux check")
+        if header.rotation == probe.rotation or attempt:
+            return
+        rotate = ["-display_rotation:v:0", str(-probe.rotation)]
+
+
+def _frame_args(src: Path, probe: VideoProbe, dest: Path, at: float | None) -> list[str]:
+    seek = ["-ss", f"{at:.3f}", "-noaccurate_seek"] if at else []
+    # ffmpeg turns the frame upright itself (autorotate) before this filter runs; scaling to the
+    # display size squares non-square pixels.
+    vf = f"scale={probe.width}:{probe.height}:{_JPEG_SCALE},setsar=1,format=yuv420p"
+    return ["-v", "error", "-y", *seek, *_source(src, probe.fmt), "-map", f"0:{probe.stream}",
+            "-frames:v", "1", "-vf", vf, "-q:v", "2", "-fflags", "+bitexact",
+            "-flags:v", "+bitexact", "-f", "image2", "-update", "1", f"file:{dest}"]
+
+
+def _extract_frame(src: Path, probe: VideoProbe, dest: Path, deadline: float) -> None:
+    """One frame at a quarter of the duration; the first frame when a seek finds nothing."""
+    at = probe.seconds / 4
+    result = None
+    for position in ((at, None) if at >= 0.001 else (None,)):
+        dest.unlink(missing_ok=True)
+        result = _run("frame", _frame_args(src, probe, dest, position), deadline)
+        if result.returncode == 0 and dest.is_file() and dest.stat().st_size:
+            return
+    assert result is not None
+    raise InvalidVideo() from FFmpegError("frame", result.returncode, result.stderr)
+
+
+def _frame_variants(frame: Path, work_dir: Path) -> tuple[media.Variant, media.Variant,
+                                                          media.Variant | None]:
+    """The frame as a Variant, and its thumb and medium made by the image code."""
+    sub = work_dir / "frame-variants"
+    sub.mkdir()
+    try:
+        info = media.probe_image(frame, "jpeg", max_pixels=1 << 40,
+                                 max_animation_pixels=1 << 40)
+        rendered = media.render_image(frame, info, work_dir=sub, ext="jpeg")
+        thumb = _move(rendered.thumb, work_dir / "thumb.jpeg")
+        medium = _move(rendered.medium, work_dir / "medium.jpeg") if rendered.medium else None
+    except ImageTooLarge:
+        raise
+    except ImgzError as exc:
+        raise InvalidVideo() from exc
+    finally:
+        shutil.rmtree(sub, ignore_errors=True)
+    size = (info.width, info.height)
+    frame_variant = media.Variant(frame, "jpeg", media.MIME["jpeg"], *size, frame.stat().st_size)
+    return frame_variant, thumb, medium
+
+
+def _move(variant: media.Variant, dest: Path) -> media.Variant:
+    variant.path.replace(dest)
+    return replace(variant, path=dest)
+
+
+def render_video(src: Path, probe: VideoProbe, *, work_dir: Path, keep_metadata: bool,
+                 timeout: float) -> RenderedVideo:
+    """Write original.<fmt>, frame.jpeg, thumb.jpeg and, when due, medium.jpeg into work_dir.
+
+    Raises InvalidVideo when ffmpeg fails or time runs out; what it wrote stays in work_dir.
+    """
+    deadline = time.monotonic() + timeout
+    original = work_dir / f"original.{probe.fmt}"
+    if keep_metadata:
+        shutil.copyfile(src, original)
+    else:
+        _remux(src, probe, original, deadline)
+    frame_path = work_dir / "frame.jpeg"
+    _extract_frame(src, probe, frame_path, deadline)
+    frame, thumb, medium = _frame_variants(frame_path, work_dir)
+    stored = media.Variant(original, probe.fmt, media.MIME[probe.fmt], probe.width,
+                           probe.height, original.stat().st_size)
+    return RenderedVideo(stored, not keep_metadata, frame, thumb, medium)
