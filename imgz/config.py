@@ -124,6 +124,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("url_sources", "1", "Allow URL sources for keyed uploads.", _bool),
     Setting("url_allow_nets", "", "CIDRs or host names that URL sources may reach although private.", _nets),
     Setting("url_timeout", "30", "Deadline in seconds for a whole URL download.", _decimal),
+    Setting("ffmpeg_timeout", "300", "Seconds one ffmpeg run may take before the upload is refused.", _decimal),
     Setting("guest_uploads", "0", "Accept uploads without a key.", _bool),
     Setting("guest_max_upload_mb", "20", "Largest guest upload in MB.", _decimal),
     Setting("expiration_min", "300", "Shortest expiration in seconds.", _int(1)),
@@ -162,6 +163,7 @@ class Config:
     url_sources: bool
     url_allow_nets: tuple[str, ...]
     url_timeout: float
+    ffmpeg_timeout: float
     guest_uploads: bool
     guest_max_upload_mb: float
     expiration_min: int

@@ -5,6 +5,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 
+def file_relpath(folder: str, name: str, extension: str, kind: str, variant: str = "") -> str:
+    """Where one file of an upload lives under <data>/images: variant '' (original), th, md or fr.
+
+    Thumbs, mediums and frames of videos are JPEG; those of images keep the original's format.
+    """
+    if not variant:
+        return f"{folder}/{name}.{extension}"
+    ext = "jpeg" if kind == "video" else extension
+    return f"{folder}/{name}.{variant}.{ext}"
+
+
 @dataclass(frozen=True)
 class Upload:
     """One stored upload as the database keeps it; dates are aware UTC datetimes."""
@@ -47,17 +58,9 @@ class Upload:
     likes: int = 0
     tags: tuple[str, ...] = field(default=())
 
-    @property
-    def variant_extension(self) -> str:
-        """Thumbs, mediums and frames of videos are JPEG; of images, the original's format."""
-        return "jpeg" if self.kind == "video" else self.extension
-
     def relpath(self, variant: str = "") -> str:
         """The path of one file of this upload under <data>/images ('' original, th, md, fr)."""
-        if not variant:
-            return f"{self.folder}/{self.name}.{self.extension}"
-        ext = "jpeg" if variant == "fr" else self.variant_extension
-        return f"{self.folder}/{self.name}.{variant}.{ext}"
+        return file_relpath(self.folder, self.name, self.extension, self.kind, variant)
 
     def relpaths(self) -> list[str]:
         """Every file this upload has on disk, the original first."""

@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from . import db, ids, media, storage
+from . import db, ids, media, storage, video
 from .chevereto import tag_key
 from .config import Config
 from .errors import Forbidden, InvalidType, NoStorage
 from .params import title_from_filename
-from .records import Upload
+from .records import Upload, file_relpath
 from .sources import Incoming
 
 IMAGE_FORMATS = {"jpeg", "png", "gif", "webp", "avif", "bmp"}
+VIDEO_FORMATS = {"mp4", "webm", "mov"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,37 @@ class Options:
     use_file_date: bool = False
     album_id: int | None = None
     category_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Made:
+    """What processing made of an upload, ready to be named and placed."""
+
+    kind: str
+    ext: str
+    original: media.Variant
+    changed: bool
+    thumb: media.Variant
+    medium: media.Variant | None
+    frame: media.Variant | None
+    width: int
+    height: int
+    duration: int
+    is_animated: bool
+    is_360: bool
+    title: str | None
+    description: str | None
+    exif_json: str | None
+    taken: datetime | None
+
+    def files(self) -> list[tuple[str, media.Variant]]:
+        """(variant, file) pairs, the original first; variant '' th md fr."""
+        pairs = [("", self.original), ("th", self.thumb)]
+        if self.medium is not None:
+            pairs.append(("md", self.medium))
+        if self.frame is not None:
+            pairs.append(("fr", self.frame))
+        return pairs
 
 
 def utcnow() -> datetime:
@@ -98,15 +130,22 @@ class Service:
                 raise Forbidden("use_file_date is for admin keys only")
             self.check_free_space()
             fmt = media.sniff(incoming.path)
-            if fmt not in IMAGE_FORMATS:
+            if fmt not in IMAGE_FORMATS and fmt not in VIDEO_FORMATS:
                 raise InvalidType()
             with self.slots:
-                return self._store_image(incoming, fmt, actor, options)
+                work = storage.new_work_dir(self.data)
+                try:
+                    if fmt in VIDEO_FORMATS:
+                        made = self._render_video(incoming, fmt, work)
+                    else:
+                        made = self._render_image(incoming, fmt, options, work)
+                    return self._store(incoming, actor, options, made)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
         finally:
             incoming.path.unlink(missing_ok=True)
 
-    def _store_image(self, incoming: Incoming, fmt: str, actor: Actor,
-                     options: Options) -> tuple[Upload, str]:
+    def _render_image(self, incoming: Incoming, fmt: str, options: Options, work: Path) -> Made:
         cfg = self.config
         probe = media.probe_image(incoming.path, fmt, max_pixels=cfg.max_pixels,
                                   max_animation_pixels=cfg.max_animation_pixels)
@@ -116,65 +155,79 @@ class Service:
             ext = "jpg"
         else:
             ext = fmt
-        now = self.now()
-        created = now
+        rendered = media.render_image(incoming.path, probe, work_dir=work, ext=ext,
+                                      width=options.width, keep_metadata=cfg.keep_exif)
+        taken = None
         if options.use_file_date:
-            created = exif_moment(probe.date_taken, probe.date_offset, cfg.timezone) or now
+            taken = exif_moment(probe.date_taken, probe.date_offset, cfg.timezone)
+        return Made(
+            kind="image", ext=ext, original=rendered.original, changed=rendered.changed,
+            thumb=rendered.thumb, medium=rendered.medium, frame=None,
+            width=rendered.original.width, height=rendered.original.height, duration=0,
+            is_animated=probe.is_animated, is_360=probe.is_360, title=probe.title,
+            description=probe.description,
+            exif_json=probe.exif_json if cfg.keep_exif else None, taken=taken)
+
+    def _render_video(self, incoming: Incoming, fmt: str, work: Path) -> Made:
+        cfg = self.config
+        probe = video.probe_video(incoming.path, fmt, timeout=cfg.ffmpeg_timeout)
+        rendered = video.render_video(incoming.path, probe, work_dir=work,
+                                      keep_metadata=cfg.keep_exif, timeout=cfg.ffmpeg_timeout)
+        return Made(
+            kind="video", ext=fmt, original=rendered.original, changed=rendered.changed,
+            thumb=rendered.thumb, medium=rendered.medium, frame=rendered.frame,
+            width=probe.width, height=probe.height, duration=probe.duration,
+            is_animated=False, is_360=False, title=probe.title, description=probe.description,
+            exif_json=None, taken=None)
+
+    def _store(self, incoming: Incoming, actor: Actor, options: Options, made: Made) -> tuple[Upload, str]:
+        """Name, place and record what was made: files first (fsynced), then the row."""
+        cfg = self.config
+        created = made.taken or self.now()
         folder = storage.date_folder(created.astimezone(ZoneInfo(cfg.timezone)))
-        work = storage.new_work_dir(self.data)
         conn = self.connection()
         placed: list[str] = []
         reserved: str | None = None
         try:
-            rendered = media.render_image(incoming.path, probe, work_dir=work, ext=ext,
-                                          width=options.width, keep_metadata=cfg.keep_exif)
             stem = Path(incoming.filename).stem if incoming.filename else ""
-            name = storage.choose_name(stem, cfg.filenaming, "image", folder,
+            name = storage.choose_name(stem, cfg.filenaming, made.kind, folder,
                                        lambda s: db.reserve_name(conn, s))
             reserved = f"{folder}/{name}"
-            original_filename = incoming.filename or f"{name}.{ext}"
             if options.title:
                 title = options.title
-            elif probe.title:
-                title = probe.title
+            elif made.title:
+                title = made.title
             elif incoming.filename:
                 title = title_from_filename(incoming.filename) or name
             else:
                 title = name
-            description = options.description if options.description else probe.description
-            files = [("", rendered.original), ("th", rendered.thumb)]
-            if rendered.medium is not None:
-                files.append(("md", rendered.medium))
             paths: list[tuple[str, str]] = []
-            for variant, item in files:
-                relpath = f"{folder}/{name}.{variant + '.' if variant else ''}{ext}"
+            for variant, item in made.files():
+                relpath = file_relpath(folder, name, made.ext, made.kind, variant)
                 storage.place(self.data, item.path, relpath)
                 placed.append(relpath)
                 paths.append((relpath, item.mime))
             storage.sync_dir(storage.images_dir(self.data) / folder)
-            changed = rendered.changed
-            checksum = storage.md5_file(storage.resolve(self.data, placed[0])) if changed else incoming.md5
+            checksum = storage.md5_file(storage.resolve(self.data, placed[0])) if made.changed else incoming.md5
             secret = ids.new_delete_secret()
-            medium = rendered.medium
             values = {
                 "user_id": actor.user_id, "album_id": options.album_id,
-                "category_id": options.category_id, "kind": "image", "folder": folder,
-                "name": name, "extension": ext, "mime": rendered.original.mime,
-                "size": rendered.original.size, "width": rendered.original.width,
-                "height": rendered.original.height, "duration": 0,
-                "is_animated": probe.is_animated, "is_360": probe.is_360, "nsfw": options.nsfw,
-                "title": title, "description": description,
-                "original_filename": original_filename,
-                "original_exifdata": probe.exif_json if cfg.keep_exif else None,
-                "checksum": checksum, "source_checksum": incoming.md5 if changed else None,
+                "category_id": options.category_id, "kind": made.kind, "folder": folder,
+                "name": name, "extension": made.ext, "mime": made.original.mime,
+                "size": made.original.size, "width": made.width, "height": made.height,
+                "duration": made.duration, "is_animated": made.is_animated, "is_360": made.is_360,
+                "nsfw": options.nsfw, "title": title,
+                "description": options.description or made.description,
+                "original_filename": incoming.filename or f"{name}.{made.ext}",
+                "original_exifdata": made.exif_json,
+                "checksum": checksum, "source_checksum": incoming.md5 if made.changed else None,
                 "created_at": created, "expires_at": options.expires_at,
-                "thumb_size": rendered.thumb.size, "thumb_width": rendered.thumb.width,
-                "thumb_height": rendered.thumb.height,
-                "medium_size": medium.size if medium else 0,
-                "medium_width": medium.width if medium else 0,
-                "medium_height": medium.height if medium else 0,
                 "delete_hash": ids.digest(secret),
             }
+            for prefix, item in (("thumb", made.thumb), ("medium", made.medium), ("frame", made.frame)):
+                values[f"{prefix}_size"] = item.size if item else 0
+                values[f"{prefix}_width"] = item.width if item else 0
+                values[f"{prefix}_height"] = item.height if item else 0
             tags = [(tag, tag_key(tag)) for tag in options.tags]
             upload_id = self._insert(conn, values, paths, tags)
             upload = db.get_upload_by_id(conn, upload_id)
@@ -185,8 +238,6 @@ class Service:
             if reserved is not None:
                 db.release_name(conn, reserved)
             raise
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
 
     def _insert(self, conn: sqlite3.Connection, values: dict, paths: list[tuple[str, str]],
                 tags: list[tuple[str, str]]) -> int:

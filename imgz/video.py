@@ -6,6 +6,7 @@ The ``timeout`` of each public function bounds all the ffmpeg runs it makes toge
 """
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import imageio_ffmpeg
 
 from imgz import media
-from imgz.errors import ImageTooLarge, ImgzError, InvalidVideo
+from imgz.errors import InvalidImage, InvalidVideo
 
 TIMED_OUT = "Invalid video file provided: processing timed out"
 
@@ -35,18 +36,18 @@ class FFmpegError(Exception):
     Raised as the ``__cause__`` of InvalidVideo; clients only ever see InvalidVideo's message.
     """
 
-    def __init__(self, step: str, returncode: int | None = None, stderr: bytes | str = b"") -> None:
+    def __init__(self, step: str, status: int | str, stderr: bytes | str | None = b"") -> None:
         if isinstance(stderr, bytes):
             stderr = stderr.decode("utf-8", "replace")
-        self.step, self.returncode = step, returncode
-        self.stderr_tail = stderr[-_STDERR_TAIL:].strip()
-        status = "timed out" if returncode is None else f"exit {returncode}"
-        super().__init__(f"ffmpeg {step}: {status}: {self.stderr_tail or '(no output)'}")
+        self.step = step
+        self.status = f"exit {status}" if isinstance(status, int) else status
+        self.stderr_tail = (stderr or "")[-_STDERR_TAIL:].strip()
+        super().__init__(f"ffmpeg {step}: {self.status}: {self.stderr_tail or '(no output)'}")
 
 
 @dataclass(frozen=True)
 class VideoProbe:
-    """What ffmpeg's reading of a video's header says (plus a packet scan when it has no duration)."""
+    """What ffmpeg says of a video's header (and of its packets when it states no duration)."""
 
     fmt: str                  # 'mp4' | 'webm' | 'mov', from media.sniff
     width: int                # display size: sample aspect ratio and rotation applied
@@ -78,16 +79,16 @@ class RenderedVideo:
 def _run(step: str, args: list[str], deadline: float) -> subprocess.CompletedProcess[bytes]:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise InvalidVideo(TIMED_OUT) from FFmpegError(step)
+        raise InvalidVideo(TIMED_OUT) from FFmpegError(step, "timed out")
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
     try:
         # run() kills ffmpeg when the timeout strikes.
         return subprocess.run(command, capture_output=True, timeout=left,
                               stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise InvalidVideo(TIMED_OUT) from FFmpegError(step, None, exc.stderr or b"")
+        raise InvalidVideo(TIMED_OUT) from FFmpegError(step, "timed out", exc.stderr)
     except OSError as exc:
-        raise InvalidVideo() from FFmpegError(step, None, str(exc))
+        raise InvalidVideo() from FFmpegError(step, "could not start", str(exc))
 
 
 def _source(path: Path, fmt: str) -> list[str]:
@@ -98,7 +99,7 @@ def _source(path: Path, fmt: str) -> list[str]:
 # Reading the header that `ffmpeg -i FILE` prints
 
 _DURATION_RE = re.compile(r"Duration: (?:N/A|(\d+):(\d\d):(\d\d(?:\.\d+)?))")
-_STREAM_RE = re.compile(r"Stream #0:(\d+)[^:]*: (\w+): (.*)")
+_STREAM_RE = re.compile(r"Stream #0:(\d+)[^:]*: (\w+): (\S.*)")
 _SIZE_RE = re.compile(r"(\d+)x(\d+)\b")
 _SAR_RE = re.compile(r"\bSAR (\d+):(\d+)")
 _MATRIX_RE = re.compile(r"display ?matrix: rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
@@ -123,24 +124,36 @@ class Header:
     audio_codec: str | None
 
 
-def _blocks(text: str) -> list[tuple[str, list[str]]]:
-    """Input #0's lines indented by two spaces, each with the deeper lines below it."""
-    blocks: list[tuple[str, list[str]]] = []
-    inside = False
+def _sections(text: str) -> list[tuple[str, list[str]]]:
+    """Input #0's description cut into its parts: ('tags' | 'duration' | 'stream' | 'other',
+    the head line and the lines under it).
+
+    Indentation changed between ffmpeg versions (streams sat under Duration before 6.0), so a
+    part is recognised by its head's text. ffmpeg always prints Duration before the streams;
+    only stream lines after it count, so an odd metadata key cannot pose as a stream.
+    """
+    sections: list[tuple[str, list[str]]] = []
+    state = None
     for line in text.splitlines():
-        if line.startswith("Input #0"):
-            inside = True
-        elif not inside:
-            continue
-        elif line.startswith(("Output #", "Stream mapping")):
+        body = line.strip()
+        if state is None:
+            state = "input" if line.startswith("Input #0") else None
+        elif line.startswith(("Output #", "Stream mapping", "Input #")):
             break
-        elif line.startswith("  ") and not line.startswith("   "):
-            blocks.append((line.strip(), []))
-        elif line.startswith("   ") and blocks:
-            blocks[-1][1].append(line)
         elif not line.startswith(" "):
-            blocks.append(("", []))  # a log line interrupts: what follows is not nested in it
-    return blocks
+            continue  # a log line from a demuxer or decoder
+        elif state == "input" and body == "Metadata:" and not sections:
+            sections.append(("tags", []))
+        elif state == "input" and line.startswith("  Duration: "):
+            sections.append(("duration", [body]))
+            state = "streams"
+        elif state == "streams" and _STREAM_RE.match(body):
+            sections.append(("stream", [body]))
+        elif state == "streams" and body.startswith(("Chapters:", "Program ")):
+            sections.append(("other", [body]))
+        elif sections:
+            sections[-1][1].append(line)
+    return sections
 
 
 def _tags(lines: list[str]) -> dict[str, str]:
@@ -188,29 +201,27 @@ def parse_header(text: str) -> Header:
     seconds: float | None = None
     video: tuple[int, str, int, int, tuple[int, int], int] | None = None
     audio_codec = None
-    seen_stream = False
-    for head, lines in _blocks(text):
-        if head == "Metadata:" and not seen_stream and not tags:
+    for kind, lines in _sections(text):
+        if kind == "tags":
             tags = _tags(lines)
-        elif match := _DURATION_RE.match(head):
+        elif kind == "duration" and (match := _DURATION_RE.match(lines[0])):
             if match.group(1) is not None:
-                h, m, s = match.groups()
-                seconds = int(h) * 3600 + int(m) * 60 + float(s)
-        elif match := _STREAM_RE.match(head):
-            seen_stream = True
-            index, kind, rest = int(match.group(1)), match.group(2), match.group(3)
-            if kind == "Audio" and audio_codec is None:
-                audio_codec = rest.split()[0].rstrip(",") if rest.split() else None
-            if kind != "Video" or video is not None or "(attached pic)" in rest:
+                h, m, sec = match.groups()
+                seconds = int(h) * 3600 + int(m) * 60 + float(sec)
+        elif kind == "stream" and (match := _STREAM_RE.match(lines[0])):
+            index, codec_type, rest = int(match.group(1)), match.group(2), match.group(3)
+            if codec_type == "Audio" and audio_codec is None:
+                audio_codec = rest.split(maxsplit=1)[0].rstrip(",")
+            if codec_type != "Video" or video is not None or "(attached pic)" in rest:
                 continue
             parts = _top_level(rest)
-            size = next((m for p in parts[1:] if (m := _SIZE_RE.match(p))), None)
+            size = next((m for part in parts[1:] if (m := _SIZE_RE.match(part))), None)
             if size is None or not parts[0]:
                 continue
             sar_match = _SAR_RE.search(rest)
             sar = (int(sar_match.group(1)), int(sar_match.group(2))) if sar_match else (1, 1)
-            video = (index, parts[0].split()[0], int(size.group(1)), int(size.group(2)), sar,
-                     _rotation(lines))
+            video = (index, parts[0].split(maxsplit=1)[0], int(size.group(1)),
+                     int(size.group(2)), sar, _rotation(lines[1:]))
     if video is None:
         return Header(tags, seconds, None, None, 0, 0, (1, 1), 0, audio_codec)
     index, codec, width, height, sar, rotation = video
@@ -222,11 +233,11 @@ def display_size(header: Header) -> tuple[int, int]:
     width, height = header.width, header.height
     num, den = header.sar
     if num > 0 and den > 0 and num != den:
-        width = max(1, round(width * num / den))
+        width = max(1, math.floor(width * num / den + 0.5))
     return (height, width) if header.rotation in (90, 270) else (width, height)
 
 
-def _read_header(path: Path, fmt: str, deadline: float, step: str) -> tuple[Header, str]:
+def _read_header(path: Path, fmt: str, deadline: float, step: str) -> Header:
     # Without an output ffmpeg exits 1 ("At least one output file must be specified"): normal.
     result = _run(step, _source(path, fmt), deadline)
     stderr = result.stderr.decode("utf-8", "replace")
@@ -234,7 +245,7 @@ def _read_header(path: Path, fmt: str, deadline: float, step: str) -> tuple[Head
     if header.stream is None or header.width <= 0 or header.height <= 0:
         raise InvalidVideo() from FFmpegError(f"{step} (no video stream)", result.returncode,
                                               stderr)
-    return header, stderr
+    return header
 
 
 def _scan_seconds(path: Path, fmt: str, stream: int, deadline: float) -> float:
@@ -256,7 +267,7 @@ def probe_video(path: Path, fmt: str, *, timeout: float) -> VideoProbe:
     if fmt not in _DEMUXER:
         raise InvalidVideo()
     deadline = time.monotonic() + timeout
-    header, _ = _read_header(path, fmt, deadline, "probe")
+    header = _read_header(path, fmt, deadline, "probe")
     assert header.stream is not None and header.video_codec is not None
     seconds = header.seconds
     if seconds is None:
@@ -292,7 +303,7 @@ def _remux(src: Path, probe: VideoProbe, dest: Path, deadline: float) -> None:
                       deadline)
         if result.returncode != 0 or not dest.is_file() or not dest.stat().st_size:
             raise InvalidVideo() from FFmpegError("remux", result.returncode, result.stderr)
-        header, _ = _read_header(dest, probe.fmt, deadline, "remux check")
+        header = _read_header(dest, probe.fmt, deadline, "remux check")
         if header.rotation == probe.rotation or attempt:
             return
         rotate = ["-display_rotation:v:0", str(-probe.rotation)]
@@ -300,9 +311,9 @@ def _remux(src: Path, probe: VideoProbe, dest: Path, deadline: float) -> None:
 
 def _frame_args(src: Path, probe: VideoProbe, dest: Path, at: float | None) -> list[str]:
     seek = ["-ss", f"{at:.3f}", "-noaccurate_seek"] if at else []
-    # ffmpeg turns the frame upright itself (autorotate) before this filter runs; scaling to the
-    # display size squares non-square pixels.
-    vf = f"scale={probe.width}:{probe.height}:{_JPEG_SCALE},setsar=1,format=yuv420p"
+    # ffmpeg turns the frame upright itself (autorotate) before this filter runs, which squares
+    # non-square pixels as players do.
+    vf = f"scale=w='round(iw*sar)':h=ih:{_JPEG_SCALE},setsar=1,format=yuv420p"
     return ["-v", "error", "-y", *seek, *_source(src, probe.fmt), "-map", f"0:{probe.stream}",
             "-frames:v", "1", "-vf", vf, "-q:v", "2", "-fflags", "+bitexact",
             "-flags:v", "+bitexact", "-f", "image2", "-update", "1", f"file:{dest}"]
@@ -325,16 +336,14 @@ def _frame_variants(frame: Path, work_dir: Path) -> tuple[media.Variant, media.V
                                                           media.Variant | None]:
     """The frame as a Variant, and its thumb and medium made by the image code."""
     sub = work_dir / "frame-variants"
-    sub.mkdir()
+    sub.mkdir(exist_ok=True)
     try:
         info = media.probe_image(frame, "jpeg", max_pixels=1 << 40,
                                  max_animation_pixels=1 << 40)
         rendered = media.render_image(frame, info, work_dir=sub, ext="jpeg")
         thumb = _move(rendered.thumb, work_dir / "thumb.jpeg")
         medium = _move(rendered.medium, work_dir / "medium.jpeg") if rendered.medium else None
-    except ImageTooLarge:
-        raise
-    except ImgzError as exc:
+    except InvalidImage as exc:
         raise InvalidVideo() from exc
     finally:
         shutil.rmtree(sub, ignore_errors=True)
@@ -363,6 +372,7 @@ def render_video(src: Path, probe: VideoProbe, *, work_dir: Path, keep_metadata:
     frame_path = work_dir / "frame.jpeg"
     _extract_frame(src, probe, frame_path, deadline)
     frame, thumb, medium = _frame_variants(frame_path, work_dir)
-    stored = media.Variant(original, probe.fmt, media.MIME[probe.fmt], probe.width,
-                           probe.height, original.stat().st_size)
+    # The frame's size is what players show; it equals the probe's unless the header misled.
+    stored = media.Variant(original, probe.fmt, media.MIME[probe.fmt], frame.width,
+                           frame.height, original.stat().st_size)
     return RenderedVideo(stored, not keep_metadata, frame, thumb, medium)
