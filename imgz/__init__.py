@@ -102,7 +102,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
 
 
 def _is_api() -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith("/api/") or request.path == "/sharex.sxcu"
 
 
 def _error_response(status: int, message: str, code: int) -> Response:
@@ -122,6 +122,9 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(ImgzError)
     def imgz_error(exc: ImgzError) -> Response:
+        if exc.__cause__ is not None:
+            # e.g. ffmpeg's own words on a refused video: for the log, never for the client
+            log.warning("%s %s refused (%s): %s", request.method, request.path, exc.message, exc.__cause__)
         return _error_response(exc.status, exc.message, exc.code)
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
-from . import chevereto, params, sources, storage
+from . import chevereto, params, sharex, sources, storage
 from .auth import actor_for_key, presented_key
 from .expiry import parse_expiration
-from .errors import EmptySource, ImgzError, InvalidParameter, InvalidURL, TooBig
+from .errors import EmptySource, ImgzError, InvalidURL, TooBig
 from .service import Actor, Options
 
 bp = Blueprint("api", __name__)
@@ -81,35 +81,20 @@ def upload() -> Response:
     request.max_content_length = body_limit(limit)
     request.max_form_memory_size = body_limit(limit)
     request.environ["imgz.stream_factory"] = _stream_factory(writers, limit, limit_mb)
-    form = request.form  # parses the body: file parts stream to disk here
+    request.form  # parses the body: file parts stream to disk here
     g.api_format = params.parse_format(param("format"))
     if actor is None:
-        actor = actor_for_key(conn, presented_key(request, form_ready=True), now)
+        key = presented_key(request, form_ready=True)
+        if key or not cfg.guest_uploads:
+            actor = actor_for_key(conn, key, now)
+        else:
+            actor = Actor(user_id=None)
+            limit, limit_mb = cfg.guest_max_upload_bytes, cfg.guest_max_upload_mb
 
     imgbb = "source" not in request.files and param("source") is None and (
         "image" in request.files or param("image") is not None)
-    field = "image" if imgbb else "source"
-    options = _options(imgbb, now)
-
-    if field in request.files:
-        part = request.files[field]
-        writer = part.stream
-        if not isinstance(writer, storage.HashingWriter):
-            raise EmptySource()
-        incoming = sources.from_writer(writer, part.filename)
-    else:
-        value = form.get(field) if field in form else request.args.get(field)
-        if value is None or value.strip() == "":
-            raise EmptySource()
-        value = value.strip()
-        if sources.is_url(value):
-            if not cfg.url_sources:
-                raise InvalidURL("URL sources are turned off")
-            incoming = sources.from_url(value, cfg.data_dir, limit, limit_mb,
-                                        deadline=cfg.url_timeout, allow_nets=cfg.url_allow_nets)
-        else:
-            incoming = sources.from_base64(value, cfg.data_dir, limit, limit_mb)
-
+    options = _options(imgbb, now, actor)
+    incoming = _incoming("image" if imgbb else "source", actor, limit, limit_mb)
     upload, secret = service.upload(incoming, actor, options)
     site = current_app.config["IMGZ_SITE"]()
     image = chevereto.image_object(upload, site, delete_secret=secret, now=now)
@@ -125,22 +110,49 @@ def upload() -> Response:
     return json_response(chevereto.upload_answer(image))
 
 
-def _options(imgbb: bool, now: datetime) -> Options:
+def _incoming(field: str, actor: Actor, limit: int, limit_mb: float) -> sources.Incoming:
+    """The source as a file on disk, whichever form it came in."""
+    cfg = current_app.config["IMGZ"]
+    if field in request.files:
+        part = request.files[field]
+        writer = part.stream
+        if not isinstance(writer, storage.HashingWriter):
+            raise EmptySource()
+        if writer.size > limit:
+            raise TooBig(limit_mb)
+        return sources.from_writer(writer, part.filename)
+    value = param(field)
+    if value is None or value.strip() == "":
+        raise EmptySource()
+    value = value.strip()
+    if not sources.is_url(value):
+        return sources.from_base64(value, cfg.data_dir, limit, limit_mb)
+    if not cfg.url_sources:
+        raise InvalidURL("URL sources are turned off")
+    if actor.user_id is None:
+        raise InvalidURL("URL sources need an API key")
+    return sources.from_url(value, cfg.data_dir, limit, limit_mb, deadline=cfg.url_timeout,
+                            allow_nets=cfg.url_allow_nets)
+
+
+def _options(imgbb: bool, now: datetime, actor: Actor) -> Options:
     raw_title = param("title")
     if imgbb and params.absent(raw_title):
         raw_title = param("name")
     title = None if params.absent(raw_title) else params.clean_title(raw_title or "") or None
     raw_description = param("description")
     description = None if params.absent(raw_description) else params.clean_description(raw_description or "")
-    for unsupported, message in (("album_id", "Album not found"), ("category_id", "Invalid category")):
-        if not params.absent(param(unsupported)):
-            raise InvalidParameter(message)
+    service = current_app.config["IMGZ_SERVICE"]
+    album = param("album_id")
+    category = param("category_id")
     expiration = param("expiration")
     expires_at = None
     if expiration not in (None, ""):
         cfg = current_app.config["IMGZ"]
         expires_at = parse_expiration(expiration, now, cfg.expiration_min, cfg.expiration_max)
     return Options(
+        album_id=None if params.absent(album) else service.album_for(actor, album or ""),
+        category_id=None if params.absent(category) else service.category_for(category or ""),
         expires_at=expires_at,
         title=title,
         description=description,
@@ -149,3 +161,17 @@ def _options(imgbb: bool, now: datetime) -> Options:
         nsfw=params.parse_flag(param("nsfw")),
         use_file_date=params.parse_flag(param("use_file_date")),
     )
+
+
+@bp.route("/sharex.sxcu", methods=["GET"])
+def sharex_config() -> Response:
+    """The ShareX uploader for the key presented (header or ``key``), as a download."""
+    service = current_app.config["IMGZ_SERVICE"]
+    key = presented_key(request, form_ready=False)
+    actor_for_key(service.connection(), key, service.now())
+    base = current_app.config["IMGZ_SITE"]().base_url
+    body = json.dumps(sharex.uploader(base, key or ""), indent=2)
+    response = current_app.response_class(body, mimetype="application/json")
+    response.headers["Content-Disposition"] = f'attachment; filename="{sharex.filename(base)}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -132,10 +132,8 @@ def _first_key(cfg: config_mod.Config) -> str | None:
 def expire(obj: Context) -> None:
     """Run the expiry sweep once; prints how many uploads it removed."""
     from . import jobs
-    from .service import Service
 
-    service = Service(obj.cfg, db.LocalConnections(obj.cfg.db).get)
-    removed = jobs.sweep(service)
+    removed = jobs.sweep(_service(obj))
     if removed is None:
         raise click.ClickException("another process is sweeping this data directory; try again")
     click.echo(str(removed))
@@ -207,6 +205,131 @@ def key_revoke(obj: Context, key_id: int) -> None:
     if not db.revoke_key(obj.conn(), key_id, _now()):
         raise click.ClickException(f"no live key with id {key_id}")
     say(f"imgz: key {key_id} revoked")
+
+
+@main.group()
+def album() -> None:
+    """Albums: add."""
+
+
+@album.command("add")
+@click.argument("name")
+@click.option("--user", "user_name", required=True, help="The album's owner.")
+@click.pass_obj
+def album_add(obj: Context, name: str, user_name: str) -> None:
+    """Add an album for a user; prints its public id (the API's album_id)."""
+    conn = obj.conn()
+    user_id = _user_id(conn, user_name)
+    for _ in range(16):
+        public_id = ids.public_id(obj.cfg.id_length)
+        if db.get_album(conn, public_id) is None:
+            db.add_album(conn, public_id, user_id, name, _now())
+            click.echo(public_id)
+            return
+    raise click.ClickException("could not find a free album id")
+
+
+@main.group()
+def category() -> None:
+    """Categories: add."""
+
+
+@category.command("add")
+@click.argument("name")
+@click.pass_obj
+def category_add(obj: Context, name: str) -> None:
+    """Add a category; prints its id (the API's category_id)."""
+    conn = obj.conn()
+    if db.get_category_by_name(conn, name) is not None:
+        raise click.ClickException(f"category {name!r} exists already")
+    click.echo(str(db.add_category(conn, name)))
+
+
+def _service(obj: Context):
+    from .service import Service
+
+    return Service(obj.cfg, db.LocalConnections(obj.cfg.db).get)
+
+
+@main.group()
+def upload() -> None:
+    """Uploads: list, delete."""
+
+
+@upload.command("list")
+@click.option("--user", "user_name", help="Only this user's uploads.")
+@click.pass_obj
+def upload_list(obj: Context, user_name: str | None) -> None:
+    """List uploads: id, user, name, size, date (UTC), expiry (UTC)."""
+    from .chevereto import size_formatted
+
+    conn = obj.conn()
+    users = {row["id"]: row["name"] for row in db.list_users(conn)}
+    user_id = _user_id(conn, user_name) if user_name else None
+    click.echo("id\tuser\tname\tsize\tdate\texpires")
+    for item in db.iter_uploads(conn, user_id):
+        expires = item.expires_at.strftime("%Y-%m-%d %H:%M:%S") if item.expires_at else "-"
+        click.echo(f"{item.public_id}\t{users.get(item.user_id, '(guest)')}\t{item.name}.{item.extension}"
+                   f"\t{size_formatted(item.size)}\t{item.created_at:%Y-%m-%d %H:%M:%S}\t{expires}")
+
+
+@upload.command("delete")
+@click.argument("ident", metavar="ID_OR_URL")
+@click.pass_obj
+def upload_delete(obj: Context, ident: str) -> None:
+    """Take an upload down: its row and every file (by id, viewer URL or file URL)."""
+    service = _service(obj)
+    found = service.find_upload(ident)
+    if found is None:
+        raise click.ClickException(f"no upload matches {ident!r}")
+    service.delete(found)
+    say(f"imgz: deleted {found.public_id} ({found.name}.{found.extension})")
+
+
+@main.command()
+@click.option("--user", "user_name", help="Owner of the new key (default: admin).")
+@click.option("--key", "given_key", help="Use this existing key instead of making one.")
+@click.option("--url", "base_url", help="Public base URL (default IMGZ_BASE_URL).")
+@click.pass_obj
+def sharex(obj: Context, user_name: str | None, given_key: str | None, base_url: str | None) -> None:
+    """Print a ShareX custom uploader (.sxcu) for this server."""
+    import json
+
+    from .sharex import unusable_base, uploader
+
+    base = (base_url or obj.cfg.base_url or "").rstrip("/")
+    if not base:
+        raise click.ClickException("give --url https://your.host (or set IMGZ_BASE_URL): "
+                                   "the file must name an address ShareX can reach")
+    problem = unusable_base(base)
+    if problem:
+        raise click.ClickException(f"cannot use {base!r}: {problem}")
+    conn = obj.conn()
+    if given_key:
+        if db.find_key(conn, ids.digest(given_key)) is None:
+            raise click.ClickException("that key is unknown or revoked")
+        key_value = given_key
+    else:
+        key_value = ids.new_api_key()
+        db.add_key(conn, _user_id(conn, user_name), ids.digest(key_value), "sharex", _now())
+        say(f"imgz: made a new key labelled 'sharex' for {user_name or 'admin'}")
+    click.echo(json.dumps(uploader(base, key_value), indent=2))
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Remove orphan files and uploads whose file is gone.")
+@click.pass_obj
+def check(obj: Context, repair: bool) -> None:
+    """Compare rows and files: report files no upload owns and uploads whose file is missing."""
+    orphans, broken = _service(obj).check(repair=repair)
+    for path in orphans:
+        click.echo(f"orphan file\timages/{path}")
+    for item in broken:
+        click.echo(f"missing file\t{item.public_id}\t{item.relpath()}")
+    verb = "removed" if repair else "found"
+    say(f"imgz: {verb} {len(orphans)} orphan file(s) and {len(broken)} upload(s) with a missing file")
+    if (orphans or broken) and not repair:
+        raise SystemExit(1)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -369,3 +369,61 @@ def delete_uploads(conn: sqlite3.Connection, upload_ids: list[int]) -> list[str]
     for upload_id in upload_ids:
         paths.extend(delete_upload(conn, upload_id))
     return paths
+
+
+def get_tag(conn: sqlite3.Connection, url_key: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT id, name, url_key FROM tags WHERE url_key = ?", (url_key,)).fetchone()
+
+
+def tag_uploads(conn: sqlite3.Connection, tag_id: int, now: datetime, limit: int,
+                offset: int = 0) -> tuple[list[Upload], int]:
+    """Public uploads carrying a tag (not NSFW, not expired), newest first, and their total count."""
+    where = ("FROM uploads u JOIN upload_tags ut ON ut.upload_id = u.id WHERE ut.tag_id = ?"
+             " AND u.nsfw = 0 AND (u.expires_at IS NULL OR u.expires_at > ?)")
+    args = (tag_id, to_ts(now))
+    total = conn.execute(f"SELECT COUNT(*) {where}", args).fetchone()[0]
+    rows = conn.execute(f"SELECT u.* {where} ORDER BY u.created_at DESC, u.id DESC LIMIT ? OFFSET ?",
+                        (*args, limit, offset)).fetchall()
+    return [_upload_from_row(conn, row) for row in rows], total
+
+
+# -- albums and categories -----------------------------------------------------------------------
+
+def add_album(conn: sqlite3.Connection, public_id: str, user_id: int, name: str, now: datetime) -> int:
+    cur = conn.execute("INSERT INTO albums (public_id, user_id, name, created_at) VALUES (?, ?, ?, ?)",
+                       (public_id, user_id, name, to_ts(now)))
+    return int(cur.lastrowid)
+
+
+def get_album(conn: sqlite3.Connection, public_id: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM albums WHERE public_id = ?", (public_id,)).fetchone()
+
+
+def add_category(conn: sqlite3.Connection, name: str) -> int:
+    cur = conn.execute("INSERT INTO categories (name) VALUES (?)", (name,))
+    return int(cur.lastrowid)
+
+
+def get_category(conn: sqlite3.Connection, category_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM categories WHERE id = ?", (category_id,)).fetchone()
+
+
+def get_category_by_name(conn: sqlite3.Connection, name: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM categories WHERE name = ?", (name,)).fetchone()
+
+
+# -- reconciliation ------------------------------------------------------------------------------
+
+def all_file_paths(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT path FROM files")}
+
+
+def original_paths(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """(upload id, path of its original) for every upload."""
+    return [(r[0], r[1]) for r in conn.execute(
+        "SELECT id, folder || '/' || name || '.' || extension FROM uploads ORDER BY id")]
+
+
+def upload_id_for_path(conn: sqlite3.Connection, path: str) -> int | None:
+    row = conn.execute("SELECT upload_id FROM files WHERE path = ?", (path,)).fetchone()
+    return None if row is None else row[0]

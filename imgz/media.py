@@ -231,7 +231,7 @@ _BOILERPLATE = frozenset({
 _BOILERPLATE_RE = re.compile(r"(?:[\w-]+ )*digital (?:still )?camera|dcim\b.*", re.IGNORECASE)
 
 
-def _meaningful(value: object) -> str | None:
+def meaningful(value: object) -> str | None:
     """A metadata text cleaned of NULs and outer whitespace, or None when blank or boilerplate."""
     if isinstance(value, bytes):
         value = _decode_bytes(value)
@@ -331,7 +331,7 @@ def _iptc(info: dict) -> dict[tuple[int, int], bytes]:
 
 def _first(*candidates: object) -> str | None:
     for candidate in candidates:
-        text = _meaningful(candidate)
+        text = meaningful(candidate)
         if text:
             return text
     return None

@@ -12,13 +12,14 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 from typing import Callable
 from zoneinfo import ZoneInfo
 
 from . import db, ids, media, storage, video
 from .chevereto import tag_key
 from .config import Config
-from .errors import Forbidden, InvalidType, NoStorage
+from .errors import Forbidden, ImageTooLarge, InvalidParameter, InvalidType, NoStorage
 from .params import title_from_filename
 from .records import Upload, file_relpath
 from .sources import Incoming
@@ -171,12 +172,15 @@ class Service:
     def _render_video(self, incoming: Incoming, fmt: str, work: Path) -> Made:
         cfg = self.config
         probe = video.probe_video(incoming.path, fmt, timeout=cfg.ffmpeg_timeout)
+        if probe.width * probe.height > cfg.max_pixels:
+            raise ImageTooLarge()
         rendered = video.render_video(incoming.path, probe, work_dir=work,
                                       keep_metadata=cfg.keep_exif, timeout=cfg.ffmpeg_timeout)
         return Made(
             kind="video", ext=fmt, original=rendered.original, changed=rendered.changed,
             thumb=rendered.thumb, medium=rendered.medium, frame=rendered.frame,
-            width=probe.width, height=probe.height, duration=probe.duration,
+            width=rendered.original.width or probe.width,
+            height=rendered.original.height or probe.height, duration=probe.duration,
             is_animated=False, is_360=False, title=probe.title, description=probe.description,
             exif_json=None, taken=None)
 
@@ -272,6 +276,51 @@ class Service:
             removed += len(upload_ids)
             if len(upload_ids) < batch:
                 return removed
+
+    def album_for(self, actor: Actor, public_id: str) -> int:
+        """The album's row id when it belongs to the actor's user, else 400 Album not found."""
+        album = db.get_album(self.connection(), public_id.strip())
+        if album is None or actor.user_id is None or album["user_id"] != actor.user_id:
+            raise InvalidParameter("Album not found")
+        return int(album["id"])
+
+    def category_for(self, value: str) -> int:
+        text = value.strip()
+        if not text.isdigit() or db.get_category(self.connection(), int(text)) is None:
+            raise InvalidParameter("Invalid category")
+        return int(text)
+
+    def find_upload(self, ident: str) -> Upload | None:
+        """An upload by public id, viewer or short URL, file URL, or path under images/."""
+        conn = self.connection()
+        text = ident.strip()
+        path = urlsplit(text).path if "://" in text else text
+        path = unquote(path).strip("/")
+        if path.startswith("images/"):
+            upload_id = db.upload_id_for_path(conn, path[len("images/"):])
+            return None if upload_id is None else db.get_upload_by_id(conn, upload_id)
+        parts = path.split("/")
+        if len(parts) >= 4 and parts[-2] == "delete":
+            parts = parts[:-2]
+        last = parts[-1].rpartition(".")[2]
+        return db.get_upload(conn, last)
+
+    def check(self, repair: bool = False) -> tuple[list[str], list[Upload]]:
+        """Files on disk that no row knows, and uploads whose original file is gone.
+
+        With ``repair`` the orphan files are removed, and so are those uploads (row and files).
+        """
+        conn = self.connection()
+        known = db.all_file_paths(conn)
+        orphans = sorted(p for p in storage.walk(self.data) if p not in known)
+        missing = [db.get_upload_by_id(conn, upload_id) for upload_id, path in db.original_paths(conn)
+                   if not storage.exists(self.data, path)]
+        broken = [u for u in missing if u is not None]
+        if repair:
+            storage.delete_files(self.data, orphans)
+            for upload in broken:
+                self.delete(upload)
+        return orphans, broken
 
     def get_live(self, public_id: str) -> Upload | None:
         """The upload with this id unless it is unknown or expired."""

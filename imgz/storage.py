@@ -227,3 +227,18 @@ def write_bytes(data: Path, payload: bytes, limit: int, limit_mb: float) -> Hash
         writer.discard()
         raise
     return writer
+
+
+def walk(data: Path) -> list[str]:
+    """Every file under images/, as paths relative to it ('YYYY/MM/DD/name.ext')."""
+    root = images_dir(data)
+    found: list[str] = []
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            found.append(os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/"))
+    return found
+
+
+def exists(data: Path, relpath: str) -> bool:
+    path = resolve(data, relpath)
+    return path is not None and path.is_file()

@@ -125,8 +125,8 @@ class Header:
 
 
 def _sections(text: str) -> list[tuple[str, list[str]]]:
-    """Input #0's description cut into its parts: ('tags' | 'duration' | 'stream' | 'other',
-    the head line and the lines under it).
+    """Input #0's description cut into its parts: (kind, lines), kind being 'tags' (lines: the
+    container's metadata), 'duration', 'stream' or 'other' (lines: the head, then those under it).
 
     Indentation changed between ffmpeg versions (streams sat under Duration before 6.0), so a
     part is recognised by its head's text. ffmpeg always prints Duration before the streams;
@@ -243,8 +243,8 @@ def _read_header(path: Path, fmt: str, deadline: float, step: str) -> Header:
     stderr = result.stderr.decode("utf-8", "replace")
     header = parse_header(stderr)
     if header.stream is None or header.width <= 0 or header.height <= 0:
-        raise InvalidVideo() from FFmpegError(f"{step} (no video stream)", result.returncode,
-                                              stderr)
+        status = "no video stream" if "Input #0" in stderr else result.returncode
+        raise InvalidVideo() from FFmpegError(step, status, stderr)
     return header
 
 
@@ -278,9 +278,9 @@ def probe_video(path: Path, fmt: str, *, timeout: float) -> VideoProbe:
     return VideoProbe(
         fmt=fmt, width=width, height=height, duration=int(seconds), seconds=seconds,
         video_codec=header.video_codec, audio_codec=header.audio_codec,
-        rotation=header.rotation, title=media._meaningful(tags.get("title")),
-        description=(media._meaningful(tags.get("description"))
-                     or media._meaningful(tags.get("comment"))),
+        rotation=header.rotation, title=media.meaningful(tags.get("title")),
+        description=(media.meaningful(tags.get("description"))
+                     or media.meaningful(tags.get("comment"))),
         stream=header.stream)
 
 
@@ -311,9 +311,11 @@ def _remux(src: Path, probe: VideoProbe, dest: Path, deadline: float) -> None:
 
 def _frame_args(src: Path, probe: VideoProbe, dest: Path, at: float | None) -> list[str]:
     seek = ["-ss", f"{at:.3f}", "-noaccurate_seek"] if at else []
-    # ffmpeg turns the frame upright itself (autorotate) before this filter runs, which squares
-    # non-square pixels as players do.
-    vf = f"scale=w='round(iw*sar)':h=ih:{_JPEG_SCALE},setsar=1,format=yuv420p"
+    # ffmpeg turns the frame upright itself (autorotate) before this filter runs. Players
+    # stretch the coded width to square the pixels, then rotate: after a quarter turn that
+    # width is the height, and the turned frame's aspect ratio is inverted.
+    square = "w=iw:h='round(ih/sar)'" if probe.rotation in (90, 270) else "w='round(iw*sar)':h=ih"
+    vf = f"scale={square}:{_JPEG_SCALE},setsar=1,format=yuv420p"
     return ["-v", "error", "-y", *seek, *_source(src, probe.fmt), "-map", f"0:{probe.stream}",
             "-frames:v", "1", "-vf", vf, "-q:v", "2", "-fflags", "+bitexact",
             "-flags:v", "+bitexact", "-f", "image2", "-update", "1", f"file:{dest}"]

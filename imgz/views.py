@@ -1,17 +1,52 @@
-"""Pages for people: the viewer of an upload and the delete confirmation."""
+"""Pages for people: the viewer of an upload, the delete flow, tag pages, oEmbed.
+
+Every HTML page gets a strict Content-Security-Policy: only this origin (and the base URL's, where
+files are served from), with the inline style and script allowed by a per-response nonce.
+"""
 from __future__ import annotations
 
+import json
 import re
+import secrets
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request
+from flask import Blueprint, Flask, Response, abort, current_app, g, redirect, render_template, request
 
-from . import chevereto, db
+from . import chevereto, db, embed
 from .records import Upload
 
 bp = Blueprint("views", __name__)
 
-_BOTS = re.compile(r"bot|crawl|spider|slurp|preview|facebookexternalhit|whatsapp|telegram|embedly"
-                   r"|curl|wget|python-requests|httpclient", re.IGNORECASE)
+TAG_PAGE_SIZE = 24
+
+# Link previewers, crawlers and HTTP libraries: their GETs are not people looking at the page.
+_BOTS = re.compile(
+    r"bot|crawl|spider|slurp|preview|facebookexternalhit|facebookcatalog|whatsapp|embedly"
+    r"|iframely|http\.rb|vkshare|archive\.org|curl|wget|python-|httpclient|httpx|aiohttp"
+    r"|okhttp|go-http-client|java/|libwww|node-fetch|axios|scrapy|feedfetcher|\+https?://",
+    re.IGNORECASE)
+
+
+def is_person(user_agent: str) -> bool:
+    """Whether a User-Agent looks like a person's browser (an empty one does not)."""
+    return bool(user_agent.strip()) and not _BOTS.search(user_agent)
+
+
+def _counts_as_view() -> bool:
+    if request.method != "GET" or "Range" in request.headers:
+        return False
+    # Speculative loads (prefetch, prerender) are not looks at the page.
+    purpose = request.headers.get("Sec-Purpose", "") + request.headers.get("Purpose", "")
+    if "prefetch" in purpose.lower():
+        return False
+    return is_person(request.headers.get("User-Agent", ""))
+
+
+def _site() -> chevereto.Site:
+    return current_app.config["IMGZ_SITE"]()
 
 
 def _split_ident(ident: str) -> tuple[str | None, str]:
@@ -22,26 +57,40 @@ def _split_ident(ident: str) -> tuple[str | None, str]:
 def _live_upload(public_id: str) -> Upload:
     upload = current_app.config["IMGZ_SERVICE"].get_live(public_id)
     if upload is None:
-        abort(404)
+        abort(404, "This upload does not exist, was deleted or has expired.")
     return upload
 
 
-def is_person(user_agent: str) -> bool:
-    return bool(user_agent) and not _BOTS.search(user_agent)
+def _local(moment: datetime | None, zone: str) -> str:
+    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return current_app.response_class(json.dumps(body, ensure_ascii=False), status=status,
+                                      mimetype="application/json")
+
+
+def _json_error(status: int, message: str) -> Response:
+    return _json(chevereto.error_body(status, message, status), status)
 
 
 def viewer(route: str, ident: str) -> Response | str:
     slug, public_id = _split_ident(ident)
     upload = _live_upload(public_id)
-    site = current_app.config["IMGZ_SITE"]()
+    site = _site()
     canonical = chevereto.viewer_path(upload, site)
     if request.path != canonical:
         return redirect(canonical, code=302)
-    if (request.method == "GET" and "Range" not in request.headers
-            and is_person(request.headers.get("User-Agent", ""))):
+    if _counts_as_view():
         db.add_view(current_app.config["IMGZ_SERVICE"].connection(), upload.id)
     image = chevereto.image_object(upload, site)
-    return render_template("viewer.html", upload=upload, image=image)
+    return render_template(
+        "viewer.html", upload=upload, image=image, site=site,
+        meta=embed.meta_tags(upload, site, image=image),
+        oembed_url=embed.oembed_url(site, image["url_viewer"]),
+        codes=embed.share_codes(upload, site, image=image),
+        public_tags=current_app.config["IMGZ"].public_tags, video=upload.kind == "video",
+        expires=_local(upload.expires_at, site.timezone), timezone=site.timezone)
 
 
 def video_alias(ident: str) -> Response:
@@ -53,32 +102,119 @@ def delete(route: str, public_id: str, secret: str) -> Response | str:
     upload = service.get_live(public_id)
     if upload is None or not service.secret_valid(public_id, secret):
         if wants_json():
-            return current_app.response_class(
-                '{"status_code":404,"error":{"message":"Not found","code":404},"status_txt":"Not Found"}',
-                status=404, mimetype="application/json")
-        abort(404)
-    if request.method == "GET":
-        image = chevereto.image_object(upload, current_app.config["IMGZ_SITE"]())
+            return _json_error(404, "Not found")
+        abort(404, "There is nothing to delete here: the link is wrong or the upload is gone.")
+    if request.method in {"GET", "HEAD"}:
+        image = chevereto.image_object(upload, _site())
         return render_template("delete.html", upload=upload, image=image)
     service.delete(upload)
     if wants_json():
-        return current_app.response_class(
-            '{"status_code":200,"success":{"message":"file deleted","code":200},"status_txt":"OK"}',
-            mimetype="application/json")
+        return _json({"status_code": 200, "success": {"message": "file deleted", "code": 200},
+                      "status_txt": "OK"})
     return render_template("deleted.html", upload=upload)
 
 
 def wants_json() -> bool:
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json" and request.accept_mimetypes["application/json"] > \
-        request.accept_mimetypes["text/html"]
+    accept = request.accept_mimetypes
+    return accept["application/json"] > accept["text/html"]
 
 
-def register(app, route_image: str, route_video: str) -> None:
+@bp.route("/tag/<key>")
+def tag(key: str) -> Response | str:
+    if not current_app.config["IMGZ"].public_tags:
+        abort(404)
+    canonical = chevereto.tag_key(key)
+    if canonical != key and canonical:
+        return redirect(f"/tag/{quote(canonical)}", code=302)
+    conn = current_app.config["IMGZ_SERVICE"].connection()
+    row = db.get_tag(conn, key)
+    page_text = request.args.get("page", "1")
+    if row is None or not page_text.isascii() or not page_text.isdigit() or int(page_text) < 1:
+        abort(404)
+    page = int(page_text)
+    uploads, total = db.tag_uploads(conn, row["id"], current_app.config["IMGZ_SERVICE"].now(),
+                                    TAG_PAGE_SIZE, (page - 1) * TAG_PAGE_SIZE)
+    pages = max(1, -(-total // TAG_PAGE_SIZE))
+    # A tag whose uploads are all NSFW or expired is not public: it does not exist for visitors.
+    if total == 0 or page > pages:
+        abort(404)
+    site = _site()
+    items = [{"title": u.title, "kind": u.kind, "path": chevereto.viewer_path(u, site),
+              "thumb": chevereto.file_url(site, u.relpath("th")) if u.thumb_size else None,
+              "width": u.thumb_width, "height": u.thumb_height,
+              "duration": chevereto.duration_time(u.duration) if u.kind == "video" else ""}
+             for u in uploads]
+    return render_template("tag.html", tag=row, items=items, page=page, pages=pages, total=total)
+
+
+@bp.route("/oembed")
+@bp.route("/oembed/")
+def oembed() -> Response:
+    fmt = request.args.get("format", "json")
+    if fmt != "json":
+        return _json_error(501, "Only format=json is available")
+    url = request.args.get("url", "")
+    if not url:
+        return _json_error(400, "The url parameter is required")
+    site = _site()
+    public_id = embed.public_id_from_url(url, site)
+    service = current_app.config["IMGZ_SERVICE"]
+    upload = service.get_live(public_id) if public_id else None
+    if upload is None:
+        return _json_error(404, "Not found")
+    limits = []
+    for name in ("maxwidth", "maxheight"):
+        value = request.args.get(name, "")
+        limits.append(int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None)
+    answer = embed.oembed(upload, site, max_width=limits[0], max_height=limits[1], now=service.now())
+    response = _json(answer)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def csp_nonce() -> str:
+    """This response's nonce for inline ``<style>`` and ``<script>``."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce
+
+
+@bp.app_context_processor
+def _template_helpers() -> dict[str, Any]:
+    return {"csp_nonce": csp_nonce}
+
+
+@bp.after_app_request
+def _page_headers(response: Response) -> Response:
+    if response.mimetype != "text/html":
+        return response
+    nonce = csp_nonce()
+    files = "'self'"
+    base = current_app.config["IMGZ"].base_url
+    if base:
+        parts = urlsplit(base)
+        files += f" {parts.scheme}://{parts.netloc}"
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        f"default-src 'none'; img-src {files} data:; media-src {files}; "
+        f"style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if "/delete/" in request.path:
+        # The secret is in the URL: no Referer may carry it away, no index may keep it.
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    else:
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    return response
+
+
+def register(app: Flask, route_image: str, route_video: str) -> None:
     """Add the viewer and delete routes under the configured route names."""
     for route in (route_image, route_video):
         app.add_url_rule(f"/{route}/<ident>", f"viewer_{route}", viewer, defaults={"route": route},
                          methods=["GET", "HEAD"])
         app.add_url_rule(f"/{route}/<public_id>/delete/<secret>", f"delete_{route}", delete,
                          defaults={"route": route}, methods=["GET", "POST", "DELETE"])
-    app.add_url_rule("/video/<path:ident>", "video_alias", video_alias, methods=["GET", "HEAD"])
+    if route_video != "video":
+        app.add_url_rule("/video/<path:ident>", "video_alias", video_alias, methods=["GET", "HEAD"])

@@ -288,21 +288,22 @@ _CLIP_CODECS = {
 
 def clip(fmt: str = "mp4", *, size: str = "64x48", seconds: float = 0.4, rate: int = 10,
          rotation: int = 0, tags: dict[str, str] | None = None, audio: bool = False,
-         halves: bool = False, piped: bool = False) -> bytes:
+         halves: bool = False, piped: bool = False, sar: str | None = None) -> bytes:
     """A short video ('mp4', 'mov' or 'webm') made by the bundled ffmpeg.
 
     ``rotation`` (clockwise degrees) is stored as a display matrix, as phones do; ``tags`` are
     container metadata (``com.apple.*`` keys as QuickTime metadata keys); ``halves`` paints the
     left half red and the right half blue instead of a test pattern; ``piped`` writes the file
-    to a pipe, so a WebM's header carries no duration.
+    to a pipe, so a WebM's header carries no duration; ``sar`` ('8/9') makes pixels non-square.
     """
     return _clip(fmt, size, seconds, rate, rotation, tuple((tags or {}).items()), audio, halves,
-                 piped)
+                 piped, sar)
 
 
 @functools.lru_cache(maxsize=None)
 def _clip(fmt: str, size: str, seconds: float, rate: int, rotation: int,
-          tags: tuple[tuple[str, str], ...], audio: bool, halves: bool, piped: bool) -> bytes:
+          tags: tuple[tuple[str, str], ...], audio: bool, halves: bool, piped: bool,
+          sar: str | None) -> bytes:
     import imageio_ffmpeg
 
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
@@ -315,6 +316,8 @@ def _clip(fmt: str, size: str, seconds: float, rate: int, rotation: int,
         args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", *audio_args]
     # A frame count, not -t: -t would tell the muxer the duration even when writing to a pipe.
     args += ["-frames:v", str(max(1, round(seconds * rate))), *video_args]
+    if sar:
+        args += ["-vf", f"setsar={sar}"]
     apple = (["-movflags", "use_metadata_tags"] if any(k.startswith("com.apple.") for k, _ in tags)
              else [])
     for key, value in tags:

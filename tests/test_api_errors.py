@@ -96,7 +96,7 @@ def test_description_of_exactly_the_limit_is_fine(strict):
 
 @pytest.mark.parametrize("name,message", [("album_id", "Album not found"),
                                           ("category_id", "Invalid category")])
-def test_organisation_parameters_not_yet_known(strict, nothing_stored, name, message):
+def test_unknown_album_or_category(strict, nothing_stored, name, message):
     assert_error(strict.upload(PNG, **{name: "abc"}), 400, 400, message)
 
 

@@ -1,0 +1,424 @@
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+from PIL import Image
+
+import media as m
+from imgz import media, video
+from imgz.errors import InvalidVideo
+
+TIMEOUT = 20.0
+LOCATION = "+48.8577+002.2950/"
+
+
+def write(tmp_path: Path, data: bytes, name: str = "upload") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def probe(tmp_path: Path, data: bytes, fmt: str | None = None) -> video.VideoProbe:
+    path = write(tmp_path, data)
+    return video.probe_video(path, fmt or media.sniff(path), timeout=TIMEOUT)
+
+
+def render(tmp_path: Path, data: bytes, *, keep_metadata: bool = False,
+           timeout: float = TIMEOUT) -> video.RenderedVideo:
+    src = write(tmp_path, data)
+    info = video.probe_video(src, media.sniff(src), timeout=TIMEOUT)
+    work = tmp_path / "work"
+    work.mkdir()
+    return video.render_video(src, info, work_dir=work, keep_metadata=keep_metadata,
+                              timeout=timeout)
+
+
+def ffmpeg_header(path: Path) -> str:
+    """What the bundled ffmpeg prints about a file, as a person would run it."""
+    return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                          capture_output=True, timeout=20).stderr.decode()
+
+
+def opened(variant: media.Variant) -> Image.Image:
+    im = Image.open(variant.path)
+    assert im.format == "JPEG"
+    assert im.size == (variant.width, variant.height)
+    assert variant.size == variant.path.stat().st_size
+    return im
+
+
+def colour(im: Image.Image, x: float, y: float) -> str:
+    r, g, b = im.convert("RGB").getpixel((int(x * (im.width - 1)), int(y * (im.height - 1))))
+    return "red" if r > 200 and b < 60 else "blue" if b > 200 and r < 60 else f"{(r, g, b)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Probing real files
+
+@pytest.mark.parametrize("fmt, codec", [("mp4", "h264"), ("webm", "vp9"), ("mov", "h264")])
+def test_probe_reads_each_container(tmp_path, fmt, codec):
+    info = probe(tmp_path, m.clip(fmt, size="320x240", seconds=1.2))
+    assert (info.fmt, info.width, info.height, info.video_codec) == (fmt, 320, 240, codec)
+    assert (info.duration, info.rotation, info.audio_codec) == (1, 0, None)
+    assert info.seconds == pytest.approx(1.2, abs=0.05)
+
+
+@pytest.mark.parametrize("fmt, codec", [("mp4", "aac"), ("webm", "opus"), ("mov", "aac")])
+def test_probe_names_the_audio_codec(tmp_path, fmt, codec):
+    assert probe(tmp_path, m.clip(fmt, audio=True)).audio_codec == codec
+
+
+@pytest.mark.parametrize("seconds, duration", [(0.5, 0), (1.0, 1), (2.7, 2)])
+def test_duration_is_truncated_to_whole_seconds(tmp_path, seconds, duration):
+    info = probe(tmp_path, m.clip("mp4", seconds=seconds))
+    assert info.duration == duration
+    assert info.seconds == pytest.approx(seconds, abs=0.05)
+
+
+def test_duration_of_a_piped_webm_comes_from_its_packets(tmp_path):
+    data = m.clip("webm", seconds=2.7, piped=True)
+    assert "Duration: N/A" in ffmpeg_header(write(tmp_path, data, "as-is.webm"))
+    info = probe(tmp_path, data)
+    assert info.duration == 2
+    assert info.seconds == pytest.approx(2.7, abs=0.15)
+
+
+@pytest.mark.parametrize("rotation, size", [(0, (320, 240)), (90, (240, 320)),
+                                            (180, (320, 240)), (270, (240, 320))])
+def test_probe_reports_display_size_and_rotation(tmp_path, rotation, size):
+    info = probe(tmp_path, m.clip("mp4", size="320x240", rotation=rotation))
+    assert info.rotation == rotation
+    assert (info.width, info.height) == size
+
+
+@pytest.mark.parametrize("fmt, tags, title, description", [
+    ("mp4", {"title": "Harbour at dusk", "comment": "Shot from the pier"},
+     "Harbour at dusk", "Shot from the pier"),
+    ("mp4", {"description": "The description", "comment": "The comment"}, None,
+     "The description"),
+    ("webm", {"title": "Web title", "description": "Web description"}, "Web title",
+     "Web description"),
+    ("mov", {"title": "Movie title", "comment": "line one\nline two"}, "Movie title",
+     "line one\nline two"),
+    ("mp4", {"title": "   ", "comment": "default"}, None, None),
+    ("mp4", {}, None, None),
+])
+def test_probe_reads_title_and_description(tmp_path, fmt, tags, title, description):
+    info = probe(tmp_path, m.clip(fmt, tags=tags))
+    assert (info.title, info.description) == (title, description)
+
+
+@pytest.mark.parametrize("case", ["audio only", "truncated", "random bytes", "empty",
+                                  "png", "wrong container"])
+def test_unreadable_videos_are_invalid(tmp_path, case):
+    data, fmt = {
+        "audio only": (m.audio_only(), "mp4"),
+        "truncated": (m.clip("mp4", size="320x240", seconds=1)[:3000], "mp4"),
+        "random bytes": (os.urandom(5000), "mp4"),
+        "empty": (b"", "webm"),
+        "png": (m.png(32, 32), "mov"),
+        # The demuxer follows the sniffed type, never ffmpeg's own guess.
+        "wrong container": (m.clip("webm"), "mp4"),
+    }[case]
+    with pytest.raises(InvalidVideo) as caught:
+        probe(tmp_path, data, fmt)
+    assert (caught.value.status, caught.value.code) == (400, 100)
+    assert caught.value.message == "Invalid video file provided"
+    assert isinstance(caught.value.__cause__, video.FFmpegError)
+
+
+def test_failure_keeps_ffmpegs_reason_for_the_log(tmp_path):
+    with pytest.raises(InvalidVideo) as caught:
+        probe(tmp_path, m.clip("mp4", size="320x240", seconds=1)[:3000], "mp4")
+    assert "moov atom not found" in str(caught.value.__cause__)
+    assert "moov" not in caught.value.message
+
+
+def test_a_playlist_cannot_make_ffmpeg_read_other_files(tmp_path):
+    secret = write(tmp_path, m.clip("mp4"), "secret.mp4")
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:{secret}\n#EXT-X-ENDLIST\n"
+    with pytest.raises(InvalidVideo):
+        probe(tmp_path, playlist.encode(), "mp4")
+
+
+def test_probe_times_out_quickly(tmp_path):
+    path = write(tmp_path, m.clip("mp4"))
+    started = time.monotonic()
+    with pytest.raises(InvalidVideo) as caught:
+        video.probe_video(path, "mp4", timeout=0.001)
+    assert time.monotonic() - started < 1
+    assert caught.value.message == video.TIMED_OUT
+    assert caught.value.code == 100
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading ffmpeg's header text, including the forms older ffmpeg versions print
+
+OLD_PHONE = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'IMG_0001.MOV':
+  Metadata:
+    major_brand     : qt  
+    minor_version   : 0
+    compatible_brands: qt  
+    com.apple.quicktime.location.ISO6709: +48.8577+002.2950+035.000/
+    com.apple.quicktime.make: Apple
+  Duration: 00:01:05.03, start: 0.000000, bitrate: 17000 kb/s
+    Stream #0:0(und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(tv, bt709), 1920x1080, 16900 kb/s, 29.99 fps, 29.97 tbr, 600 tbn, 1200 tbc (default)
+    Metadata:
+      rotate          : 90
+      handler_name    : Core Media Video
+    Side data:
+      displaymatrix: rotation of -90.00 degrees
+    Stream #0:1(und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 96 kb/s (default)
+    Metadata:
+      handler_name    : Core Media Audio
+At least one output file must be specified
+"""
+
+ROTATE_TAG_ONLY = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'clip.mp4':
+  Duration: 00:00:03.00, start: 0.000000, bitrate: 900 kb/s
+    Stream #0:0(und): Video: hevc (Main) (hvc1 / 0x31637668), yuv420p(tv, bt709), 1280x720, 800 kb/s, 30 fps, 30 tbr, 600 tbn (default)
+    Metadata:
+      rotate          : 270
+"""
+
+NEW_STYLE = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'clip.mp4':
+  Metadata:
+    title           : First line
+                    : second line
+    comment         : a: b
+  Duration: 00:00:02.70, start: 0.000000, bitrate: 248 kb/s
+  Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(progressive), 320x240 [SAR 1:1 DAR 4:3], 170 kb/s, 10 fps, 10 tbr, 10240 tbn (default)
+    Metadata:
+      handler_name    : VideoHandler
+    Side data:
+      Display Matrix: rotation of 180.00 degrees
+"""
+
+WEBM_NO_DURATION = """\
+Input #0, matroska,webm, from 'pipe.webm':
+  Metadata:
+    ENCODER         : Lavf63.1.102
+    DESCRIPTION     : Upper case keys
+  Duration: N/A, start: 0.000000, bitrate: N/A
+  Stream #0:0: Video: vp9 (Profile 0), yuv420p(tv, progressive), 640x360, SAR 1:1 DAR 16:9, 30 fps, 30 tbr, 1k tbn
+  Stream #0:1: Audio: opus, 48000 Hz, stereo, fltp
+"""
+
+ANAMORPHIC = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'dv.mov':
+  Duration: 00:00:10.00, start: 0.000000, bitrate: 25000 kb/s
+  Stream #0:0[0x1]: Video: dvvideo (dvcp / 0x70637664), yuv411p, 720x480 [SAR 8:9 DAR 4:3], 25000 kb/s, 29.97 fps (default)
+"""
+
+COVER_ART_FIRST = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'song.mp4':
+  Metadata:
+    Stream #0:9: Video: h264, 9999x9999 : a key that looks like a stream
+  Duration: 00:00:04.00, start: 0.000000, bitrate: 128 kb/s
+  Stream #0:0[0x1](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 128 kb/s (default)
+  Stream #0:1[0x0]: Video: mjpeg (Baseline), yuvj420p(pc, bt470bg/unknown/unknown), 600x600 [SAR 1:1 DAR 1:1], 90k tbr, 90k tbn (attached pic)
+  Stream #0:2[0x2](und): Video: h264 (Main) (avc1 / 0x31637661), yuv420p(tv, bt709, progressive), 1920x1080 [SAR 1:1 DAR 16:9], 5000 kb/s, 25 fps (default)
+"""
+
+AUDIO_ONLY = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'sound.mp4':
+  Duration: 00:00:00.50, start: 0.000000, bitrate: 70 kb/s
+  Stream #0:0[0x1](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, mono, fltp, 69 kb/s (default)
+"""
+
+
+@pytest.mark.parametrize("text, expected", [
+    (OLD_PHONE, dict(stream=0, video_codec="h264", size=(1080, 1920), rotation=90,
+                     seconds=65.03, audio_codec="aac")),
+    (ROTATE_TAG_ONLY, dict(stream=0, video_codec="hevc", size=(720, 1280), rotation=270,
+                           seconds=3.0, audio_codec=None)),
+    (NEW_STYLE, dict(stream=0, video_codec="h264", size=(320, 240), rotation=180,
+                     seconds=2.7, audio_codec=None)),
+    (WEBM_NO_DURATION, dict(stream=0, video_codec="vp9", size=(640, 360), rotation=0,
+                            seconds=None, audio_codec="opus")),
+    (ANAMORPHIC, dict(stream=0, video_codec="dvvideo", size=(640, 480), rotation=0,
+                      seconds=10.0, audio_codec=None)),
+    (COVER_ART_FIRST, dict(stream=2, video_codec="h264", size=(1920, 1080), rotation=0,
+                           seconds=4.0, audio_codec="aac")),
+    (AUDIO_ONLY, dict(stream=None, video_codec=None, size=(0, 0), rotation=0, seconds=0.5,
+                      audio_codec="aac")),
+], ids=["old phone", "rotate tag only", "new style", "webm without duration", "anamorphic",
+        "cover art first", "audio only"])
+def test_parse_header(text, expected):
+    header = video.parse_header(text)
+    got = dict(stream=header.stream, video_codec=header.video_codec,
+               size=video.display_size(header), rotation=header.rotation,
+               seconds=header.seconds, audio_codec=header.audio_codec)
+    assert got == expected
+
+
+@pytest.mark.parametrize("text, tags", [
+    (OLD_PHONE, {"major_brand": "qt", "minor_version": "0", "compatible_brands": "qt",
+                 "com.apple.quicktime.location.iso6709": "+48.8577+002.2950+035.000/",
+                 "com.apple.quicktime.make": "Apple"}),
+    (NEW_STYLE, {"title": "First line\nsecond line", "comment": "a: b"}),
+    (WEBM_NO_DURATION, {"encoder": "Lavf63.1.102", "description": "Upper case keys"}),
+    (ROTATE_TAG_ONLY, {}),
+], ids=["old phone", "continued value", "upper case keys", "none"])
+def test_parse_header_reads_container_tags_only(text, tags):
+    got = {key: value.strip() for key, value in video.parse_header(text).tags.items()}
+    assert got == tags
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering: frame, thumb, medium
+
+@pytest.mark.parametrize("size, rotation, frame, medium, thumb", [
+    ("1280x720", 0, (1280, 720), (500, 281), (320, 320)),
+    ("320x240", 0, (320, 240), None, (240, 240)),
+    ("320x240", 90, (240, 320), None, (240, 240)),
+    ("640x480", 270, (480, 640), None, (320, 320)),
+    ("640x480", 0, (640, 480), (500, 375), (320, 320)),
+])
+def test_frame_and_variant_sizes(tmp_path, size, rotation, frame, medium, thumb):
+    out = render(tmp_path, m.clip("mp4", size=size, rotation=rotation))
+    assert opened(out.frame).size == frame
+    assert out.frame.path == tmp_path / "work" / "frame.jpeg"
+    assert (out.frame.ext, out.frame.mime) == ("jpeg", "image/jpeg")
+    assert opened(out.thumb).size == thumb
+    assert out.thumb.path == tmp_path / "work" / "thumb.jpeg"
+    if medium is None:
+        assert out.medium is None
+    else:
+        assert opened(out.medium).size == medium
+        assert out.medium.path == tmp_path / "work" / "medium.jpeg"
+    assert (out.original.width, out.original.height) == frame
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(
+        ["original.mp4", "frame.jpeg", "thumb.jpeg"] + (["medium.jpeg"] if medium else []))
+
+
+@pytest.mark.parametrize("sar, rotation, size", [
+    ("4/3", 0, (427, 240)), ("4/3", 90, (240, 427)),
+    ("8/9", 0, (284, 240)), ("8/9", 270, (240, 284)),
+])
+def test_non_square_pixels_are_squared_before_turning(tmp_path, sar, rotation, size):
+    data = m.clip("mp4", size="320x240", sar=sar, rotation=rotation)
+    assert (probe(tmp_path, data).width, probe(tmp_path, data).height) == size
+    out = render(tmp_path, data)
+    assert opened(out.frame).size == size
+    assert (out.original.width, out.original.height) == size
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "webm", "mov"])
+def test_each_container_renders(tmp_path, fmt):
+    out = render(tmp_path, m.clip(fmt, size="320x240", audio=True))
+    assert out.original.path == tmp_path / "work" / f"original.{fmt}"
+    assert (out.original.ext, out.original.mime) == (fmt, media.MIME[fmt])
+    assert out.original.size == out.original.path.stat().st_size
+    assert media.sniff(out.original.path) == fmt
+    assert opened(out.frame).size == (320, 240)
+
+
+@pytest.mark.parametrize("rotation, top, bottom, left, right", [
+    (0, "red", "blue", "red", "blue"),
+    (90, "red", "blue", None, None),
+    (180, "blue", "red", "blue", "red"),
+    (270, "blue", "red", None, None),
+])
+def test_frame_stands_in_display_orientation(tmp_path, rotation, top, bottom, left, right):
+    # The clip is red on its left half and blue on its right half.
+    im = opened(render(tmp_path, m.clip("mp4", size="320x240", rotation=rotation,
+                                        halves=True)).frame)
+    if rotation in (90, 270):
+        assert (colour(im, 0.5, 0.1), colour(im, 0.5, 0.9)) == (top, bottom)
+    else:
+        assert (colour(im, 0.1, 0.5), colour(im, 0.9, 0.5)) == (left, right)
+
+
+def test_frame_is_taken_a_quarter_in(tmp_path):
+    # Red for the first half second, then blue; a quarter of 4 s falls in the blue part.
+    out = render(tmp_path, m.two_scenes(0.5, 3.5))
+    assert colour(opened(out.frame), 0.5, 0.5) == "blue"
+
+
+def test_a_seek_past_the_end_falls_back_to_the_first_frame(tmp_path):
+    src = write(tmp_path, m.two_scenes(0.5, 3.5))
+    info = video.probe_video(src, "mp4", timeout=TIMEOUT)
+    lying = dataclasses.replace(info, seconds=400.0, duration=400)
+    work = tmp_path / "work"
+    work.mkdir()
+    out = video.render_video(src, lying, work_dir=work, keep_metadata=False, timeout=TIMEOUT)
+    assert colour(opened(out.frame), 0.5, 0.5) == "red"
+
+
+def test_a_clip_under_a_second_renders(tmp_path):
+    out = render(tmp_path, m.clip("mp4", size="320x240", seconds=0.2))
+    assert opened(out.frame).size == (320, 240)
+
+
+def test_piped_webm_renders_and_gains_a_duration(tmp_path):
+    out = render(tmp_path, m.clip("webm", size="320x240", seconds=2.7, piped=True))
+    assert "Duration: 00:00:02.7" in ffmpeg_header(out.original.path)
+
+
+def test_render_times_out(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(InvalidVideo) as caught:
+        render(tmp_path, m.clip("mp4"), timeout=0.001)
+    assert time.monotonic() - started < 2
+    assert caught.value.message == video.TIMED_OUT
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata removal
+
+PRIVATE_BYTES = [b"+48.8577", b"loci", b"\xa9xyz", b"ISO6709", b"My secret title",
+                 b"My secret comment"]
+
+
+@pytest.mark.parametrize("fmt, tags", [
+    ("mp4", {"location": LOCATION, "title": "My secret title", "comment": "My secret comment"}),
+    ("mov", {"location": LOCATION, "title": "My secret title"}),
+    ("mov", {"com.apple.quicktime.location.ISO6709": "+48.8577+002.2950+035.000/",
+             "com.apple.quicktime.title": "My secret title"}),
+    ("webm", {"title": "My secret title", "comment": "My secret comment"}),
+], ids=["mp4", "mov", "mov apple keys", "webm"])
+def test_remux_drops_metadata_and_location(tmp_path, fmt, tags):
+    data = m.clip(fmt, size="320x240", tags=tags, audio=True)
+    assert any(secret in data for secret in PRIVATE_BYTES)  # the test clip does carry them
+    out = render(tmp_path, data)
+    assert out.changed
+    stored = out.original.path.read_bytes()
+    assert [secret for secret in PRIVATE_BYTES if secret in stored] == []
+    header = ffmpeg_header(out.original.path)
+    assert "location" not in header.lower() and "secret" not in header
+    again = video.probe_video(out.original.path, fmt, timeout=TIMEOUT)
+    assert (again.title, again.description) == (None, None)
+    assert (again.video_codec, again.audio_codec) == (
+        probe(tmp_path, data).video_codec, probe(tmp_path, data).audio_codec)
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mov", "webm"])
+def test_remux_keeps_the_rotation(tmp_path, fmt):
+    out = render(tmp_path, m.clip(fmt, size="320x240", rotation=90, tags={"title": "x y"}))
+    again = video.probe_video(out.original.path, fmt, timeout=TIMEOUT)
+    assert (again.rotation, again.width, again.height) == (90, 240, 320)
+    assert again.title is None
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mov"])
+def test_remux_puts_the_index_first(tmp_path, fmt):
+    stored = render(tmp_path, m.clip(fmt, size="320x240")).original.path.read_bytes()
+    assert stored.index(b"moov") < stored.index(b"mdat")
+
+
+def test_keep_metadata_stores_the_upload_as_is(tmp_path):
+    data = m.clip("mp4", tags={"title": "Kept title", "location": LOCATION})
+    out = render(tmp_path, data, keep_metadata=True)
+    assert not out.changed
+    assert out.original.path.read_bytes() == data
+    assert opened(out.frame).size == (64, 48)
