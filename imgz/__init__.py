@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import chevereto, config as config_mod, db, storage
 from .errors import ImgzError, TooBig
 from .files import FileInfo, FileResponder
+from .ratelimit import Limiter, parse_limit
 from .service import Service
 
 log = logging.getLogger("imgz")
@@ -70,6 +71,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
         return chevereto.Site(base, cfg.route_image, cfg.route_video, cfg.timezone)
 
     app.config["IMGZ_SITE"] = site
+    for name in ("key", "ip"):
+        limit = parse_limit(getattr(cfg, f"rate_limit_{name}"))
+        app.config[f"IMGZ_LIMIT_{name.upper()}"] = Limiter(limit) if limit else None
 
     from . import api, views
 
@@ -125,7 +129,9 @@ def _register_errors(app: Flask) -> None:
         if exc.__cause__ is not None:
             # e.g. ffmpeg's own words on a refused video: for the log, never for the client
             log.warning("%s %s refused (%s): %s", request.method, request.path, exc.message, exc.__cause__)
-        return _error_response(exc.status, exc.message, exc.code)
+        response = _error_response(exc.status, exc.message, exc.code)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, g, request
 from . import chevereto, params, sharex, sources, storage
 from .auth import actor_for_key, presented_key
 from .expiry import parse_expiration
-from .errors import EmptySource, ImgzError, InvalidURL, TooBig
+from .errors import EmptySource, ImgzError, InvalidURL, RateLimited, TooBig
 from .service import Actor, Options
 
 bp = Blueprint("api", __name__)
@@ -61,12 +61,14 @@ def upload() -> Response:
     now = service.now()
     conn = service.connection()
 
+    throttle("IP", request.remote_addr or "")
     header_key = presented_key(request, form_ready=False)
     actor: Actor | None = None
     limit, limit_mb = cfg.max_upload_bytes, cfg.max_upload_mb
     if header_key:
         try:
             actor = actor_for_key(conn, header_key, now)
+            throttle("KEY", str(actor.key_id))
         except ImgzError:
             # A refused client may not make us spool a large body; a small one is read only to
             # learn which format the error should be answered in.
@@ -87,6 +89,7 @@ def upload() -> Response:
         key = presented_key(request, form_ready=True)
         if key or not cfg.guest_uploads:
             actor = actor_for_key(conn, key, now)
+            throttle("KEY", str(actor.key_id))
         else:
             actor = Actor(user_id=None)
             limit, limit_mb = cfg.guest_max_upload_bytes, cfg.guest_max_upload_mb
@@ -108,6 +111,15 @@ def upload() -> Response:
     if imgbb:
         return json_response(chevereto.imgbb_answer(image, upload, now))
     return json_response(chevereto.upload_answer(image))
+
+
+def throttle(kind: str, name: str) -> None:
+    """Take a token from the per-key or per-address bucket, or refuse with 429 and Retry-After."""
+    limiter = current_app.config[f"IMGZ_LIMIT_{kind}"]
+    if limiter is not None:
+        wait = limiter.hit(name)
+        if wait:
+            raise RateLimited(wait)
 
 
 def _incoming(field: str, actor: Actor, limit: int, limit_mb: float) -> sources.Incoming:
@@ -167,6 +179,7 @@ def _options(imgbb: bool, now: datetime, actor: Actor) -> Options:
 def sharex_config() -> Response:
     """The ShareX uploader for the key presented (header or ``key``), as a download."""
     service = current_app.config["IMGZ_SERVICE"]
+    throttle("IP", request.remote_addr or "")
     key = presented_key(request, form_ready=False)
     actor_for_key(service.connection(), key, service.now())
     base = current_app.config["IMGZ_SITE"]().base_url

@@ -30,4 +30,4 @@ def actor_for_key(conn: sqlite3.Connection, key: str | None, now: datetime) -> A
     if row is None:
         raise Unauthorized()
     db.touch_key(conn, row["key_id"], now)
-    return Actor(user_id=row["user_id"], is_admin=bool(row["is_admin"]))
+    return Actor(user_id=row["user_id"], is_admin=bool(row["is_admin"]), key_id=row["key_id"])

@@ -88,7 +88,9 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
     server = waitress.create_server(
         app, host=cfg.host, port=cfg.port, threads=cfg.threads,
         max_request_body_size=body_limit(cfg.max_upload_bytes) + 1_000_000,
-        ident="imgz", clear_untrusted_proxy_headers=True, channel_timeout=120)
+        ident="imgz", channel_timeout=120,
+        # with trusted proxies ProxyFix reads X-Forwarded-*; without, waitress drops them
+        clear_untrusted_proxy_headers=not cfg.trust_proxy)
     port_used = server.effective_port
     shown_host = "127.0.0.1" if cfg.host in {"0.0.0.0", "::", ""} else cfg.host
     base = cfg.base_url or f"http://{shown_host}:{port_used}"

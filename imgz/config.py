@@ -82,6 +82,13 @@ def _nets(text: str) -> tuple[str, ...]:
     return items
 
 
+def _limit(text: str) -> str:
+    from .ratelimit import parse_limit
+
+    parse_limit(text)
+    return text.strip()
+
+
 def _timezone(text: str) -> str:
     from zoneinfo import ZoneInfo
 
@@ -127,6 +134,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ffmpeg_timeout", "300", "Seconds one ffmpeg run may take before the upload is refused.", _decimal),
     Setting("guest_uploads", "0", "Accept uploads without a key.", _bool),
     Setting("guest_max_upload_mb", "20", "Largest guest upload in MB.", _decimal),
+    Setting("rate_limit_key", "", "Uploads allowed per API key, as N/SECONDS (e.g. 120/60); empty: no limit.",
+            _limit),
+    Setting("rate_limit_ip", "", "API requests allowed per client address, as N/SECONDS; empty: no limit.",
+            _limit),
     Setting("expiration_min", "300", "Shortest expiration in seconds.", _int(1)),
     Setting("expiration_max", "31622400", "Longest expiration in seconds (366 days).", _int(1)),
     Setting("expiry_interval", "60", "Seconds between expiry sweeps.", _decimal),
@@ -165,6 +176,8 @@ class Config:
     url_timeout: float
     ffmpeg_timeout: float
     guest_uploads: bool
+    rate_limit_key: str
+    rate_limit_ip: str
     guest_max_upload_mb: float
     expiration_min: int
     expiration_max: int

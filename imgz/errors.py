@@ -12,6 +12,7 @@ class ImgzError(Exception):
     status = 400
     code = 400
     message = "Bad request"
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str | None = None, status: int | None = None,
                  code: int | None = None) -> None:
@@ -90,3 +91,13 @@ class InvalidParameter(ImgzError):
     """A parameter with a value outside its rule (width, description, expiration, album...)."""
 
     status, code = 400, 400
+
+
+class RateLimited(ImgzError):
+    """Too many requests; ``Retry-After`` says when to come back."""
+
+    status, code = 429, 429
+
+    def __init__(self, retry_after: int) -> None:
+        self.headers = {"Retry-After": str(retry_after)}
+        super().__init__(f"Too many requests - retry in {retry_after} s")

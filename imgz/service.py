@@ -34,6 +34,7 @@ class Actor:
 
     user_id: int | None
     is_admin: bool = False
+    key_id: int | None = None
 
 
 @dataclass(frozen=True)
