@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from . import db, ids, media, storage, video
 from .chevereto import tag_key
 from .config import Config
-from .errors import Forbidden, ImageTooLarge, InvalidParameter, InvalidType, NoStorage
+from .errors import (Forbidden, ImageTooLarge, InvalidParameter, InvalidType, InvalidVideo,
+                     NoStorage)
 from .params import title_from_filename
 from .records import Upload, file_relpath
 from .sources import Incoming
@@ -83,6 +84,12 @@ class Made:
         return pairs
 
 
+def _disk_full_in(cause: BaseException | None) -> bool:
+    """Whether a failed ffmpeg run said it ran out of disk space."""
+    text = str(getattr(cause, "stderr_tail", "") or cause or "")
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -144,6 +151,17 @@ class Service:
                     return self._store(incoming, actor, options, made)
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
+        except OSError as exc:
+            # Pillow and shutil write work files too: a full disk there is the same 507.
+            storage.raise_storage_error(exc)
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc).lower():
+                raise NoStorage() from exc
+            raise
+        except InvalidVideo as exc:
+            if _disk_full_in(exc.__cause__):
+                raise NoStorage() from exc
+            raise
         finally:
             incoming.path.unlink(missing_ok=True)
 

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, NoReturn
 
 from anyascii import anyascii
 from werkzeug.security import safe_join
@@ -54,9 +54,11 @@ def prepare(data: Path) -> None:
     tmp.mkdir(parents=True, exist_ok=True)
 
 
-def storage_error(exc: OSError) -> Exception:
-    """Turn a full-disk OSError into NoStorage; return other errors unchanged."""
-    return NoStorage() if exc.errno in _FULL_DISK else exc
+def raise_storage_error(exc: OSError) -> NoReturn:
+    """Raise NoStorage for a full disk (ENOSPC, EDQUOT, EFBIG), else the error itself."""
+    if exc.errno in _FULL_DISK:
+        raise NoStorage() from exc
+    raise exc
 
 
 def free_bytes(data: Path) -> int:
@@ -88,7 +90,7 @@ class HashingWriter:
         try:
             return self._file.write(chunk)
         except OSError as exc:
-            raise storage_error(exc) from exc
+            raise_storage_error(exc)
 
     def finish(self) -> None:
         """Flush and fsync what was written."""
@@ -96,7 +98,7 @@ class HashingWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
         except OSError as exc:
-            raise storage_error(exc) from exc
+            raise_storage_error(exc)
 
     @property
     def md5(self) -> str:
@@ -175,7 +177,7 @@ def place(data: Path, src: Path, relpath: str) -> Path:
         os.link(src, dest)
         os.unlink(src)
     except OSError as exc:
-        raise storage_error(exc) from exc
+        raise_storage_error(exc)
     return dest
 
 

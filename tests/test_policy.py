@@ -179,3 +179,16 @@ def test_ids_and_secrets():
 def test_exif_moment(taken, offset, zone, expected):
     moment = exif_moment(taken, offset, zone)
     assert (moment.astimezone(timezone.utc).isoformat() if moment else None) == expected
+
+
+@pytest.mark.parametrize("number", [28, 122, 27])  # ENOSPC, EDQUOT, EFBIG
+def test_full_disk_errors_become_507(number):
+    from imgz.errors import NoStorage
+
+    with pytest.raises(NoStorage):
+        storage.raise_storage_error(OSError(number, "full"))
+
+
+def test_other_os_errors_stay_themselves():
+    with pytest.raises(PermissionError):
+        storage.raise_storage_error(PermissionError(13, "denied"))
