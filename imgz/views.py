@@ -75,7 +75,7 @@ def _json_error(status: int, message: str) -> Response:
 
 
 def viewer(route: str, ident: str) -> Response | str:
-    slug, public_id = _split_ident(ident)
+    _, public_id = _split_ident(ident)
     upload = _live_upload(public_id)
     site = _site()
     canonical = chevereto.viewer_path(upload, site)
