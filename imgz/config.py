@@ -256,6 +256,8 @@ def _machine_timezone() -> str:
         name = get_localzone_name()
     except Exception:  # tzlocal warns or fails on odd set-ups; UTC is a safe answer
         name = None
+    if name in {"Etc/UTC", "Etc/Universal", "Etc/Zulu", "Universal", "Zulu", "UCT", "Etc/UCT"}:
+        return "UTC"
     if name:
         try:
             from zoneinfo import ZoneInfo

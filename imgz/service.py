@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from . import db, ids, media, storage, video
+from . import db, filetype, ids, media, storage, video
 from .chevereto import tag_key
 from .config import Config
 from .errors import (Forbidden, ImageTooLarge, InvalidParameter, InvalidType, InvalidVideo,
@@ -138,7 +138,7 @@ class Service:
             if options.use_file_date and not actor.is_admin:
                 raise Forbidden("use_file_date is for admin keys only")
             self.check_free_space()
-            fmt = media.sniff(incoming.path)
+            fmt = filetype.sniff(incoming.path)
             if fmt not in IMAGE_FORMATS and fmt not in VIDEO_FORMATS:
                 raise InvalidType()
             with self.slots:
@@ -230,7 +230,7 @@ class Service:
                 storage.place(self.data, item.path, relpath)
                 placed.append(relpath)
                 paths.append((relpath, item.mime))
-            storage.sync_dir(storage.images_dir(self.data) / folder)
+            storage.fsync_path(storage.images_dir(self.data) / folder)
             checksum = storage.md5_file(storage.resolve(self.data, placed[0])) if made.changed else incoming.md5
             secret = ids.new_delete_secret()
             values = {

@@ -154,7 +154,8 @@ def choose_name(original_stem: str, mode: str, fallback: str, folder: str,
     raise RuntimeError("could not reserve a stored name")
 
 
-def fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a directory so the names made in it survive a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -173,20 +174,12 @@ def place(data: Path, src: Path, relpath: str) -> Path:
         raise ValueError(f"unsafe stored path {relpath!r}")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fsync_file(src)
+        fsync_path(src)
         os.link(src, dest)
         os.unlink(src)
     except OSError as exc:
         raise_storage_error(exc)
     return dest
-
-
-def sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def resolve(data: Path, relpath: str) -> Path | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
-from imgz import media
+from imgz import exif, media
 from imgz.errors import InvalidImage, InvalidVideo
 
 TIMED_OUT = "Invalid video file provided: processing timed out"
@@ -49,7 +49,7 @@ class FFmpegError(Exception):
 class VideoProbe:
     """What ffmpeg says of a video's header (and of its packets when it states no duration)."""
 
-    fmt: str                  # 'mp4' | 'webm' | 'mov', from media.sniff
+    fmt: str                  # 'mp4' | 'webm' | 'mov', from filetype.sniff
     width: int                # display size: sample aspect ratio and rotation applied
     height: int
     duration: int             # whole seconds, truncated
@@ -278,9 +278,9 @@ def probe_video(path: Path, fmt: str, *, timeout: float) -> VideoProbe:
     return VideoProbe(
         fmt=fmt, width=width, height=height, duration=int(seconds), seconds=seconds,
         video_codec=header.video_codec, audio_codec=header.audio_codec,
-        rotation=header.rotation, title=media.meaningful(tags.get("title")),
-        description=(media.meaningful(tags.get("description"))
-                     or media.meaningful(tags.get("comment"))),
+        rotation=header.rotation, title=exif.meaningful(tags.get("title")),
+        description=(exif.meaningful(tags.get("description"))
+                     or exif.meaningful(tags.get("comment"))),
         stream=header.stream)
 
 

@@ -10,7 +10,7 @@ import requests
 from PIL import Image
 
 import media
-from contract import assert_error, assert_image_object, assert_upload_ok
+from contract import assert_image_object, assert_upload_ok
 
 PNG = media.png(64, 48)
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, JpegImagePlugin
 
 import media as m
-from imgz import media
+from imgz import filetype, media
 from imgz.errors import ImageTooLarge, InvalidImage
 
 LIMITS = dict(max_pixels=100_000_000, max_animation_pixels=1_000_000_000)
@@ -22,14 +22,14 @@ def write(tmp_path: Path, data: bytes, name: str = "upload") -> Path:
 
 def probe(tmp_path: Path, data: bytes, **limits: int) -> media.ImageProbe:
     path = write(tmp_path, data)
-    fmt = media.sniff(path)
+    fmt = filetype.sniff(path)
     assert fmt is not None
     return media.probe_image(path, fmt, **{**LIMITS, **limits})
 
 
 def render(tmp_path: Path, data: bytes, ext: str | None = None, **options) -> media.Rendered:
     src = write(tmp_path, data)
-    fmt = media.sniff(src)
+    fmt = filetype.sniff(src)
     info = media.probe_image(src, fmt, **LIMITS)
     work = tmp_path / "work"
     work.mkdir()
@@ -107,12 +107,12 @@ REFUSED = [
 
 @pytest.mark.parametrize("make, expected", SNIFFED)
 def test_sniff_recognises(tmp_path, make, expected):
-    assert media.sniff(write(tmp_path, make())) == expected
+    assert filetype.sniff(write(tmp_path, make())) == expected
 
 
 @pytest.mark.parametrize("data", REFUSED)
 def test_sniff_refuses(tmp_path, data):
-    assert media.sniff(write(tmp_path, data)) is None
+    assert filetype.sniff(write(tmp_path, data)) is None
 
 
 def test_every_sniffed_format_has_a_mime():

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import media as m
-from imgz import media, video
+from imgz import filetype, media, video
 from imgz.errors import InvalidVideo
 
 TIMEOUT = 20.0
@@ -26,13 +26,13 @@ def write(tmp_path: Path, data: bytes, name: str = "upload") -> Path:
 
 def probe(tmp_path: Path, data: bytes, fmt: str | None = None) -> video.VideoProbe:
     path = write(tmp_path, data)
-    return video.probe_video(path, fmt or media.sniff(path), timeout=TIMEOUT)
+    return video.probe_video(path, fmt or filetype.sniff(path), timeout=TIMEOUT)
 
 
 def render(tmp_path: Path, data: bytes, *, keep_metadata: bool = False,
            timeout: float = TIMEOUT) -> video.RenderedVideo:
     src = write(tmp_path, data)
-    info = video.probe_video(src, media.sniff(src), timeout=TIMEOUT)
+    info = video.probe_video(src, filetype.sniff(src), timeout=TIMEOUT)
     work = tmp_path / "work"
     work.mkdir()
     return video.render_video(src, info, work_dir=work, keep_metadata=keep_metadata,
@@ -319,7 +319,7 @@ def test_each_container_renders(tmp_path, fmt):
     assert out.original.path == tmp_path / "work" / f"original.{fmt}"
     assert (out.original.ext, out.original.mime) == (fmt, media.MIME[fmt])
     assert out.original.size == out.original.path.stat().st_size
-    assert media.sniff(out.original.path) == fmt
+    assert filetype.sniff(out.original.path) == fmt
     assert opened(out.frame).size == (320, 240)
 
 
