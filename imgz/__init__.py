@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,7 +15,7 @@ from werkzeug.formparser import default_stream_factory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import chevereto, config as config_mod, db, storage
-from .errors import ImgzError, TooBig
+from .errors import ImgzError, NoStorage, TooBig
 from .files import FileInfo, FileResponder
 from .ratelimit import Limiter, parse_limit
 from .service import Service
@@ -24,7 +25,15 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 class ImgzRequest(Request):
-    """A request whose multipart file parts stream into the factory the view puts in the environ."""
+    """A request whose multipart file parts stream into the factory the view puts in the environ.
+
+    Its form parser is not silent: the upload view tells a broken body from an empty one.
+    """
+
+    def make_form_data_parser(self) -> Any:
+        parser = super().make_form_data_parser()
+        parser.silent = False
+        return parser
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None, content_length: int | None = None) -> Any:
@@ -148,6 +157,14 @@ def _register_errors(app: Flask) -> None:
         if status == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
+
+    @app.errorhandler(sqlite3.OperationalError)
+    def database_error(exc: sqlite3.OperationalError) -> Response:
+        if "full" in str(exc).lower():
+            err = NoStorage()
+            return _error_response(err.status, err.message, err.code)
+        log.exception("database error on %s %s", request.method, request.path)
+        return _error_response(500, "Internal error", 500)
 
     @app.errorhandler(Exception)
     def crash(exc: Exception) -> Response:

@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import chevereto, params, sharex, sources, storage
-from .auth import actor_for_key, presented_key
+from .auth import actor_for_key, header_key, presented_key
 from .expiry import parse_expiration
-from .errors import EmptySource, ImgzError, InvalidURL, RateLimited, TooBig
+from .errors import EmptySource, ImgzError, InvalidParameter, InvalidURL, RateLimited, TooBig
 from .service import Actor, Options
 
 bp = Blueprint("api", __name__)
@@ -18,6 +19,7 @@ bp = Blueprint("api", __name__)
 # Room for the other form fields around a file part or a base64 string.
 FORM_ROOM = 1_000_000
 SMALL_BODY = 1_000_000
+MAX_FORM_PARTS = 10_000
 
 
 def body_limit(max_upload: int) -> int:
@@ -62,12 +64,12 @@ def upload() -> Response:
     conn = service.connection()
 
     throttle("IP", request.remote_addr or "")
-    header_key = presented_key(request, form_ready=False)
+    key_in_header = header_key(request)
     actor: Actor | None = None
     limit, limit_mb = cfg.max_upload_bytes, cfg.max_upload_mb
-    if header_key:
+    if key_in_header:
         try:
-            actor = actor_for_key(conn, header_key, now)
+            actor = actor_for_key(conn, key_in_header, now)
             throttle("KEY", str(actor.key_id))
         except ImgzError:
             # A refused client may not make us spool a large body; a small one is read only to
@@ -83,10 +85,11 @@ def upload() -> Response:
     request.max_content_length = body_limit(limit)
     request.max_form_memory_size = body_limit(limit)
     request.environ["imgz.stream_factory"] = _stream_factory(writers, limit, limit_mb)
-    request.form  # parses the body: file parts stream to disk here
+    request.max_form_parts = MAX_FORM_PARTS
+    _parse_body(limit_mb)
     g.api_format = params.parse_format(param("format"))
     if actor is None:
-        key = presented_key(request, form_ready=True)
+        key = presented_key(request)
         if key or not cfg.guest_uploads:
             actor = actor_for_key(conn, key, now)
             throttle("KEY", str(actor.key_id))
@@ -111,6 +114,25 @@ def upload() -> Response:
     if imgbb:
         return json_response(chevereto.imgbb_answer(image, upload, now))
     return json_response(chevereto.upload_answer(image))
+
+
+def _parse_body(limit_mb: float) -> None:
+    """Parse the form (file parts stream to disk here), turning a broken body into a clear error."""
+    try:
+        request.form
+    except UnicodeDecodeError:
+        if request.mimetype == "multipart/form-data":
+            raise InvalidParameter("Invalid multipart body: part headers must be UTF-8") from None
+        raise InvalidParameter("Invalid form body: it must be UTF-8") from None
+    except ValueError:
+        # A body that cannot be read as a form (wrong or missing boundary, cut short) holds no
+        # usable source; what was read stays empty, as the answer will say.
+        request.form = request.parameter_storage_class()
+        request.files = request.parameter_storage_class()
+    except RequestEntityTooLarge:
+        if (request.content_length or 0) <= body_limit(current_app.config["IMGZ"].max_upload_bytes):
+            raise InvalidParameter(f"Too many form fields (at most {MAX_FORM_PARTS})", status=413) from None
+        raise TooBig(limit_mb) from None
 
 
 def throttle(kind: str, name: str) -> None:
@@ -180,7 +202,7 @@ def sharex_config() -> Response:
     """The ShareX uploader for the key presented (header or ``key``), as a download."""
     service = current_app.config["IMGZ_SERVICE"]
     throttle("IP", request.remote_addr or "")
-    key = presented_key(request, form_ready=False)
+    key = header_key(request) or request.args.get("key", "").strip() or None
     actor_for_key(service.connection(), key, service.now())
     base = current_app.config["IMGZ_SITE"]().base_url
     body = json.dumps(sharex.uploader(base, key or ""), indent=2)

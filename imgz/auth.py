@@ -11,15 +11,22 @@ from .errors import Unauthorized
 from .service import Actor
 
 
-def presented_key(request: Request, form_ready: bool) -> str | None:
-    """The key from ``X-API-Key``, else the ``key`` parameter (a body value wins over the query)."""
-    header = request.headers.get("X-API-Key", "").strip()
-    if header:
-        return header
-    if form_ready and request.form.get("key"):
-        return request.form["key"].strip()
-    value = request.args.get("key", "").strip()
-    return value or None
+def header_key(request: Request) -> str | None:
+    """The key from the ``X-API-Key`` header, which wins over any ``key`` parameter."""
+    return request.headers.get("X-API-Key", "").strip() or None
+
+
+def presented_key(request: Request) -> str | None:
+    """The header key, else the ``key`` parameter: a body value wins over the query string.
+
+    Reading the body's value parses the form, so call it after the upload's stream factory is set.
+    """
+    key = header_key(request)
+    if key:
+        return key
+    if "key" in request.form:
+        return request.form.get("key", "").strip() or None
+    return request.args.get("key", "").strip() or None
 
 
 def actor_for_key(conn: sqlite3.Connection, key: str | None, now: datetime) -> Actor:
@@ -29,5 +36,9 @@ def actor_for_key(conn: sqlite3.Connection, key: str | None, now: datetime) -> A
     row = db.find_key(conn, ids.digest(key))
     if row is None:
         raise Unauthorized()
-    db.touch_key(conn, row["key_id"], now)
+    try:
+        db.touch_key(conn, row["key_id"], now)
+    except sqlite3.OperationalError:
+        pass  # a full disk or a long lock must not refuse a valid key; the upload will say why
+
     return Actor(user_id=row["user_id"], is_admin=bool(row["is_admin"]), key_id=row["key_id"])

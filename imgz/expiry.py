@@ -19,14 +19,33 @@ def parse_expiration(value: str, now: datetime, minimum: int, maximum: int) -> d
     """
     text = value.strip()
     now = now.astimezone(timezone.utc)
+    low, high = now + timedelta(seconds=minimum), now + timedelta(seconds=maximum)
+    if len(text) > 64:
+        raise InvalidParameter("Invalid expiration")
     try:
         if _SECONDS.fullmatch(text):
-            moment = now + timedelta(seconds=int(text))
+            seconds = int(text)
+            if seconds <= 0:
+                raise InvalidParameter("Invalid expiration")
+            moment = now + timedelta(seconds=min(seconds, maximum + 1))
         else:
-            moment = now + isodate.parse_duration(text.upper())
+            duration = isodate.parse_duration(text.upper())
+            try:
+                moment = now + duration
+            except (OverflowError, ValueError):
+                # Past the calendar's end (P9999Y): a valid, very long duration; the clamp applies.
+                if not _positive(duration):
+                    raise InvalidParameter("Invalid expiration") from None
+                moment = high
     except (isodate.ISO8601Error, ValueError, OverflowError, TypeError):
         raise InvalidParameter("Invalid expiration") from None
     if moment <= now:
         raise InvalidParameter("Invalid expiration")
-    low, high = now + timedelta(seconds=minimum), now + timedelta(seconds=maximum)
     return min(max(moment, low), high).replace(microsecond=0)
+
+
+def _positive(duration: timedelta | isodate.Duration) -> bool:
+    if isinstance(duration, timedelta):
+        return duration > timedelta(0)
+    months = duration.years * 12 + duration.months
+    return months > 0 or (months == 0 and duration.tdelta > timedelta(0))

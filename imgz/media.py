@@ -35,7 +35,9 @@ _EXT_FORMAT = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp"
 _ANIMATABLE = {"gif", "png", "webp"}
 _RESAMPLE = dict(resample=Image.LANCZOS, reducing_gap=3.0)
 # What a damaged file makes Pillow raise while opening or decoding it.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
+# Pillow's AVIF plugin reports damaged files as RuntimeError.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
+                  RuntimeError)
 
 
 @dataclass(frozen=True)

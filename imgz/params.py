@@ -11,7 +11,7 @@ MAX_DESCRIPTION = 10_000
 MAX_TAG = 32
 MAX_TAGS = 50
 MAX_WIDTH = 100_000
-_WIDTH = re.compile(r"[0-9]+")
+_WIDTH = re.compile(r"[0-9]{1,6}")
 _TITLE_RUNS = re.compile(r"[\s_-]+")
 
 

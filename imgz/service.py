@@ -6,6 +6,7 @@ slots so page and file requests are never stuck behind a queue of thumbnails.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import threading
@@ -305,7 +306,7 @@ class Service:
 
     def category_for(self, value: str) -> int:
         text = value.strip()
-        if not text.isdigit() or db.get_category(self.connection(), int(text)) is None:
+        if not re.fullmatch(r"[0-9]{1,9}", text) or db.get_category(self.connection(), int(text)) is None:
             raise InvalidParameter("Invalid category")
         return int(text)
 

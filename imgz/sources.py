@@ -48,8 +48,10 @@ def from_writer(writer: storage.HashingWriter, filename: str | None) -> Incoming
 def decode_base64(value: str) -> bytes:
     """Decode base64 leniently: whitespace, a data-URI prefix, URL-safe letters, missing padding."""
     text = _SPACE.sub("", value)
-    text = _DATA_URI.sub("", text, count=1)
+    text, had_prefix = _DATA_URI.subn("", text, count=1)
     text = text.replace("-", "+").replace("_", "/").rstrip("=")
+    if not text and had_prefix:
+        raise EmptySource()
     if not text or not _B64.fullmatch(text) or len(text) % 4 == 1:
         raise InvalidBase64()
     try:

@@ -76,7 +76,9 @@ class HashingWriter:
     def __init__(self, data: Path, limit: int, limit_mb: float) -> None:
         fd, name = tempfile.mkstemp(prefix="up-", dir=tmp_dir(data))
         self.path = Path(name)
-        self._file: IO[bytes] = os.fdopen(fd, "w+b")
+        # Unbuffered: a full disk must fail in write(), where it becomes a 507, not in a later
+        # flush hidden inside Werkzeug's seek() or close().
+        self._file: IO[bytes] = os.fdopen(fd, "w+b", buffering=0)
         self._md5 = hashlib.md5()
         self.size = 0
         self.limit = limit
@@ -87,15 +89,18 @@ class HashingWriter:
         if self.size > self.limit:
             raise TooBig(self.limit_mb)
         self._md5.update(chunk)
+        view = memoryview(chunk)
         try:
-            return self._file.write(chunk)
+            while view:
+                written = self._file.write(view)
+                view = view[written:]
         except OSError as exc:
             raise_storage_error(exc)
+        return len(chunk)
 
     def finish(self) -> None:
-        """Flush and fsync what was written."""
+        """fsync what was written."""
         try:
-            self._file.flush()
             os.fsync(self._file.fileno())
         except OSError as exc:
             raise_storage_error(exc)
@@ -105,10 +110,14 @@ class HashingWriter:
         return self._md5.hexdigest()
 
     def discard(self) -> None:
-        self.close()
+        """Close and remove the file; never raises, it runs while a request is torn down."""
+        try:
+            self.close()
+        except OSError:
+            pass
         try:
             self.path.unlink()
-        except FileNotFoundError:
+        except OSError:
             pass
 
     def close(self) -> None:

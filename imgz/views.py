@@ -129,7 +129,7 @@ def tag(key: str) -> Response | str:
     conn = current_app.config["IMGZ_SERVICE"].connection()
     row = db.get_tag(conn, key)
     page_text = request.args.get("page", "1")
-    if row is None or not page_text.isascii() or not page_text.isdigit() or int(page_text) < 1:
+    if row is None or not re.fullmatch(r"[0-9]{1,6}", page_text) or int(page_text) < 1:
         abort(404)
     page = int(page_text)
     uploads, total = db.tag_uploads(conn, row["id"], current_app.config["IMGZ_SERVICE"].now(),
@@ -165,7 +165,7 @@ def oembed() -> Response:
     limits = []
     for name in ("maxwidth", "maxheight"):
         value = request.args.get(name, "")
-        limits.append(int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None)
+        limits.append(int(value) if re.fullmatch(r"[0-9]{1,5}", value) and int(value) > 0 else None)
     answer = embed.oembed(upload, site, max_width=limits[0], max_height=limits[1], now=service.now())
     response = _json(answer)
     response.headers["Access-Control-Allow-Origin"] = "*"

@@ -1,6 +1,7 @@
 """Fixtures: a real imgz server in its own process on a free 127.0.0.1 port, and an API helper."""
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -112,7 +113,7 @@ class LiveServer:
         return requests.get(url, **kwargs)
 
     def rows(self) -> int:
-        with sqlite3.connect(self.db) as conn:
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
             return conn.execute("SELECT COUNT(*) FROM uploads").fetchone()[0]
 
     def stored_files(self) -> list[str]:

@@ -29,13 +29,16 @@ def at(*args: int) -> datetime:
     ("P2Y", NOW, NOW + timedelta(days=366)),
     ("pt10m", NOW, NOW + timedelta(minutes=10)),
     (" P1D ", NOW, NOW + timedelta(days=1)),
+    ("99999999999999999999999", NOW, NOW + timedelta(days=366)),
+    ("P9999Y", NOW, NOW + timedelta(days=366)),
+    ("P99999D", NOW, NOW + timedelta(days=366)),
 ])
 def test_parse_and_clamp(value, now, expected):
     assert parse_expiration(value, now, MIN, MAX) == expected
 
 
 @pytest.mark.parametrize("value", ["abc", "P", "PT", "PT0S", "0", "-PT5M", "-600", "", "P1Q",
-                                   "1.5", "99999999999999999999999"])
+                                   "1.5", "-99999999999999999999999", "P" + "9" * 100 + "Y"])
 def test_invalid(value):
     with pytest.raises(InvalidParameter, match="Invalid expiration"):
         parse_expiration(value, NOW, MIN, MAX)
