@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 class LiveServer:
     """``python app.py serve`` on a free port with its own data dir; stopped by ``stop()``."""
 
-    def __init__(self, data: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data: Path, env: dict[str, str] | None = None,
+                 prefix: list[str] | None = None) -> None:
         self.data = data
         # A fresh data dir prints its first key on stdout; wait for it as well as for the port.
         expect_key = not (data / "imgz.db").exists()
@@ -32,7 +33,7 @@ class LiveServer:
         full_env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "serve", "--host", "127.0.0.1", "--port", "0",
+            [*(prefix or []), sys.executable, str(ROOT / "app.py"), "serve", "--host", "127.0.0.1", "--port", "0",
              "--data", str(data)],
             cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.stdout: list[str] = []

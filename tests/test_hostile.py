@@ -12,11 +12,13 @@ import functools
 import hashlib
 import http.client
 import io
-import ipaddress
 import json
+import os
 import re
+import shutil
 import socket
 import struct
+import subprocess
 import threading
 import time
 import unicodedata
@@ -977,23 +979,6 @@ def test_redirect_to_another_scheme(hostile, webhost, nothing_stored, target):
     assert_error(hostile.upload(url), 400, 622, startswith="Invalid image URL: ")
 
 
-def test_host_name_resolving_to_a_refused_address(hostile, webhost, nothing_stored):
-    # Debian maps the machine's own name to 127.0.1.1, which is refused too.
-    for name in ("ip6-localhost", "ip6-loopback", "localhost6", socket.gethostname()):
-        try:
-            infos = socket.getaddrinfo(name, webhost.port, type=socket.SOCK_STREAM)
-        except OSError:
-            continue
-        addresses = {ipaddress.ip_address(info[4][0].partition("%")[0]) for info in infos}
-        if addresses and all(str(a) != "127.0.0.1" and (a.is_private or a.is_unspecified)
-                             for a in addresses):
-            break
-    else:
-        pytest.skip("this machine resolves no name to a refused loopback address")
-    response = hostile.upload(f"http://{name}:{webhost.port}/a.png")
-    assert_error(response, 400, 622, "Invalid image URL: address not allowed")
-
-
 def test_redirect_loop(hostile, webhost, nothing_stored):
     url = webhost.add("/hostile/loop", status=302, location="/hostile/loop")
     assert_error(hostile.upload(url), 400, 622, startswith="Invalid image URL: ")
@@ -1223,3 +1208,45 @@ def test_hostile_size_limits_on_oembed_are_ignored(hostile, victims):
 def test_server_still_answers_after_all_that(hostile):
     assert_upload_ok(hostile.upload(PNG))
     assert hostile.tmp_files() == []
+
+
+def _private_hosts_server(tmp_path) -> LiveServer:
+    """A server in a mount namespace of its own whose /etc/hosts names refused addresses."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a private /etc/hosts")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 fine.test\n127.0.0.2 inside.test\n::1 inside6.test\n"
+                     "10.1.2.3 intranet.test\n169.254.169.254 metadata.test\n")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("this machine does not allow a private mount namespace")
+    script = f'mount --bind {hosts} /etc/hosts && exec "$@"'
+    return LiveServer(tmp_path / "data", {"IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "3"},
+                      prefix=["unshare", "-m", "sh", "-c", script, "sh"])
+
+
+@pytest.fixture(scope="module")
+def private_hosts(tmp_path_factory):
+    srv = _private_hosts_server(tmp_path_factory.mktemp("hosts"))
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("name", ["inside.test", "inside6.test", "intranet.test", "metadata.test"])
+def test_host_name_resolving_to_a_refused_address(private_hosts, webhost, name):
+    rows = private_hosts.rows()
+    response = private_hosts.upload(f"http://{name}:{webhost.port}/a.png")
+    assert_error(response, 400, 622, "Invalid image URL: address not allowed")
+    assert private_hosts.rows() == rows and private_hosts.tmp_files() == []
+
+
+def test_host_name_resolving_to_an_allowed_address_is_fetched(private_hosts, webhost):
+    url = webhost.add("/hostile/by-name.png", body=PNG, content_type="image/png")
+    response = private_hosts.upload(url.replace("127.0.0.1", "fine.test"))
+    assert assert_upload_ok(response)["original_filename"] == "by-name.png"
+
+
+def test_redirect_to_a_name_resolving_to_a_refused_address(private_hosts, webhost):
+    url = webhost.add("/hostile/to-name", status=302,
+                      location=f"http://inside.test:{webhost.port}/a.png")
+    assert_error(private_hosts.upload(url), 400, 622, "Invalid image URL: address not allowed")
