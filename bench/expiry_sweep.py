@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/expiry_sweep.py [--count 10000] [--data DIR]
 
-Builds a fresh data dir (a temporary one unless --data), inserts COUNT expired uploads with a
-small original and thumb each, plus as many that do not expire, runs one sweep and prints the
-time it took and the rate. Nothing is sent over the network.
+Builds a fresh data dir (a temporary one, removed afterwards, unless --data), inserts COUNT
+expired uploads with a small original and thumb each, plus as many that do not expire, runs one
+sweep and prints the time it took and the rate. Nothing is sent over the network.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -41,26 +42,37 @@ def populate(service: Service, count: int, expired: bool, now: datetime) -> None
             }, [(p, "image/png") for p in paths], [("bench", "bench")])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=10_000, help="expired uploads to create")
-    parser.add_argument("--data", help="data dir to use (default: a new temporary one)")
-    args = parser.parse_args()
-    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="imgz-bench-"))
+def measure(data: Path, count: int) -> tuple[int, float, int, int]:
+    """Fill data with count expired and count live uploads, sweep once: (removed, seconds,
+    uploads left, files left)."""
     cfg = config.load({}, overrides={"data": str(data), "min_free_mb": "0"})
     init_data(cfg)
     service = Service(cfg, db.LocalConnections(cfg.db).get)
     now = datetime.now(timezone.utc)
     started = time.perf_counter()
-    populate(service, args.count, True, now)
-    populate(service, args.count, False, now)
-    print(f"created {args.count} expired and {args.count} live uploads in "
+    populate(service, count, True, now)
+    populate(service, count, False, now)
+    print(f"created {count} expired and {count} live uploads in "
           f"{time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     removed = service.purge_expired(now)
     took = time.perf_counter() - started
     left = db.count_uploads(service.connection())
     files_left = sum(1 for p in storage.images_dir(data).rglob("*") if p.is_file())
+    return removed, took, left, files_left
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=10_000, help="expired uploads to create")
+    parser.add_argument("--data", help="data dir to use (default: a new temporary one)")
+    args = parser.parse_args()
+    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="imgz-bench-"))
+    try:
+        removed, took, left, files_left = measure(data, args.count)
+    finally:
+        if not args.data:
+            shutil.rmtree(data, ignore_errors=True)
     print(f"sweep removed {removed} uploads ({2 * removed} files) in {took:.2f} s "
           f"= {removed / took:,.0f} uploads/s; {left} uploads and {files_left} files remain")
     assert removed == args.count and left == args.count and files_left == 2 * args.count

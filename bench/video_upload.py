@@ -21,32 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import imageio_ffmpeg
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_video(path: Path, megabytes: int) -> None:
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    piece = path.with_suffix(".piece.mp4")
-    subprocess.run([ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc2=size=1280x720:rate=30,noise=alls=40:allf=t", "-t", "8",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "60M", "-pix_fmt", "yuv420p",
-                    str(piece)], check=True, timeout=600)
-    copies = max(1, -(-megabytes * 1_000_000 // piece.stat().st_size))
-    listing = path.with_suffix(".txt")
-    listing.write_text("".join(f"file '{piece.name}'\n" for _ in range(copies)))
-    subprocess.run([ffmpeg, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-                    "-c", "copy", "-movflags", "+faststart", str(path)], check=True, timeout=600)
-    piece.unlink()
-    listing.unlink()
-
-
-def kib(pid: int, field: str) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise LookupError(field)
+from inputs import make_big_video  # noqa: E402
+from procs import ROOT, kib  # noqa: E402
 
 
 def main() -> None:
@@ -60,8 +39,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     video = work / "big.mp4"
     started = time.perf_counter()
-    if not video.exists():
-        make_video(video, args.mb)
+    make_big_video(video, args.mb * 1_000_000)
     size = video.stat().st_size
     print(f"video: {size / 1e6:.0f} MB made in {time.perf_counter() - started:.0f} s")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}

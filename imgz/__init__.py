@@ -1,6 +1,7 @@
 """imgz: a self-hosted image and video host that speaks Chevereto's API V1."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -21,6 +22,7 @@ from .ratelimit import Limiter, parse_limit
 from .service import Service
 
 log = logging.getLogger("imgz")
+FILE_CACHE = 20_000
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -96,11 +98,21 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
 
     _register_errors(app)
 
-    def lookup(relpath: str) -> FileInfo | None:
+    @functools.lru_cache(maxsize=FILE_CACHE)
+    def known_file(relpath: str) -> FileInfo:
         row = db.file_lookup(connections.get(), relpath)
         if row is None:
-            return None
+            raise LookupError(relpath)  # not cached: the file may be placed a moment later
         return FileInfo(mime=row["mime"], expires_at=db.from_ts(row["expires_at"]))
+
+    def lookup(relpath: str) -> FileInfo | None:
+        # A file's type and expiry never change and its name is never reused, so they are
+        # remembered. A deleted upload's files are gone from disk, which the responder checks
+        # on every request; expiry is checked on every request too.
+        try:
+            return known_file(relpath)
+        except LookupError:
+            return None
 
     app.wsgi_app = FileResponder(app.wsgi_app, media_root=storage.images_dir(cfg.data_dir),
                                  lookup=lookup, accel=cfg.accel, now=service.now)

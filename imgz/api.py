@@ -120,6 +120,7 @@ def _parse_body(limit_mb: float) -> None:
     """Parse the form (file parts stream to disk here), turning a broken body into a clear error."""
     try:
         request.form
+        _release_spool()
     except UnicodeDecodeError:
         if request.mimetype == "multipart/form-data":
             raise InvalidParameter("Invalid multipart body: part headers must be UTF-8") from None
@@ -133,6 +134,21 @@ def _parse_body(limit_mb: float) -> None:
         if (request.content_length or 0) <= body_limit(current_app.config["IMGZ"].max_upload_bytes):
             raise InvalidParameter(f"Too many form fields (at most {MAX_FORM_PARTS})", status=413) from None
         raise TooBig(limit_mb) from None
+
+
+def _release_spool() -> None:
+    """Empty the server's copy of the request body once the form is parsed.
+
+    waitress spools a large body to a temporary file that lives until the request ends; the
+    upload is on disk in our own file by now, so its blocks can go back before processing.
+    """
+    body = request.environ.get("wsgi.input")
+    truncate = getattr(body, "truncate", None)
+    if truncate is not None and getattr(body, "name", None) is not None:
+        try:
+            truncate(0)
+        except (OSError, ValueError):
+            pass
 
 
 def throttle(kind: str, name: str) -> None:

@@ -81,6 +81,8 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
     cfg = obj.cfg
     logging.basicConfig(level=logging.INFO, format="imgz: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # waitress warns of its task queue depth on every queued request under load
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     # waitress spools large bodies with tempfile; keep them on the data disk, not a RAM-backed /tmp.
     tempfile.tempdir = str(cfg.data_dir / "tmp")
     app = create_app(cfg=cfg)

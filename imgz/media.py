@@ -170,6 +170,7 @@ class Rendered:
     changed: bool             # the original differs from the uploaded bytes
     thumb: Variant
     medium: Variant | None
+    md5: str | None = None    # of the original, when it was computed while writing it
 
 
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
@@ -381,12 +382,13 @@ def render_image(src: Path, probe: ImageProbe, *, work_dir: Path, ext: str,
     plan = plan_for(probe, width, keep_metadata)
     paths = {role: work_dir / f"{role}.{ext}" for role in ("original", "medium", "thumb")}
     changed = True
+    digest = None
     if not plan.reencode:
         if keep_metadata or probe.fmt == "avif":
             shutil.copyfile(src, paths["original"])
             changed = False
         else:
-            changed = metadata.strip(probe.fmt, src, paths["original"])
+            changed, digest = metadata.strip_hashed(probe.fmt, src, paths["original"])
     try:
         with Image.open(src, formats=[_PIL_FORMAT[probe.fmt]]) as im:
             icc = im.info.get("icc_profile")
@@ -418,4 +420,4 @@ def render_image(src: Path, probe: ImageProbe, *, work_dir: Path, ext: str,
         rendered_medium = _variant(paths["medium"], ext, size)
     thumb_size = _save(thumb, paths["thumb"], out_fmt, variant)
     return Rendered(rendered_original, changed, _variant(paths["thumb"], ext, thumb_size),
-                    rendered_medium)
+                    rendered_medium, digest if original is None else None)

@@ -10,6 +10,9 @@ the image must be rotated and re-encoded instead.
 """
 from __future__ import annotations
 
+import hashlib
+import re
+
 import struct
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -25,6 +28,9 @@ _WEBP_DROP = {b"EXIF", b"XMP "}
 _WEBP_FLAG_EXIF, _WEBP_FLAG_XMP = 0x08, 0x04
 # Looping control, plus the ICC profile extension: colour profiles are kept in every format.
 _GIF_KEEP_APP = {b"NETSCAPE2.0", b"ANIMEXTS1.0", b"ICCRGBG1012"}
+
+
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
 class _Reader:
@@ -95,28 +101,24 @@ def _keep_jpeg_segment(marker: int, payload: bytes) -> bool:
 
 
 def _copy_entropy(r: _Reader, out: BinaryIO) -> None:
-    """Copy a scan's entropy-coded data, stopping before the marker that ends it."""
+    """Copy a scan's entropy-coded data, stopping before the marker that ends it.
+
+    Inside a scan 0xFF is followed by 0x00 (stuffing), a restart marker or more 0xFF fill; any
+    other byte after it is the marker that ends the scan. One regex search per buffer finds it.
+    """
     while True:
         buf = r.window(2)
         if len(buf) < 2:
             raise InvalidImage()
-        last = len(buf) - 1  # an 0xFF is only judged once the byte after it is in the buffer
-        start = 0
-        while True:
-            i = buf.find(b"\xff", start, last)
-            if i < 0:
-                out.write(memoryview(buf)[:last])
-                r.advance(last)
-                break
-            nxt = buf[i + 1]
-            if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
-                start = i + 2
-            elif nxt == 0xFF:
-                start = i + 1
-            else:
-                out.write(memoryview(buf)[:i])
-                r.advance(i)
-                return
+        found = _SCAN_END.search(buf)
+        if found is None:
+            last = len(buf) - 1  # an 0xFF is only judged once the byte after it is in the buffer
+            out.write(memoryview(buf)[:last])
+            r.advance(last)
+            continue
+        out.write(memoryview(buf)[:found.start()])
+        r.advance(found.start())
+        return
 
 
 def _find_marker(r: _Reader) -> tuple[bool, int]:
@@ -348,15 +350,46 @@ def strip(fmt: str, src: Path, dst: Path) -> bool:
     byte-identical copy. Raises InvalidImage when the structure is broken (truncated segment or
     chunk, bad signature, missing end marker); dst is then deleted.
     """
+    return strip_hashed(fmt, src, dst)[0]
+
+
+def strip_hashed(fmt: str, src: Path, dst: Path) -> tuple[bool, str | None]:
+    """strip, also giving the md5 of what was written (None when the walker went back to
+    patch a header, as WebP's does), so the stored file need not be read again."""
     walk = _walker(fmt)
     with open(src, "rb") as f:
-        out = open(dst, "wb")
+        raw = open(dst, "wb")
         try:
-            with out:
-                return walk(_Reader(f), out)
+            with raw:
+                out = _HashingOut(raw)
+                changed = walk(_Reader(f), out)  # type: ignore[arg-type]
+            return changed, out.hexdigest()
         except BaseException:
             Path(dst).unlink(missing_ok=True)
             raise
+
+
+class _HashingOut:
+    """An output file that hashes what is written, until someone seeks in it."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._md5: "hashlib._Hash | None" = hashlib.md5()
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self._md5 is not None:
+            self._md5.update(data)
+        return self._f.write(data)
+
+    def seek(self, *args: int) -> int:
+        self._md5 = None
+        return self._f.seek(*args)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def hexdigest(self) -> str | None:
+        return None if self._md5 is None else self._md5.hexdigest()
 
 
 def has_metadata(fmt: str, path: Path) -> bool:

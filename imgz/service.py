@@ -74,6 +74,7 @@ class Made:
     description: str | None
     exif_json: str | None
     taken: datetime | None
+    md5: str | None           # of the original when it was computed while writing it
 
     def files(self) -> list[tuple[str, media.Variant]]:
         """(variant, file) pairs, the original first; variant '' th md fr."""
@@ -187,7 +188,7 @@ class Service:
             width=rendered.original.width, height=rendered.original.height, duration=0,
             is_animated=probe.is_animated, is_360=probe.is_360, title=probe.title,
             description=probe.description,
-            exif_json=probe.exif_json if cfg.keep_exif else None, taken=taken)
+            exif_json=probe.exif_json if cfg.keep_exif else None, taken=taken, md5=rendered.md5)
 
     def _render_video(self, incoming: Incoming, fmt: str, work: Path) -> Made:
         cfg = self.config
@@ -202,7 +203,7 @@ class Service:
             width=rendered.original.width or probe.width,
             height=rendered.original.height or probe.height, duration=probe.duration,
             is_animated=False, is_360=False, title=probe.title, description=probe.description,
-            exif_json=None, taken=None)
+            exif_json=None, taken=None, md5=None)
 
     def _store(self, incoming: Incoming, actor: Actor, options: Options, made: Made) -> tuple[Upload, str]:
         """Name, place and record what was made: files first (fsynced), then the row."""
@@ -232,7 +233,10 @@ class Service:
                 placed.append(relpath)
                 paths.append((relpath, item.mime))
             storage.fsync_path(storage.images_dir(self.data) / folder)
-            checksum = storage.md5_file(storage.resolve(self.data, placed[0])) if made.changed else incoming.md5
+            if not made.changed:
+                checksum = incoming.md5
+            else:
+                checksum = made.md5 or storage.md5_file(storage.resolve(self.data, placed[0]))
             secret = ids.new_delete_secret()
             values = {
                 "user_id": actor.user_id, "album_id": options.album_id,

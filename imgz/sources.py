@@ -38,7 +38,6 @@ def is_url(value: str) -> bool:
 
 def from_writer(writer: storage.HashingWriter, filename: str | None) -> Incoming:
     """A multipart file part that Werkzeug already streamed into a HashingWriter."""
-    writer.finish()
     writer.close()
     if writer.size == 0:
         raise EmptySource()
@@ -84,7 +83,6 @@ def from_url(url: str, data: Path, limit: int, limit_mb: float, *, deadline: flo
                                      allow_nets=allow_nets)
         except TooBig:
             raise InvalidURL("too large") from None
-        writer.finish()
         writer.close()
         if writer.size == 0:
             raise EmptySource()

@@ -71,6 +71,7 @@ class HashingWriter:
 
     It stops with TooBig past ``limit`` bytes and with NoStorage when the disk is full. Werkzeug
     uses it as the multipart stream factory, so an upload goes to disk once, hashed on the way.
+    It is not fsynced: what gets stored is always a new file made from it, fsynced when placed.
     """
 
     def __init__(self, data: Path, limit: int, limit_mb: float) -> None:
@@ -97,13 +98,6 @@ class HashingWriter:
         except OSError as exc:
             raise_storage_error(exc)
         return len(chunk)
-
-    def finish(self) -> None:
-        """fsync what was written."""
-        try:
-            os.fsync(self._file.fileno())
-        except OSError as exc:
-            raise_storage_error(exc)
 
     @property
     def md5(self) -> str:
@@ -226,7 +220,6 @@ def write_bytes(data: Path, payload: bytes, limit: int, limit_mb: float) -> Hash
     writer = HashingWriter(data, limit, limit_mb)
     try:
         writer.write(payload)
-        writer.finish()
     except BaseException:
         writer.discard()
         raise

@@ -303,8 +303,9 @@ def _remux(src: Path, probe: VideoProbe, dest: Path, deadline: float) -> None:
                       deadline)
         if result.returncode != 0 or not dest.is_file() or not dest.stat().st_size:
             raise InvalidVideo() from FFmpegError("remux", result.returncode, result.stderr)
-        header = _read_header(dest, probe.fmt, deadline, "remux check")
-        if header.rotation == probe.rotation or attempt:
+        if probe.rotation == 0 or attempt:
+            return  # no rotation to lose
+        if _read_header(dest, probe.fmt, deadline, "remux check").rotation == probe.rotation:
             return
         rotate = ["-display_rotation:v:0", str(-probe.rotation)]
 
@@ -317,7 +318,9 @@ def _frame_args(src: Path, probe: VideoProbe, dest: Path, at: float | None) -> l
     square = "w=iw:h='round(ih/sar)'" if probe.rotation in (90, 270) else "w='round(iw*sar)':h=ih"
     vf = f"scale={square}:{_JPEG_SCALE},setsar=1,format=yuv420p"
     return ["-v", "error", "-y", *seek, *_source(src, probe.fmt), "-map", f"0:{probe.stream}",
-            "-frames:v", "1", "-vf", vf, "-q:v", "2", "-fflags", "+bitexact",
+            # passthrough: emit the keyframe the seek landed on instead of decoding on to the
+            # exact instant (that frame is fine, and it halves the time on long GOPs)
+            "-frames:v", "1", "-fps_mode", "passthrough", "-vf", vf, "-q:v", "2", "-fflags", "+bitexact",
             "-flags:v", "+bitexact", "-f", "image2", "-update", "1", f"file:{dest}"]
 
 
