@@ -118,7 +118,8 @@ class MemoryResult:
 
     @property
     def copies(self) -> float:
-        return self.disk_peak / self.size
+        # two decimals: the thumbnails and the frame beside two full copies are not a third copy
+        return round(self.disk_peak / self.size, 2)
 
 
 def md5_of(path: Path) -> str:

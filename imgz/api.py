@@ -20,6 +20,7 @@ bp = Blueprint("api", __name__)
 FORM_ROOM = 1_000_000
 SMALL_BODY = 1_000_000
 MAX_FORM_PARTS = 10_000
+SPOOL_RELEASE = 32_000_000  # bodies from this size on give their spooled copy back early
 
 
 def body_limit(max_upload: int) -> int:
@@ -142,6 +143,8 @@ def _release_spool() -> None:
     waitress spools a large body to a temporary file that lives until the request ends; the
     upload is on disk in our own file by now, so its blocks can go back before processing.
     """
+    if (request.content_length or 0) < SPOOL_RELEASE:
+        return
     body = request.environ.get("wsgi.input")
     truncate = getattr(body, "truncate", None)
     if truncate is not None and getattr(body, "name", None) is not None:

@@ -10,6 +10,8 @@ from . import db, ids
 from .errors import Unauthorized
 from .service import Actor
 
+LAST_USED_STEP = 60
+
 
 def header_key(request: Request) -> str | None:
     """The key from the ``X-API-Key`` header, which wins over any ``key`` parameter."""
@@ -36,9 +38,11 @@ def actor_for_key(conn: sqlite3.Connection, key: str | None, now: datetime) -> A
     row = db.find_key(conn, ids.digest(key))
     if row is None:
         raise Unauthorized()
+    # One write a minute is enough to tell when a key was last used; one per upload is not.
+    last = row["last_used_at"]
     try:
-        db.touch_key(conn, row["key_id"], now)
+        if last is None or now.timestamp() - last >= LAST_USED_STEP:
+            db.touch_key(conn, row["key_id"], now)
     except sqlite3.OperationalError:
         pass  # a full disk or a long lock must not refuse a valid key; the upload will say why
-
     return Actor(user_id=row["user_id"], is_admin=bool(row["is_admin"]), key_id=row["key_id"])

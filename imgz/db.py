@@ -215,7 +215,7 @@ def add_key(conn: sqlite3.Connection, user_id: int, key_hash: str, label: str, n
 def find_key(conn: sqlite3.Connection, key_hash: str) -> sqlite3.Row | None:
     """The live key with this hash and its user, or None (unknown or revoked)."""
     return conn.execute(
-        "SELECT k.id AS key_id, k.user_id, u.name AS user_name, u.is_admin"
+        "SELECT k.id AS key_id, k.user_id, k.last_used_at, u.name AS user_name, u.is_admin"
         " FROM api_keys k JOIN users u ON u.id = k.user_id"
         " WHERE k.hash = ? AND k.revoked_at IS NULL", (key_hash,)).fetchone()
 

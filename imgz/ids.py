@@ -15,7 +15,11 @@ KEY_PREFIX = "imgz_"
 
 
 def random_base62(length: int) -> str:
-    return "".join(secrets.choice(BASE62) for _ in range(length))
+    """Uniform base62 from the system's CSPRNG (bytes past 247 are skipped: 248 = 4 x 62)."""
+    out: list[str] = []
+    while len(out) < length:
+        out.extend(BASE62[b % 62] for b in secrets.token_bytes(length + 8) if b < 248)
+    return "".join(out[:length])
 
 
 def public_id(length: int) -> str:

@@ -7,7 +7,6 @@ slots so page and file requests are never stuck behind a queue of thumbnails.
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -143,16 +142,18 @@ class Service:
             fmt = filetype.sniff(incoming.path)
             if fmt not in IMAGE_FORMATS and fmt not in VIDEO_FORMATS:
                 raise InvalidType()
-            with self.slots:
-                work = storage.new_work_dir(self.data)
-                try:
+            work = storage.new_work_dir(self.data)
+            try:
+                # Only the heavy part holds a slot: placing files (fsync) and the database
+                # commit wait on the disk, and another upload can decode meanwhile.
+                with self.slots:
                     if fmt in VIDEO_FORMATS:
                         made = self._render_video(incoming, fmt, work)
                     else:
                         made = self._render_image(incoming, fmt, options, work)
-                    return self._store(incoming, actor, options, made)
-                finally:
-                    shutil.rmtree(work, ignore_errors=True)
+                return self._store(incoming, actor, options, made)
+            finally:
+                storage.remove_work_dir(work)
         except OSError as exc:
             # Pillow and shutil write work files too: a full disk there is the same 507.
             storage.raise_storage_error(exc)

@@ -127,6 +127,14 @@ def new_work_dir(data: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="work-", dir=tmp_dir(data)))
 
 
+def remove_work_dir(path: Path) -> None:
+    """Remove a work dir; after a stored upload it is already empty, so rmdir is enough."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def date_folder(moment: datetime) -> str:
     return moment.strftime("%Y/%m/%d")
 
