@@ -127,13 +127,18 @@ def upload_run(url: str, body: Multipart, headers: dict[str, str], *, concurrenc
         finally:
             conn.close()
 
+    _run_threads(worker, concurrency)
+    took = time.perf_counter() - started
+    return RunResult(counts["ok"], took, counts["errors"], first_error[0] if first_error else None)
+
+
+def _run_threads(worker, concurrency: int) -> None:
+    """Run `concurrency` copies of worker in threads and wait for all of them."""
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    took = time.perf_counter() - started
-    return RunResult(counts["ok"], took, counts["errors"], first_error[0] if first_error else None)
 
 
 def wrk_path() -> str | None:
@@ -211,11 +216,7 @@ def _python_gets(url: str, concurrency: int, seconds: float) -> RunResult:
                 counts["errors"] += errors
                 counts["bytes"] += read
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _run_threads(worker, concurrency)
     took = time.perf_counter() - started
     return RunResult(counts["ok"], took, counts["errors"], first_error[0] if first_error else None,
                      counts["bytes"], tool="python")

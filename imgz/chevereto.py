@@ -12,12 +12,10 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from .filetype import MIME
 from .records import Upload
 from .storage import clean_name
 
-MIME = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif",
-        "webp": "image/webp", "avif": "image/avif", "mp4": "video/mp4", "webm": "video/webm",
-        "mov": "video/quicktime"}
 
 
 @dataclass(frozen=True)
@@ -205,6 +203,11 @@ def imgbb_answer(image: dict[str, Any], upload: Upload, now: datetime) -> dict[s
     data["expiration"] = (max(0, int((upload.expires_at - now).total_seconds()))
                           if upload.expires_at else 0)
     return {"data": data, "success": True, "status": 200}
+
+
+def deleted_answer() -> dict[str, Any]:
+    return {"status_code": 200, "success": {"message": "file deleted", "code": 200},
+            "status_txt": "OK"}
 
 
 def reason(status: int) -> str:

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+MIME = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "gif": "image/gif",
+        "webp": "image/webp", "avif": "image/avif", "bmp": "image/bmp", "mp4": "video/mp4",
+        "webm": "video/webm", "mov": "video/quicktime"}
+
 _MP4_BRANDS = {b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso7", b"iso8", b"iso9",
                b"mp41", b"mp42", b"avc1", b"M4V ", b"dash", b"MSNV"}
 # QuickTime files from before 'ftyp' existed open directly with one of these atoms.

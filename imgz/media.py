@@ -18,12 +18,10 @@ from pathlib import Path
 
 from PIL import Image, JpegImagePlugin
 
-from imgz import exif, metadata
+from imgz import exif, filetype, metadata
 from imgz.errors import ImageTooLarge, InvalidImage
 
-MIME = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "webp": "image/webp",
-        "avif": "image/avif", "bmp": "image/bmp", "mp4": "video/mp4", "webm": "video/webm",
-        "mov": "video/quicktime"}
+MIME = filetype.MIME
 
 THUMB_SIDE = 320
 MEDIUM_WIDTH = 500

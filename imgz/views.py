@@ -5,7 +5,6 @@ files are served from), with the inline style and script allowed by a per-respon
 """
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from datetime import datetime
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, Response, abort, current_app, g, redirect, render_template, request
 
 from . import chevereto, db, embed
+from .api import json_response
 from .records import Upload
 
 bp = Blueprint("views", __name__)
@@ -65,13 +65,8 @@ def _local(moment: datetime | None, zone: str) -> str:
     return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return current_app.response_class(json.dumps(body, ensure_ascii=False), status=status,
-                                      mimetype="application/json")
-
-
 def _json_error(status: int, message: str) -> Response:
-    return _json(chevereto.error_body(status, message, status), status)
+    return json_response(chevereto.error_body(status, message, status), status)
 
 
 def viewer(route: str, ident: str) -> Response | str:
@@ -109,8 +104,7 @@ def delete(route: str, public_id: str, secret: str) -> Response | str:
         return render_template("delete.html", upload=upload, image=image)
     service.delete(upload)
     if wants_json():
-        return _json({"status_code": 200, "success": {"message": "file deleted", "code": 200},
-                      "status_txt": "OK"})
+        return json_response(chevereto.deleted_answer())
     return render_template("deleted.html", upload=upload)
 
 
@@ -167,7 +161,7 @@ def oembed() -> Response:
         value = request.args.get(name, "")
         limits.append(int(value) if re.fullmatch(r"[0-9]{1,5}", value) and int(value) > 0 else None)
     answer = embed.oembed(upload, site, max_width=limits[0], max_height=limits[1], now=service.now())
-    response = _json(answer)
+    response = json_response(answer)
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 
