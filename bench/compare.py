@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from run import Session
 
 MAX_UPLOAD_MB = 2000
+UPLOAD_CASES = ("png", "jpeg", "mp4", "gif")
 
 
 def rounds(names: list[str], run: Callable[[str, float], load.RunResult], *, count: int,
@@ -57,18 +58,24 @@ def uploads(s: Session) -> list[Row]:
     store, store_url = procs.start_reference(s.pool, "store", s.work / "store",
                                              s.work / "store.log", threads=a.threads,
                                              max_mb=MAX_UPLOAD_MB)
+    stripping, stripping_url = procs.start_reference(s.pool, "stripping", s.work / "stripping",
+                                                     s.work / "stripping.log", threads=a.threads,
+                                                     max_mb=MAX_UPLOAD_MB)
     targets = {"imgz": (base + "/api/1/upload", {"X-API-Key": key}),
-               "reference": (ref_url + "/upload", {}), "store": (store_url + "/upload", {})}
+               "reference": (ref_url + "/upload", {}), "store": (store_url + "/upload", {}),
+               "stripping": (stripping_url + "/upload", {})}
     cases = [
-        ("PNG 1920x1080", ins.png, [("reference", 0.9)]),
-        ("JPEG 12 MP", ins.jpeg, [("reference", 0.9), ("store", 0.4)]),
-        ("MP4 30 s 720p", ins.mp4, [("reference", 0.9)]),
-        ("GIF 100 frames", ins.gif, [("reference", None)]),
+        ("png", "PNG 1920x1080", ins.png, [("reference", 0.9)]),
+        ("jpeg", "JPEG 12 MP", ins.jpeg, [("reference", 0.9), ("store", 0.4), ("stripping", None)]),
+        ("mp4", "MP4 30 s 720p", ins.mp4, [("reference", 0.9)]),
+        ("gif", "GIF 100 frames", ins.gif, [("reference", None)]),
     ]
     say(f"\n== uploads: concurrency {a.concurrency}, {a.rounds} rounds of {a.upload_seconds:g} s "
         f"per server, Python client (http.client threads, body sent from memory)")
     try:
-        for label, file, goals in cases:
+        for case, label, file, goals in cases:
+            if case not in a.cases:
+                continue
             names = ["imgz"] + [name for name, _ in goals]
             body = load.multipart(file)
             payload = body.payload()
@@ -90,6 +97,7 @@ def uploads(s: Session) -> list[Row]:
     finally:
         s.pool.stop(ref)
         s.pool.stop(store)
+        s.pool.stop(stripping)
     return rows
 
 

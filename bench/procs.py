@@ -151,7 +151,7 @@ def start_imgz(pool: Pool, data: Path, log: Path, *,
 
 def start_reference(pool: Pool, mode: str, root: Path, log: Path, *, threads: int,
                     max_mb: int) -> tuple[Child, str]:
-    """One of bench/reference.py's servers: 'reference', 'store', 'sendfile' or 'bare'."""
+    """One of bench/reference.py's servers: 'reference', 'stripping', 'store', 'sendfile' or 'bare'."""
     child = pool.add(Child(mode, [sys.executable, str(BENCH / "reference.py"), mode,
                                   "--root", str(root), "--threads", str(threads),
                                   "--max-mb", str(max_mb)], log, clean_env(), ROOT))

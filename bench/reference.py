@@ -9,6 +9,9 @@ MODE is one of:
              a quarter of the duration (``ffmpeg -ss T -i FILE -frames:v 1 frame.jpg``), thumb
              and medium made from it.
              Work files go under DIR/tmp and are removed after the answer.
+  stripping  as reference, plus the contract's metadata rule for JPEG: the upload is stripped
+             losslessly while it is written (imgz's own stripper) and the stored bytes get an
+             md5 of their own. Not a target: it shows what imgz costs beyond that rule.
   store      POST /upload: streamed to disk with its md5, nothing else.
   sendfile   GET /images/<path>: Flask's send_from_directory over DIR.
   bare       GET /images/<path>: a plain WSGI function returning wsgi.file_wrapper over DIR.
@@ -37,6 +40,9 @@ from flask import Flask, Request, Response, request, send_from_directory
 from PIL import Image, JpegImagePlugin
 from werkzeug.security import safe_join
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from imgz.metadata import JpegArrival  # noqa: E402
+
 THUMB, MEDIUM = 320, 500
 RESAMPLE = dict(resample=Image.LANCZOS, reducing_gap=3.0)
 EXT = {"JPEG": "jpeg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
@@ -44,32 +50,41 @@ DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
 class HashingFile:
-    """A temp file that keeps the md5 and size of what is written to it."""
+    """A temp file that keeps the md5 and size of what is written to it; with ``strip``, a JPEG
+    loses its metadata on the way (and the written bytes get their md5 too)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, strip: bool = False) -> None:
         fd, name = tempfile.mkstemp(prefix="up-", dir=folder)
         self.path = Path(name)
         self.file = os.fdopen(fd, "w+b")
         self.md5 = hashlib.md5()
         self.size = 0
+        self.arrival = JpegArrival(self.file.write, lambda header: True) if strip else None
 
     def write(self, chunk: bytes) -> int:
         self.md5.update(chunk)
         self.size += len(chunk)
+        if self.arrival is not None:
+            self.arrival.feed(chunk)
+            return len(chunk)
         return self.file.write(chunk)
+
+    def finish(self) -> dict:
+        stripped = self.arrival.finish() if self.arrival is not None else None
+        return {"stored_md5": stripped.md5} if stripped is not None else {}
 
     def __getattr__(self, name: str):
         return getattr(self.file, name)
 
 
-def uploads_app(root: Path, process: bool) -> Flask:
+def uploads_app(root: Path, process: bool, strip: bool = False) -> Flask:
     tmp = root / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
 
     class StreamingRequest(Request):
         def _get_file_stream(self, total_content_length, content_type, filename=None,
                              content_length=None):
-            stream = HashingFile(tmp)
+            stream = HashingFile(tmp, strip)
             self.environ.setdefault("bench.streams", []).append(stream)
             return stream
 
@@ -83,8 +98,9 @@ def uploads_app(root: Path, process: bool) -> Flask:
         try:
             part = request.files["source"]
             stream = part.stream
+            extra = stream.finish()
             stream.file.close()
-            answer = {"md5": stream.md5.hexdigest(), "size": stream.size}
+            answer = {"md5": stream.md5.hexdigest(), "size": stream.size, **extra}
             if process:
                 answer.update(render(stream.path, work))
             return Response(json.dumps(answer), mimetype="application/json")
@@ -229,14 +245,14 @@ def bare_app(root: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["reference", "store", "sendfile", "bare"])
+    parser.add_argument("mode", choices=["reference", "stripping", "store", "sendfile", "bare"])
     parser.add_argument("--root", required=True, help="work dir (uploads) or media dir (files)")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads (default 8)")
     parser.add_argument("--max-mb", type=int, default=2000, help="largest request body in MB")
     args = parser.parse_args()
     root = Path(args.root).resolve()
-    if args.mode in ("reference", "store"):
-        app = uploads_app(root, process=args.mode == "reference")
+    if args.mode in ("reference", "stripping", "store"):
+        app = uploads_app(root, process=args.mode != "store", strip=args.mode == "stripping")
         # waitress spools large bodies with tempfile: on the work disk, as imgz does.
         tempfile.tempdir = str(root / "tmp")
     elif args.mode == "sendfile":

@@ -37,6 +37,7 @@ import procs  # noqa: E402
 from report import Row, at_most, median, say, table  # noqa: E402
 
 PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory")
+UPLOAD_CASES = compare.UPLOAD_CASES
 MAX_RUN_SECONDS = 30
 
 
@@ -56,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--startup-uploads", type=int, help="uploads stored for start-up (100000)")
     p.add_argument("--expiry-uploads", type=int, default=10_000,
                    help="expired uploads swept at once (default 10000)")
+    p.add_argument("--cases", help="comma-separated upload cases to run: png, jpeg, mp4, gif "
+                                   "(default: all)")
     p.add_argument("--python-client", action="store_true", help="GETs from Python even with wrk")
     p.add_argument("--no-nginx", action="store_true", help="leave nginx out")
     p.add_argument("--inputs", type=Path, help="make and keep inputs here, reusing what exists")
@@ -81,14 +84,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.skip:
         parts -= _parts(p, args.skip)
     args.parts = [part for part in PARTS if part in parts]
+    args.cases = _names(p, args.cases, UPLOAD_CASES, "case") if args.cases else set(UPLOAD_CASES)
     return args
 
 
 def _parts(p: argparse.ArgumentParser, text: str) -> set[str]:
-    names = {t.strip() for t in text.split(",") if t.strip()}
-    unknown = names - set(PARTS)
+    return _names(p, text, PARTS, "part")
+
+
+def _names(p: argparse.ArgumentParser, text: str, known: tuple[str, ...], what: str) -> set[str]:
+    names = {t.strip().lower() for t in text.split(",") if t.strip()}
+    unknown = names - set(known)
     if unknown:
-        p.error(f"unknown part(s) {', '.join(sorted(unknown))}; parts: {', '.join(PARTS)}")
+        p.error(f"unknown {what}(s) {', '.join(sorted(unknown))}; {what}s: {', '.join(known)}")
     return names
 
 

@@ -42,10 +42,11 @@ def param(name: str) -> str | None:
 
 def _stream_factory(writers: list[storage.HashingWriter], limit: int, limit_mb: float):
     data = current_app.config["IMGZ"].data_dir
+    arrival = current_app.config["IMGZ_SERVICE"].arrival
 
     def factory(total_content_length: int | None, content_type: str | None,
                 filename: str | None, content_length: int | None = None) -> storage.HashingWriter:
-        writer = storage.HashingWriter(data, limit, limit_mb)
+        writer = storage.HashingWriter(data, limit, limit_mb, arrival)
         writers.append(writer)
         return writer
 
@@ -166,6 +167,7 @@ def throttle(kind: str, name: str) -> None:
 def _incoming(field: str, actor: Actor, limit: int, limit_mb: float) -> sources.Incoming:
     """The source as a file on disk, whichever form it came in."""
     cfg = current_app.config["IMGZ"]
+    service = current_app.config["IMGZ_SERVICE"]
     if field in request.files:
         part = request.files[field]
         writer = part.stream
@@ -179,13 +181,13 @@ def _incoming(field: str, actor: Actor, limit: int, limit_mb: float) -> sources.
         raise EmptySource()
     value = value.strip()
     if not sources.is_url(value):
-        return sources.from_base64(value, cfg.data_dir, limit, limit_mb)
+        return sources.from_base64(value, cfg.data_dir, limit, limit_mb, service.arrival)
     if not cfg.url_sources:
         raise InvalidURL("URL sources are turned off")
     if actor.user_id is None:
         raise InvalidURL("URL sources need an API key")
     return sources.from_url(value, cfg.data_dir, limit, limit_mb, deadline=cfg.url_timeout,
-                            allow_nets=cfg.url_allow_nets)
+                            allow_nets=cfg.url_allow_nets, arrival=service.arrival)
 
 
 def _options(imgbb: bool, now: datetime, actor: Actor) -> Options:

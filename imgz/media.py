@@ -6,6 +6,7 @@ change; otherwise it is the upload with its metadata removed losslessly by ``met
 """
 from __future__ import annotations
 
+import io
 import math
 import mmap
 import os
@@ -57,13 +58,14 @@ class ImageProbe:
     date_offset: str | None   # raw EXIF OffsetTimeOriginal
 
 
-def probe_image(path: Path, fmt: str, *, max_pixels: int,
-                max_animation_pixels: int) -> ImageProbe:
+def probe_image(path: Path, fmt: str, *, max_pixels: int, max_animation_pixels: int,
+                header: bytes | None = None) -> ImageProbe:
     """Read an image's header and metadata without decoding its pixels.
 
-    Raises ImageTooLarge past either limit, InvalidImage when the file cannot be read. GIF and
-    WebP sizes are read before Pillow opens them: opening already allocates a WebP canvas, and a
-    GIF frame may reach beyond the screen it declares.
+    ``header`` is the upload's JPEG header when the file on disk was stripped as it arrived: the
+    metadata is read from there. Raises ImageTooLarge past either limit, InvalidImage when the
+    file cannot be read. GIF and WebP sizes are read before Pillow opens them: opening already
+    allocates a WebP canvas, and a GIF frame may reach beyond the screen it declares.
     """
     def check(frames: int, width: int, height: int) -> None:
         if width * height > max_pixels or frames * width * height > max_animation_pixels:
@@ -76,7 +78,8 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int,
     elif fmt == "webp" and (canvas := _webp_canvas(path)):
         check(1, *canvas)
     try:
-        with Image.open(path, formats=[_PIL_FORMAT[fmt]]) as im:
+        source = io.BytesIO(header) if header is not None else path
+        with Image.open(source, formats=[_PIL_FORMAT[fmt]]) as im:
             width, height = im.size
             # A JPEG's further MPO images are appended extras, dropped with the trailing bytes.
             frames = gif_frames or (1 if fmt == "jpeg" else getattr(im, "n_frames", 1))
@@ -93,6 +96,13 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int,
         orientation=found.orientation, title=found.title, description=found.description,
         is_360=found.is_360, has_metadata=found.has_metadata, exif_json=found.exif_json,
         date_taken=found.date_taken, date_offset=found.date_offset)
+
+
+def strip_on_arrival(header: bytes) -> bool:
+    """Whether a JPEG upload with this header may be stored as it arrives, minus its metadata:
+    only when its pixels stand upright (EXIF orientation 1); a turned photo is re-encoded."""
+    with Image.open(io.BytesIO(header), formats=["JPEG"]) as im:
+        return exif.read(im.info, "jpeg").orientation == 1
 
 
 def _webp_canvas(path: Path) -> tuple[int, int] | None:
@@ -164,7 +174,8 @@ class Variant:
 class Rendered:
     """The files render_image wrote."""
 
-    original: Variant         # the file to store, in work_dir (never the upload itself)
+    original: Variant         # the file to store, in work_dir (a link to the upload only when
+                              # it was stripped as it arrived)
     changed: bool             # the original differs from the uploaded bytes
     thumb: Variant
     medium: Variant | None
@@ -370,19 +381,27 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def render_image(src: Path, probe: ImageProbe, *, work_dir: Path, ext: str,
-                 width: int | None = None, keep_metadata: bool = False) -> Rendered:
+                 width: int | None = None, keep_metadata: bool = False,
+                 stripped: metadata.Stripped | None = None) -> Rendered:
     """Write original.<ext>, thumb.<ext> and, when due, medium.<ext> into work_dir.
 
     ext is the stored extension ('jpg' or 'jpeg', 'png', 'gif', 'webp', 'avif'; 'png' for BMP).
-    A damaged image raises InvalidImage after writing nothing outside work_dir.
+    ``stripped`` says src is a JPEG upload already stripped as it arrived: when it needs no
+    re-encode it becomes the original as it is. A damaged image raises InvalidImage after
+    writing nothing outside work_dir.
     """
     out_fmt = _EXT_FORMAT[ext]
     plan = plan_for(probe, width, keep_metadata)
     paths = {role: work_dir / f"{role}.{ext}" for role in ("original", "medium", "thumb")}
     changed = True
     digest = None
+    if stripped is not None and stripped.broken:
+        raise InvalidImage()
     if not plan.reencode:
-        if keep_metadata or probe.fmt == "avif":
+        if stripped is not None:
+            _link_or_copy(src, paths["original"])
+            changed, digest = stripped.changed, stripped.md5
+        elif keep_metadata or probe.fmt == "avif":
             shutil.copyfile(src, paths["original"])
             changed = False
         else:

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from . import db, filetype, ids, media, storage, video
+from . import db, filetype, ids, media, metadata, storage, video
 from .chevereto import tag_key
 from .config import Config
 from .errors import (Forbidden, ImageTooLarge, InvalidParameter, InvalidType, InvalidVideo,
@@ -91,6 +91,10 @@ def _disk_full_in(cause: BaseException | None) -> bool:
     return "No space left on device" in text or "Disk quota exceeded" in text
 
 
+def _jpeg_arrival(write: Callable[[bytes | memoryview], None]) -> metadata.JpegArrival:
+    return metadata.JpegArrival(write, media.strip_on_arrival)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -121,6 +125,8 @@ class Service:
         self.connection = connection
         self.now = now
         self.slots = threading.BoundedSemaphore(config.workers)
+        # JPEG uploads lose their metadata on the way to the disk, unless it is kept.
+        self.arrival: storage.Arrival | None = None if config.keep_exif else _jpeg_arrival
 
     @property
     def data(self) -> Path:
@@ -170,8 +176,10 @@ class Service:
 
     def _render_image(self, incoming: Incoming, fmt: str, options: Options, work: Path) -> Made:
         cfg = self.config
+        stripped = incoming.stripped if fmt == "jpeg" else None
         probe = media.probe_image(incoming.path, fmt, max_pixels=cfg.max_pixels,
-                                  max_animation_pixels=cfg.max_animation_pixels)
+                                  max_animation_pixels=cfg.max_animation_pixels,
+                                  header=stripped.header if stripped is not None else None)
         if fmt == "bmp":
             ext = "png"
         elif fmt == "jpeg" and incoming.filename.lower().endswith(".jpg"):
@@ -179,7 +187,8 @@ class Service:
         else:
             ext = fmt
         rendered = media.render_image(incoming.path, probe, work_dir=work, ext=ext,
-                                      width=options.width, keep_metadata=cfg.keep_exif)
+                                      width=options.width, keep_metadata=cfg.keep_exif,
+                                      stripped=stripped)
         taken = None
         if options.use_file_date:
             taken = exif_moment(probe.date_taken, probe.date_offset, cfg.timezone)

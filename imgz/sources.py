@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import fetch, storage
+from .metadata import Stripped
 from .errors import EmptySource, InvalidBase64, InvalidURL, TooBig
 from .params import client_basename
 
@@ -29,6 +30,7 @@ class Incoming:
     size: int
     filename: str      # the client's base name, the URL's last segment, or '' for base64
     origin: str        # 'file', 'url' or 'base64'
+    stripped: Stripped | None = None   # a JPEG stripped of its metadata as it arrived
 
 
 def is_url(value: str) -> bool:
@@ -38,10 +40,12 @@ def is_url(value: str) -> bool:
 
 def from_writer(writer: storage.HashingWriter, filename: str | None) -> Incoming:
     """A multipart file part that Werkzeug already streamed into a HashingWriter."""
+    stripped = writer.finish()
     writer.close()
     if writer.size == 0:
         raise EmptySource()
-    return Incoming(writer.path, writer.md5, writer.size, client_basename(filename), "file")
+    return Incoming(writer.path, writer.md5, writer.size, client_basename(filename), "file",
+                    stripped)
 
 
 def decode_base64(value: str) -> bytes:
@@ -59,7 +63,8 @@ def decode_base64(value: str) -> bytes:
         raise InvalidBase64() from None
 
 
-def from_base64(value: str, data: Path, limit: int, limit_mb: float) -> Incoming:
+def from_base64(value: str, data: Path, limit: int, limit_mb: float,
+                arrival: storage.Arrival | None = None) -> Incoming:
     # Four characters carry three bytes: refuse what cannot fit before decoding it.
     if len(value) * 3 // 4 > limit + 3 * 1024:
         raise TooBig(limit_mb)
@@ -68,25 +73,27 @@ def from_base64(value: str, data: Path, limit: int, limit_mb: float) -> Incoming
         raise EmptySource()
     if len(payload) > limit:
         raise TooBig(limit_mb)
-    writer = storage.write_bytes(data, payload, limit, limit_mb)
+    writer = storage.write_bytes(data, payload, limit, limit_mb, arrival)
     writer.close()
-    return Incoming(writer.path, writer.md5, writer.size, "", "base64")
+    return Incoming(writer.path, writer.md5, writer.size, "", "base64", writer.filtered)
 
 
 def from_url(url: str, data: Path, limit: int, limit_mb: float, *, deadline: float,
-             allow_nets: tuple[str, ...]) -> Incoming:
+             allow_nets: tuple[str, ...], arrival: storage.Arrival | None = None) -> Incoming:
     """Download a URL source with the SSRF-safe fetcher into a hashed temp file."""
-    writer = storage.HashingWriter(data, limit, limit_mb)
+    writer = storage.HashingWriter(data, limit, limit_mb, arrival)
     try:
         try:
             fetched = fetch.download(url, writer.write, max_bytes=limit, deadline=deadline,
                                      allow_nets=allow_nets)
         except TooBig:
             raise InvalidURL("too large") from None
+        writer.finish()
         writer.close()
         if writer.size == 0:
             raise EmptySource()
     except BaseException:
         writer.discard()
         raise
-    return Incoming(writer.path, writer.md5, writer.size, client_basename(fetched.filename), "url")
+    return Incoming(writer.path, writer.md5, writer.size, client_basename(fetched.filename), "url",
+                    writer.filtered)

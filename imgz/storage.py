@@ -28,6 +28,9 @@ _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NAME_RUNS = re.compile(r"[\s_-]+")
 _NAME_DROP = re.compile(r"[^A-Za-z0-9_-]")
 MAX_NAME = 80
+# A filter factory for HashingWriter: given the writer's own write function, an object with
+# feed(chunk) and finish() (metadata.JpegArrival).
+Arrival = Callable[[Callable[[bytes | memoryview], None]], Any]
 
 
 def images_dir(data: Path) -> Path:
@@ -71,10 +74,13 @@ class HashingWriter:
 
     It stops with TooBig past ``limit`` bytes and with NoStorage when the disk is full. Werkzeug
     uses it as the multipart stream factory, so an upload goes to disk once, hashed on the way.
-    It is not fsynced: what gets stored is always a new file made from it, fsynced when placed.
+    An ``arrival`` filter may change the bytes on their way to the file (the md5 and size stay
+    those of the upload as received); ``finish()`` ends it. The file is not fsynced here: it is
+    fsynced when it, or a file made from it, is placed.
     """
 
-    def __init__(self, data: Path, limit: int, limit_mb: float) -> None:
+    def __init__(self, data: Path, limit: int, limit_mb: float,
+                 arrival: Arrival | None = None) -> None:
         fd, name = tempfile.mkstemp(prefix="up-", dir=tmp_dir(data))
         self.path = Path(name)
         # Unbuffered: a full disk must fail in write(), where it becomes a 507, not in a later
@@ -84,20 +90,39 @@ class HashingWriter:
         self.size = 0
         self.limit = limit
         self.limit_mb = limit_mb
+        # A filter between the upload and the file (metadata.JpegArrival): it writes through _put.
+        self._filter = arrival(self._put) if arrival is not None else None
+        self._finished = False
+        self.filtered: Any = None
 
     def write(self, chunk: bytes) -> int:
         self.size += len(chunk)
         if self.size > self.limit:
             raise TooBig(self.limit_mb)
         self._md5.update(chunk)
-        view = memoryview(chunk)
+        if self._filter is not None:
+            self._filter.feed(chunk)
+        else:
+            self._put(chunk)
+        return len(chunk)
+
+    def _put(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
         try:
             while view:
                 written = self._file.write(view)
                 view = view[written:]
         except OSError as exc:
             raise_storage_error(exc)
-        return len(chunk)
+
+    def finish(self) -> Any:
+        """The upload is complete: let the filter write what it held; returns its result
+        (None without a filter, or when it wrote the upload as it arrived)."""
+        if not self._finished:
+            self._finished = True
+            if self._filter is not None:
+                self.filtered = self._filter.finish()
+        return self.filtered
 
     @property
     def md5(self) -> str:
@@ -223,11 +248,13 @@ def md5_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_bytes(data: Path, payload: bytes, limit: int, limit_mb: float) -> HashingWriter:
+def write_bytes(data: Path, payload: bytes, limit: int, limit_mb: float,
+                arrival: Arrival | None = None) -> HashingWriter:
     """Put bytes held in memory (a decoded base64 source) into a hashed temp file."""
-    writer = HashingWriter(data, limit, limit_mb)
+    writer = HashingWriter(data, limit, limit_mb, arrival)
     try:
         writer.write(payload)
+        writer.finish()
     except BaseException:
         writer.discard()
         raise

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, JpegImagePlugin
 
 import media as m
-from imgz import filetype, media
+from imgz import filetype, media, metadata
 from imgz.errors import ImageTooLarge, InvalidImage
 
 LIMITS = dict(max_pixels=100_000_000, max_animation_pixels=1_000_000_000)
@@ -751,3 +751,30 @@ def test_render_without_draft_when_original_is_rotated(tmp_path, monkeypatch):
     out = render(tmp_path, data)
     assert drafts.calls == []
     assert opened(out.original).size == (1600, 1200)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: m.jpeg(120, 80, exif=m.exif_bytes(make="Phone", gps=(1.0, 2.0), xp_title="Pier",
+                                              date_time_original="2020:01:02 03:04:05"),
+                   xmp=m.xmp_packet(title="Harbour", description="Boats"), icc=True),
+    lambda: m.jpeg(90, 60, progressive=True, comment=b"note", iptc=m.iptc_segment(object_name="Quay")),
+    lambda: m.jpeg(50, 40, xmp=m.xmp_packet(projection="equirectangular")),
+], ids=["exif-xmp-icc", "progressive-iptc", "360"])
+def test_probe_of_a_header_matches_the_probe_of_the_upload(tmp_path, make):
+    data = make()
+    upload = write(tmp_path, data)
+    written = bytearray()
+    arrival = metadata.JpegArrival(written.extend, media.strip_on_arrival)
+    arrival.feed(data)
+    stripped = arrival.finish()
+    assert stripped is not None and stripped.changed
+    on_disk = write(tmp_path, bytes(written), "stripped")
+    assert media.probe_image(on_disk, "jpeg", header=stripped.header, **LIMITS) == \
+        media.probe_image(upload, "jpeg", **LIMITS)
+
+
+@pytest.mark.parametrize("orientation, allowed", [(None, True), (1, True), (3, False), (6, False),
+                                                  (8, False), (9, True)])
+def test_only_upright_jpegs_are_stripped_on_arrival(orientation, allowed):
+    data = m.jpeg(40, 30, orientation=orientation)
+    assert media.strip_on_arrival(data) is allowed

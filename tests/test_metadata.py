@@ -1,6 +1,7 @@
 """Lossless metadata removal: JPEG segments, PNG and WebP chunks, GIF blocks."""
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 import struct
@@ -571,3 +572,105 @@ def test_broken_file_is_refused_and_leaves_no_output(tmp_path, fmt, case):
     assert not dst.exists()
     with pytest.raises(InvalidImage):
         metadata.has_metadata(fmt, src)
+
+
+# --- stripping while an upload arrives ----------------------------------------------------------
+
+class _Sink:
+    """What JpegArrival wrote, and what its decide callback was shown."""
+
+    def __init__(self, allow: object = True) -> None:
+        self.data = bytearray()
+        self.headers: list[bytes] = []
+        self.allow = allow
+
+    def write(self, piece: bytes | memoryview) -> None:
+        self.data += piece
+
+    def decide(self, header: bytes) -> bool:
+        self.headers.append(header)
+        if isinstance(self.allow, Exception):
+            raise self.allow
+        return bool(self.allow)
+
+
+def _arrive(data: bytes, pieces: list[int], sink: _Sink) -> metadata.Stripped | None:
+    arrival = metadata.JpegArrival(sink.write, sink.decide)
+    at, turn = 0, 0
+    while at < len(data):
+        size = pieces[turn % len(pieces)]
+        arrival.feed(data[at:at + size])
+        at += size
+        turn += 1
+    return arrival.finish()
+
+
+PIECES = [[1], [2, 3, 5], [4096], [1, 65536], [1 << 30]]
+
+
+@pytest.mark.parametrize("pieces", PIECES)
+@pytest.mark.parametrize("sample", ["jpeg", "jpeg_progressive"])
+def test_arrival_writes_what_strip_makes(run, sample, pieces):
+    upload = SAMPLES[sample]()
+    sink = _Sink()
+    result = _arrive(upload, pieces, sink)
+    assert result is not None and not result.broken
+    assert (result.changed, bytes(sink.data)) == run("jpeg", upload)
+    assert result.md5 == hashlib.md5(sink.data).hexdigest()
+    # decide saw the upload's own header, metadata and all, once
+    assert len(sink.headers) == 1 and sink.headers[0] == result.header
+    assert upload.startswith(result.header[:len(upload)]) and b"\xff\xda" in result.header
+    assert Image.open(io.BytesIO(result.header)).getexif().get_ifd(ExifTags.IFD.GPSInfo)
+
+
+@pytest.mark.parametrize("pieces", PIECES)
+def test_arrival_of_a_clean_jpeg_changes_nothing(pieces):
+    upload = _save(_noise(), "JPEG")
+    sink = _Sink()
+    result = _arrive(upload, pieces, sink)
+    assert result is not None and result.changed is False and not result.broken
+    assert bytes(sink.data) == upload and result.md5 == hashlib.md5(upload).hexdigest()
+
+
+@pytest.mark.parametrize("allow", [False, ValueError("cannot read that header")])
+@pytest.mark.parametrize("pieces", [[1], [4096]])
+def test_arrival_declined_writes_the_upload_as_it_came(allow, pieces):
+    upload = SAMPLES["jpeg"]()
+    sink = _Sink(allow)
+    assert _arrive(upload, pieces, sink) is None
+    assert bytes(sink.data) == upload and len(sink.headers) == 1
+
+
+@pytest.mark.parametrize("upload", [SAMPLES["png"], SAMPLES["gif"], lambda: b"\xff\xd8",
+                                    lambda: b"\xff", lambda: b"\xff\xd8\xfe"],
+                         ids=["png", "gif", "two-bytes", "one-byte", "not-a-marker-yet"])
+def test_arrival_of_something_else_writes_it_as_it_came(upload):
+    data = upload()
+    sink = _Sink()
+    assert _arrive(data, [1], sink) is None
+    assert bytes(sink.data) == data and not sink.headers
+
+
+@pytest.mark.parametrize("case", ["cut_in_header", "segment_length_below_2",
+                                  "segment_longer_than_file", "eoi_before_scan", "second_soi"])
+def test_arrival_with_a_broken_header_writes_it_as_it_came(case):
+    # strip() refuses these later, exactly as it would any other upload
+    data = CORRUPT["jpeg"][case]()
+    sink = _Sink()
+    assert _arrive(data, [3], sink) is None
+    assert bytes(sink.data) == data and not sink.headers
+
+
+@pytest.mark.parametrize("case", ["cut_in_scan", "no_eoi", "half_eoi"])
+def test_arrival_broken_after_the_first_scan_is_reported(case):
+    sink = _Sink()
+    result = _arrive(CORRUPT["jpeg"][case](), [100], sink)
+    assert result is not None and result.broken
+
+
+def test_arrival_gives_up_on_a_header_past_the_limit(monkeypatch):
+    upload = SAMPLES["jpeg"]()
+    monkeypatch.setattr(metadata, "HEADER_LIMIT", 1000)
+    sink = _Sink()
+    assert _arrive(upload, [256], sink) is None
+    assert bytes(sink.data) == upload and not sink.headers

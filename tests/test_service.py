@@ -1,6 +1,7 @@
 """The upload use case without HTTP: concurrency limit, cleanup on failure."""
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from pathlib import Path
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import media
-from imgz import config, db, init_data, media as imgz_media, service as service_mod, storage
+from imgz import config, db, init_data, media as imgz_media, metadata as imgz_metadata
+from imgz import service as service_mod, storage
 from imgz.errors import InvalidImage
 from imgz.service import Actor, Options, Service
 from imgz.sources import Incoming
@@ -85,3 +87,61 @@ def test_a_damaged_image_leaves_nothing(tmp_path):
     assert list(storage.images_dir(svc.data).rglob("*")) == []
     assert list(storage.tmp_dir(svc.data).iterdir()) == []
     assert db.count_uploads(db.connect(svc.config.db)) == 0
+
+
+def _arrived(svc: Service, data: bytes, name: str) -> Incoming:
+    """An upload written the way the API writes one: through the service's arrival filter."""
+    writer = storage.write_bytes(svc.data, data, 10_000_000, 10, svc.arrival)
+    writer.close()
+    return Incoming(writer.path, writer.md5, writer.size, name, "file", writer.filtered)
+
+
+def test_a_jpeg_is_stripped_on_arrival_and_stored_without_another_copy(tmp_path, monkeypatch):
+    svc = _service(tmp_path)
+    exif = media.exif_bytes(gps=(51.5, -0.12), make="Phone", date_time_original="2021:07:04 09:30:00",
+                            offset_time_original="+02:00")
+    data = media.jpeg(900, 600, exif=exif, xmp=media.xmp_packet(title="Harbour"), icc=True)
+    copies = []
+    real_strip = imgz_metadata.strip_hashed
+    monkeypatch.setattr(imgz_metadata, "strip_hashed",
+                        lambda *args: copies.append(args) or real_strip(*args))
+    incoming = _arrived(svc, data, "harbour.jpg")
+    assert incoming.stripped is not None and incoming.stripped.changed
+    upload, _ = svc.upload(incoming, Actor(user_id=1, is_admin=True), Options(use_file_date=True))
+    assert copies == []
+    stored = storage.resolve(svc.data, upload.relpath()).read_bytes()
+    assert b"Phone" not in stored and b"Harbour" not in stored
+    assert stored.endswith(data[data.index(b"\xff\xda"):])
+    # the metadata was still read, from the header the upload arrived with
+    assert upload.title == "Harbour"
+    assert upload.created_at.isoformat() == "2021-07-04T07:30:00+00:00"
+    assert upload.checksum == hashlib.md5(stored).hexdigest()
+    assert upload.source_checksum == hashlib.md5(data).hexdigest()
+    assert list(storage.tmp_dir(svc.data).iterdir()) == []
+
+
+def test_a_turned_jpeg_arrives_as_it_came_and_is_stored_upright(tmp_path):
+    svc = _service(tmp_path)
+    data = media.jpeg(80, 40, orientation=6)
+    incoming = _arrived(svc, data, "turned.jpg")
+    assert incoming.stripped is None and incoming.path.read_bytes() == data
+    upload, _ = svc.upload(incoming, Actor(user_id=1), Options())
+    assert (upload.width, upload.height) == (40, 80)
+
+
+def test_a_jpeg_broken_after_its_header_is_refused_and_nothing_is_kept(tmp_path):
+    svc = _service(tmp_path)
+    data = media.jpeg(300, 200, exif=media.exif_bytes(make="Phone"))
+    incoming = _arrived(svc, data[:-2], "cut.jpg")
+    assert incoming.stripped is not None and incoming.stripped.broken
+    with pytest.raises(InvalidImage):
+        svc.upload(incoming, Actor(user_id=1), Options(width=100))
+    assert list(storage.images_dir(svc.data).rglob("*.*")) == []
+    assert list(storage.tmp_dir(svc.data).iterdir()) == []
+
+
+def test_with_metadata_kept_nothing_is_stripped_on_arrival(tmp_path):
+    svc = _service(tmp_path, keep_exif="1")
+    data = media.jpeg(64, 48, exif=media.exif_bytes(make="Phone"))
+    incoming = _arrived(svc, data, "kept.jpg")
+    assert incoming.stripped is None and incoming.path.read_bytes() == data
