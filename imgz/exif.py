@@ -149,6 +149,17 @@ class Embedded:
     date_offset: str | None
 
 
+def _orientation(exif: Image.Exif | None) -> int:
+    """The EXIF orientation, 1 when absent or out of range."""
+    value = exif.get(0x0112, 1) if exif else 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def orientation(info: dict) -> int:
+    """Only the EXIF orientation of what Pillow found in a header, as ``read`` would give it."""
+    return _orientation(load_exif(info.get("exif")))
+
+
 def read(info: dict, fmt: str) -> Embedded:
     """Read EXIF, XMP, IPTC and PNG text from what Pillow found in an image's header."""
     exif = load_exif(info.get("exif"))
@@ -156,9 +167,7 @@ def read(info: dict, fmt: str) -> Embedded:
     xmp_raw = info.get("xmp") or info.get("XML:com.adobe.xmp")
     xmp = _parse_xmp(xmp_raw)
     iptc = _iptc(info) if fmt == "jpeg" else {}
-    orientation = exif.get(0x0112, 1) if exif else 1
-    if not isinstance(orientation, int) or not 1 <= orientation <= 8:
-        orientation = 1
+    orientation = _orientation(exif)
     xp_title = exif.get(0x9C9B) if exif else None
     if isinstance(xp_title, (bytes, tuple)):
         xp_title = bytes(xp_title).decode("utf-16-le", "replace")

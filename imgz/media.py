@@ -102,7 +102,7 @@ def strip_on_arrival(header: bytes) -> bool:
     """Whether a JPEG upload with this header may be stored as it arrives, minus its metadata:
     only when its pixels stand upright (EXIF orientation 1); a turned photo is re-encoded."""
     with Image.open(io.BytesIO(header), formats=["JPEG"]) as im:
-        return exif.read(im.info, "jpeg").orientation == 1
+        return exif.orientation(im.info) == 1
 
 
 def _webp_canvas(path: Path) -> tuple[int, int] | None:

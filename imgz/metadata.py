@@ -98,7 +98,7 @@ def _keep_jpeg_segment(marker: int, head: bytes | bytearray) -> bool:
     if marker == 0xFE:
         return False
     if 0xE0 <= marker <= 0xEF:
-        return bytes(head).startswith(_JPEG_KEEP_APP.get(marker, ()))
+        return head.startswith(_JPEG_KEEP_APP.get(marker, ()))
     return True
 
 
@@ -128,10 +128,7 @@ class JpegStripper:
             self.removed |= len(data) > 0
             return
         self._buf += data
-        try:
-            self._run()
-        except IndexError:  # a marker byte that did not arrive: cannot happen, but never hang
-            raise InvalidImage() from None
+        self._run()
 
     def finish(self) -> bool:
         """End of input: True when the output differs from the input. Raises InvalidImage when

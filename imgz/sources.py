@@ -75,7 +75,7 @@ def from_base64(value: str, data: Path, limit: int, limit_mb: float,
         raise TooBig(limit_mb)
     writer = storage.write_bytes(data, payload, limit, limit_mb, arrival)
     writer.close()
-    return Incoming(writer.path, writer.md5, writer.size, "", "base64", writer.filtered)
+    return Incoming(writer.path, writer.md5, writer.size, "", "base64", writer.finish())
 
 
 def from_url(url: str, data: Path, limit: int, limit_mb: float, *, deadline: float,
@@ -88,7 +88,7 @@ def from_url(url: str, data: Path, limit: int, limit_mb: float, *, deadline: flo
                                      allow_nets=allow_nets)
         except TooBig:
             raise InvalidURL("too large") from None
-        writer.finish()
+        stripped = writer.finish()
         writer.close()
         if writer.size == 0:
             raise EmptySource()
@@ -96,4 +96,4 @@ def from_url(url: str, data: Path, limit: int, limit_mb: float, *, deadline: flo
         writer.discard()
         raise
     return Incoming(writer.path, writer.md5, writer.size, client_basename(fetched.filename), "url",
-                    writer.filtered)
+                    stripped)

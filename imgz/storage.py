@@ -93,7 +93,7 @@ class HashingWriter:
         # A filter between the upload and the file (metadata.JpegArrival): it writes through _put.
         self._filter = arrival(self._put) if arrival is not None else None
         self._finished = False
-        self.filtered: Any = None
+        self._filtered: Any = None
 
     def write(self, chunk: bytes) -> int:
         self.size += len(chunk)
@@ -117,12 +117,13 @@ class HashingWriter:
 
     def finish(self) -> Any:
         """The upload is complete: let the filter write what it held; returns its result
-        (None without a filter, or when it wrote the upload as it arrived)."""
+        (None without a filter, or when it wrote the upload as it arrived). Later calls
+        return the same result."""
         if not self._finished:
             self._finished = True
             if self._filter is not None:
-                self.filtered = self._filter.finish()
-        return self.filtered
+                self._filtered = self._filter.finish()
+        return self._filtered
 
     @property
     def md5(self) -> str:

@@ -93,7 +93,7 @@ def _arrived(svc: Service, data: bytes, name: str) -> Incoming:
     """An upload written the way the API writes one: through the service's arrival filter."""
     writer = storage.write_bytes(svc.data, data, 10_000_000, 10, svc.arrival)
     writer.close()
-    return Incoming(writer.path, writer.md5, writer.size, name, "file", writer.filtered)
+    return Incoming(writer.path, writer.md5, writer.size, name, "file", writer.finish())
 
 
 def test_a_jpeg_is_stripped_on_arrival_and_stored_without_another_copy(tmp_path, monkeypatch):
