@@ -27,8 +27,10 @@ class LiveServer:
     def __init__(self, data: Path, env: dict[str, str] | None = None,
                  prefix: list[str] | None = None) -> None:
         self.data = data
-        # A fresh data dir prints its first key on stdout; wait for it as well as for the port.
+        # A fresh data dir prints its first key and a curl line on stdout, which is read by its
+        # own thread: wait for both lines as well as for the port (printed last, on stderr).
         expect_key = not (data / "imgz.db").exists()
+        hinted = False
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}
         full_env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})
@@ -44,7 +46,7 @@ class LiveServer:
         self.port = 0
         self.key = ""
         deadline = time.monotonic() + 30
-        while not self.port or (expect_key and not self.key):
+        while not self.port or (expect_key and not (self.key and hinted)):
             try:
                 name, line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
@@ -52,6 +54,8 @@ class LiveServer:
                 raise RuntimeError("server did not start:\n" + "".join(self.stderr)) from None
             if name == "out" and "API key" in line:
                 self.key = line.rsplit(" ", 1)[1].strip()
+            if name == "out" and "/api/1/upload" in line:
+                hinted = True
             match = re.search(r"serving .* on http://[^:]+:(\d+)", line)
             if match:
                 self.port = int(match.group(1))
