@@ -41,7 +41,7 @@ from PIL import Image, JpegImagePlugin
 from werkzeug.security import safe_join
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from imgz.metadata import JpegArrival  # noqa: E402
+from imgz.jpeg import JpegArrival  # noqa: E402
 
 THUMB, MEDIUM = 320, 500
 RESAMPLE = dict(resample=Image.LANCZOS, reducing_gap=3.0)

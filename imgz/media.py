@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image, JpegImagePlugin
 
-from imgz import exif, filetype, metadata
+from imgz import exif, filetype, jpeg, metadata
 from imgz.errors import ImageTooLarge, InvalidImage
 
 MIME = filetype.MIME
@@ -382,7 +382,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def render_image(src: Path, probe: ImageProbe, *, work_dir: Path, ext: str,
                  width: int | None = None, keep_metadata: bool = False,
-                 stripped: metadata.Stripped | None = None) -> Rendered:
+                 stripped: jpeg.Stripped | None = None) -> Rendered:
     """Write original.<ext>, thumb.<ext> and, when due, medium.<ext> into work_dir.
 
     ext is the stored extension ('jpg' or 'jpeg', 'png', 'gif', 'webp', 'avif'; 'png' for BMP).

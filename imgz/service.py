@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from . import db, filetype, ids, media, metadata, storage, video
+from . import db, filetype, ids, jpeg, media, storage, video
 from .chevereto import tag_key
 from .config import Config
 from .errors import (Forbidden, ImageTooLarge, InvalidParameter, InvalidType, InvalidVideo,
@@ -91,8 +91,8 @@ def _disk_full_in(cause: BaseException | None) -> bool:
     return "No space left on device" in text or "Disk quota exceeded" in text
 
 
-def _jpeg_arrival(write: Callable[[bytes | memoryview], None]) -> metadata.JpegArrival:
-    return metadata.JpegArrival(write, media.strip_on_arrival)
+def _jpeg_arrival(write: Callable[[bytes | memoryview], None]) -> jpeg.JpegArrival:
+    return jpeg.JpegArrival(write, media.strip_on_arrival)
 
 
 def utcnow() -> datetime:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import fetch, storage
-from .metadata import Stripped
+from .jpeg import Stripped
 from .errors import EmptySource, InvalidBase64, InvalidURL, TooBig
 from .params import client_basename
 

@@ -29,7 +29,7 @@ _NAME_RUNS = re.compile(r"[\s_-]+")
 _NAME_DROP = re.compile(r"[^A-Za-z0-9_-]")
 MAX_NAME = 80
 # A filter factory for HashingWriter: given the writer's own write function, an object with
-# feed(chunk) and finish() (metadata.JpegArrival).
+# feed(chunk) and finish() (jpeg.JpegArrival).
 Arrival = Callable[[Callable[[bytes | memoryview], None]], Any]
 
 
@@ -90,7 +90,7 @@ class HashingWriter:
         self.size = 0
         self.limit = limit
         self.limit_mb = limit_mb
-        # A filter between the upload and the file (metadata.JpegArrival): it writes through _put.
+        # A filter between the upload and the file (jpeg.JpegArrival): it writes through _put.
         self._filter = arrival(self._put) if arrival is not None else None
         self._finished = False
         self._filtered: Any = None

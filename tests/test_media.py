@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, JpegImagePlugin
 
 import media as m
-from imgz import filetype, media, metadata
+from imgz import filetype, jpeg, media
 from imgz.errors import ImageTooLarge, InvalidImage
 
 LIMITS = dict(max_pixels=100_000_000, max_animation_pixels=1_000_000_000)
@@ -764,7 +764,7 @@ def test_probe_of_a_header_matches_the_probe_of_the_upload(tmp_path, make):
     data = make()
     upload = write(tmp_path, data)
     written = bytearray()
-    arrival = metadata.JpegArrival(written.extend, media.strip_on_arrival)
+    arrival = jpeg.JpegArrival(written.extend, media.strip_on_arrival)
     arrival.feed(data)
     stripped = arrival.finish()
     assert stripped is not None and stripped.changed

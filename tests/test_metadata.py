@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
-from imgz import metadata
+from imgz import jpeg, metadata
 from imgz.errors import InvalidImage
 
 # --- builders -----------------------------------------------------------------------------------
@@ -594,8 +594,8 @@ class _Sink:
         return bool(self.allow)
 
 
-def _arrive(data: bytes, pieces: list[int], sink: _Sink) -> metadata.Stripped | None:
-    arrival = metadata.JpegArrival(sink.write, sink.decide)
+def _arrive(data: bytes, pieces: list[int], sink: _Sink) -> jpeg.Stripped | None:
+    arrival = jpeg.JpegArrival(sink.write, sink.decide)
     at, turn = 0, 0
     while at < len(data):
         size = pieces[turn % len(pieces)]
@@ -670,7 +670,7 @@ def test_arrival_broken_after_the_first_scan_is_reported(case):
 
 def test_arrival_gives_up_on_a_header_past_the_limit(monkeypatch):
     upload = SAMPLES["jpeg"]()
-    monkeypatch.setattr(metadata, "HEADER_LIMIT", 1000)
+    monkeypatch.setattr(jpeg, "HEADER_LIMIT", 1000)
     sink = _Sink()
     assert _arrive(upload, [256], sink) is None
     assert bytes(sink.data) == upload and not sink.headers
