@@ -75,7 +75,7 @@ def _route(text: str) -> str:
 
 
 def _nets(text: str) -> tuple[str, ...]:
-    from .fetch import parse_allow_nets
+    from .addresses import parse_allow_nets
 
     items = tuple(part.strip() for part in re.split(r"[,\s]+", text) if part.strip())
     parse_allow_nets(items)
