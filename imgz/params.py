@@ -46,14 +46,18 @@ def clean_description(value: str) -> str | None:
 
 
 def parse_tags(value: str | None) -> list[str]:
-    """Comma separated; trimmed, whitespace collapsed; empty, duplicate, long, '/' or '#' dropped; 50 kept."""
-    if not value:
+    """Comma separated; trimmed, whitespace collapsed; empty, dots-only, duplicate, long, '/' or '#'
+    dropped; 50 kept."""
+    if absent(value):
         return []
     kept: list[str] = []
     seen: set[str] = set()
-    for raw in value.split(","):
-        tag = " ".join("".join(ch for ch in raw if not _is_control(ch)).split())
-        if not tag or len(tag) > MAX_TAG or "/" in tag or "#" in tag:
+    for raw in (value or "").split(","):
+        # tabs and line breaks are whitespace to collapse, not controls to drop
+        tag = " ".join("".join(" " if ch in "\t\n\r" else ch for ch in raw
+                               if ch in "\t\n\r" or not _is_control(ch)).split())
+        # a tag of dots only would make its page URL /tag/.. (the site's root)
+        if not tag.strip(".") or len(tag) > MAX_TAG or "/" in tag or "#" in tag:
             continue
         key = tag.casefold()
         if key in seen:

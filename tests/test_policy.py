@@ -77,6 +77,11 @@ def test_description_keeps_newlines_and_tabs_and_drops_controls():
     ("ok, a/b, #x, " + "z" * 33, ["ok"]),
     (",,,", []),
     (",".join(f"t{i}" for i in range(80)), [f"t{i}" for i in range(50)]),
+    ("a\tb, c\nd, e\r\n f", ["a b", "c d", "e f"]),
+    ("0", []),
+    ("0, zero", ["0", "zero"]),
+    (".., ., ..., v1.2", ["v1.2"]),
+    ("a\x1bb", ["ab"]),
 ])
 def test_parse_tags(value, expected):
     assert params.parse_tags(value) == expected
