@@ -200,7 +200,8 @@ def imgbb_answer(image: dict[str, Any], upload: Upload, now: datetime) -> dict[s
     data = dict(image)
     data["id"] = upload.public_id
     data["time"] = int(upload.created_at.timestamp())
-    data["expiration"] = (max(0, int((upload.expires_at - now).total_seconds()))
+    # Stored instants are whole seconds: measure from the same whole second.
+    data["expiration"] = (max(0, int((upload.expires_at - now.replace(microsecond=0)).total_seconds()))
                           if upload.expires_at else 0)
     return {"data": data, "success": True, "status": 200}
 
