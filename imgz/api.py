@@ -1,6 +1,7 @@
 """The upload endpoint, ``/api/1/upload``: read parameters, call the service, answer like Chevereto."""
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,6 @@ bp = Blueprint("api", __name__)
 
 # Room for the other form fields around a file part or a base64 string.
 FORM_ROOM = 1_000_000
-SMALL_BODY = 1_000_000
 MAX_FORM_PARTS = 10_000
 SPOOL_RELEASE = 32_000_000  # bodies from this size on give their spooled copy back early
 
@@ -33,11 +33,18 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
                                       mimetype="application/json")
 
 
+# For these "0" is an answer (no), not an absent value.
+_FLAGS = {"nsfw", "use_file_date"}
+
+
 def param(name: str) -> str | None:
-    """A parameter from the body, else the query string; the first of repeated values counts."""
-    if name in request.form:
-        return request.form.get(name)
-    return request.args.get(name)
+    """A parameter from the body, else the query string; the first of repeated values counts.
+
+    A body value that counts as absent (empty, or "0" but for the flags) leaves the query's."""
+    value = request.form.get(name)
+    if value is None or value == "" or (value == "0" and name not in _FLAGS):
+        return request.args.get(name, value)
+    return value
 
 
 def _stream_factory(writers: list[storage.HashingWriter], limit: int, limit_mb: float):
@@ -46,16 +53,17 @@ def _stream_factory(writers: list[storage.HashingWriter], limit: int, limit_mb: 
 
     def factory(total_content_length: int | None, content_type: str | None,
                 filename: str | None, content_length: int | None = None) -> storage.HashingWriter:
-        writer = storage.HashingWriter(data, limit, limit_mb, arrival)
+        writer = storage.HashingWriter(data, limit, limit_mb, arrival, drain=True)
         writers.append(writer)
         return writer
 
     return factory
 
 
-# Neither path may redirect: a redirect turns the client's POST into a GET and loses the body.
-@bp.route("/api/1/upload", methods=["GET", "POST"])
-@bp.route("/api/1/upload/", methods=["GET", "POST"])
+# No path may redirect: a redirect turns the client's POST into a GET and loses the body. Werkzeug
+# would answer doubled slashes with one; without merging they are an API 404 instead.
+@bp.route("/api/1/upload", methods=["GET", "POST"], merge_slashes=False)
+@bp.route("/api/1/upload/", methods=["GET", "POST"], merge_slashes=False)
 def upload() -> Response:
     cfg = current_app.config["IMGZ"]
     service = current_app.config["IMGZ_SERVICE"]
@@ -74,15 +82,15 @@ def upload() -> Response:
             actor = actor_for_key(conn, key_in_header, now)
             throttle("KEY", str(actor.key_id))
         except ImgzError:
-            # A refused client may not make us spool a large body; a small one is read only to
-            # learn which format the error should be answered in.
-            if (request.content_length or 0) <= SMALL_BODY:
-                request.environ["imgz.stream_factory"] = _stream_factory(writers, SMALL_BODY, limit_mb)
-                g.api_format = params.parse_format(param("format"))
+            _learn_format()
             raise
-    if request.content_length is not None and request.content_length > body_limit(limit):
-        raise TooBig(limit_mb)
-    service.check_free_space()
+    try:
+        if request.content_length is not None and request.content_length > body_limit(limit):
+            raise TooBig(limit_mb)
+        service.check_free_space()
+    except ImgzError:
+        _learn_format()
+        raise
 
     request.max_content_length = body_limit(limit)
     request.max_form_memory_size = body_limit(limit)
@@ -90,6 +98,9 @@ def upload() -> Response:
     request.max_form_parts = MAX_FORM_PARTS
     _parse_body(limit_mb)
     g.api_format = params.parse_format(param("format"))
+    for writer in writers:
+        if writer.error is not None:  # a file part past the limit, or a full disk
+            raise writer.error
     if actor is None:
         key = presented_key(request)
         if key or not cfg.guest_uploads:
@@ -99,8 +110,8 @@ def upload() -> Response:
             actor = Actor(user_id=None)
             limit, limit_mb = cfg.guest_max_upload_bytes, cfg.guest_max_upload_mb
 
-    imgbb = "source" not in request.files and param("source") is None and (
-        "image" in request.files or param("image") is not None)
+    imgbb = "source" not in request.files and params.absent(param("source")) and (
+        "image" in request.files or not params.absent(param("image")))
     options = _options(imgbb, now, actor)
     incoming = _incoming("image" if imgbb else "source", actor, limit, limit_mb)
     upload, secret = service.upload(incoming, actor, options)
@@ -136,6 +147,29 @@ def _parse_body(limit_mb: float) -> None:
         if (request.content_length or 0) <= body_limit(current_app.config["IMGZ"].max_upload_bytes):
             raise InvalidParameter(f"Too many form fields (at most {MAX_FORM_PARTS})", status=413) from None
         raise TooBig(limit_mb) from None
+
+
+class _Nowhere(io.BytesIO):
+    """A file part's destination that keeps nothing."""
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
+def _learn_format() -> None:
+    """Read the form only to learn the format an error found before it should be answered in.
+
+    waitress has the whole body already; file parts are thrown away as they are parsed, so this
+    costs no disk, and a body too large or broken to parse leaves the query string's format.
+    """
+    request.environ["imgz.stream_factory"] = lambda *args, **kwargs: _Nowhere()
+    request.max_form_memory_size = body_limit(current_app.config["IMGZ"].max_upload_bytes)
+    request.max_form_parts = MAX_FORM_PARTS
+    try:
+        request.form
+    except Exception:  # whatever else is wrong with the body, the error at hand is the answer
+        return
+    g.api_format = params.parse_format(param("format"))
 
 
 def _release_spool() -> None:
@@ -176,10 +210,9 @@ def _incoming(field: str, actor: Actor, limit: int, limit_mb: float) -> sources.
         if writer.size > limit:
             raise TooBig(limit_mb)
         return sources.from_writer(writer, part.filename)
-    value = param(field)
-    if value is None or value.strip() == "":
+    value = (param(field) or "").strip()
+    if params.absent(value):
         raise EmptySource()
-    value = value.strip()
     if not sources.is_url(value):
         return sources.from_base64(value, cfg.data_dir, limit, limit_mb, service.arrival)
     if not cfg.url_sources:

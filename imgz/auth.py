@@ -19,16 +19,15 @@ def header_key(request: Request) -> str | None:
 
 
 def presented_key(request: Request) -> str | None:
-    """The header key, else the ``key`` parameter: a body value wins over the query string.
+    """The header key, else the ``key`` parameter: a body value wins over the query string's.
 
     Reading the body's value parses the form, so call it after the upload's stream factory is set.
     """
     key = header_key(request)
     if key:
         return key
-    if "key" in request.form:
-        return request.form.get("key", "").strip() or None
-    return request.args.get("key", "").strip() or None
+    # an empty body value counts as not given, so the query string's key still counts
+    return (request.form.get("key", "").strip() or request.args.get("key", "").strip()) or None
 
 
 def actor_for_key(conn: sqlite3.Connection, key: str | None, now: datetime) -> Actor:

@@ -21,7 +21,7 @@ from anyascii import anyascii
 from werkzeug.security import safe_join
 
 from . import ids
-from .errors import NoStorage, TooBig
+from .errors import ImgzError, NoStorage, TooBig
 
 CHUNK = 1 << 20
 _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -80,7 +80,7 @@ class HashingWriter:
     """
 
     def __init__(self, data: Path, limit: int, limit_mb: float,
-                 arrival: Arrival | None = None) -> None:
+                 arrival: Arrival | None = None, *, drain: bool = False) -> None:
         fd, name = tempfile.mkstemp(prefix="up-", dir=tmp_dir(data))
         self.path = Path(name)
         # Unbuffered: a full disk must fail in write(), where it becomes a 507, not in a later
@@ -94,16 +94,31 @@ class HashingWriter:
         self._filter = arrival(self._put) if arrival is not None else None
         self._finished = False
         self._filtered: Any = None
+        # With drain, TooBig and NoStorage are kept in ``error`` and the rest of the part is
+        # thrown away, so that the form around it can still be read.
+        self._drain = drain
+        self.error: ImgzError | None = None
 
     def write(self, chunk: bytes) -> int:
-        self.size += len(chunk)
-        if self.size > self.limit:
-            raise TooBig(self.limit_mb)
-        self._md5.update(chunk)
-        if self._filter is not None:
-            self._filter.feed(chunk)
-        else:
-            self._put(chunk)
+        if self.error is not None:
+            return len(chunk)
+        try:
+            self.size += len(chunk)
+            if self.size > self.limit:
+                raise TooBig(self.limit_mb)
+            self._md5.update(chunk)
+            if self._filter is not None:
+                self._filter.feed(chunk)
+            else:
+                self._put(chunk)
+        except (TooBig, NoStorage) as exc:
+            if not self._drain:
+                raise
+            self.error = exc
+            try:
+                self._file.truncate(0)  # give the space back now; the file goes at the end
+            except OSError:
+                pass
         return len(chunk)
 
     def _put(self, data: bytes | memoryview) -> None:

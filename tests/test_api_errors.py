@@ -72,6 +72,8 @@ def test_bad_file(strict, nothing_stored, case):
 @pytest.mark.parametrize("fields,status,code,message", [
     pytest.param({}, 400, 130, "Empty upload source", id="no-source"),
     pytest.param({"source": ""}, 400, 130, "Empty upload source", id="empty-source"),
+    pytest.param({"source": "0"}, 400, 130, "Empty upload source", id="zero-source"),
+    pytest.param({"source": "  "}, 400, 130, "Empty upload source", id="blank-source"),
     pytest.param({"source": "not base64!!"}, 400, 120, "Invalid base64 string", id="bad-base64"),
     pytest.param({"source": "ftp://example.com/a.png"}, 400, 120, "Invalid base64 string", id="ftp"),
     pytest.param({"source": "Zm9v="}, 415, 612, "Invalid file type", id="base64-of-text"),
@@ -114,6 +116,27 @@ def test_over_limit_base64(strict, nothing_stored):
 def test_far_over_limit_base64_is_json_too(strict, nothing_stored):
     data = b"\0" * (LIMIT_MB * 1_000_000 * 2)
     assert_error(strict.upload(base64.b64encode(data).decode()), 413, 400)
+
+
+@pytest.mark.parametrize("fmt", ["txt", "redirect"])
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_over_limit_file_answers_in_the_body_format(strict, nothing_stored, fmt, where):
+    """curl -F format=txt -F source=@big: the format field may come before or after the file."""
+    data = b"\x89PNG\r\n\x1a\n" + b"\0" * (LIMIT_MB * 1_000_000)
+    fields = [("format", (None, fmt)), ("source", ("big.png", data))]
+    if where == "after":
+        fields.reverse()
+    response = requests.post(strict.url + "/api/1/upload", files=fields,
+                             headers={"X-API-Key": strict.key}, timeout=30)
+    assert response.status_code == 413
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert response.text == f"File too big - max {LIMIT_MB} MB"
+
+
+def test_body_far_over_the_limit_answers_in_the_body_format(strict, nothing_stored):
+    data = b"\0" * (LIMIT_MB * 1_000_000 * 2)
+    response = strict.upload(data, format="txt")
+    assert (response.status_code, response.text) == (413, f"File too big - max {LIMIT_MB} MB")
 
 
 def test_just_under_the_limit_is_accepted(strict):
@@ -209,6 +232,13 @@ def test_url_sources_can_be_turned_off(make_server, webhost):
 def test_framework_errors_on_api_paths_are_json(strict, method, path, status):
     response = requests.request(method, strict.url + path, timeout=10)
     assert_error(response, status, status)
+
+
+@pytest.mark.parametrize("path", ["/api/1/upload//", "/api/1//upload", "/api//1/upload/"])
+def test_doubled_slashes_are_an_api_404_not_a_redirect(strict, nothing_stored, path):
+    response = strict.upload(PNG, path=path)
+    assert "Location" not in response.headers
+    assert_error(response, 404, 404)
 
 
 def test_server_still_answers_after_all_that(strict):

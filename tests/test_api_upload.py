@@ -124,6 +124,36 @@ def test_body_value_wins_over_query_string(server):
     assert image["title"] == "from body"
 
 
+def test_an_empty_body_value_leaves_the_query_strings(server):
+    image = assert_upload_ok(server.upload(PNG, params={"title": "from query", "tags": "q"},
+                                           title="", tags="0"))
+    assert image["title"] == "from query" and image["tags_string"] == "q"
+
+
+def test_a_zero_flag_in_the_body_still_says_no(server):
+    image = assert_upload_ok(server.upload(PNG, params={"nsfw": "1"}, nsfw="0"))
+    assert image["nsfw"] == 0
+
+
+def test_an_empty_key_field_leaves_the_query_strings_key(server):
+    response = server.upload(PNG, api_key=None, params={"key": server.key}, key="")
+    assert_upload_ok(response)
+
+
+def test_tags_zero_is_no_tags(server):
+    image = assert_upload_ok(server.upload(PNG, tags="0"))
+    assert image["tags"] == [] and image["tags_string"] == ""
+
+
+@pytest.mark.parametrize("source", ["", "0"])
+def test_an_absent_source_lets_the_imgbb_image_count(server, source):
+    response = requests.post(server.url + "/api/1/upload", headers={"X-API-Key": server.key},
+                             data={"source": source, "image": base64.b64encode(PNG).decode()},
+                             timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["success"] is True
+
+
 def test_imgbb_aliases_answer_in_imgbb_envelope(server):
     response = server.upload(PNG, field="image", name="Via imgBB")
     assert response.status_code == 200

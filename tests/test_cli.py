@@ -124,7 +124,9 @@ def test_low_disk_space_refuses_uploads(make_server):
     response = srv.upload(media.png(10, 10))
     assert response.status_code == 507
     assert response.json()["error"] == {"message": "Not enough storage", "code": 400}
-    assert srv.rows() == 0 and srv.stored_files() == []
+    txt = srv.upload(media.png(10, 10), format="txt")
+    assert (txt.status_code, txt.text) == (507, "Not enough storage")
+    assert srv.rows() == 0 and srv.stored_files() == [] and srv.tmp_files() == []
 
 
 def test_use_file_date_files_the_upload_under_its_exif_date(make_server):
