@@ -200,7 +200,7 @@ def choose_name(original_stem: str, mode: str, fallback: str, folder: str,
             name = base
         else:
             suffix = ids.random_base62(8)
-            name = f"{base[:MAX_NAME - 9]}-{suffix}"
+            name = f"{base[:MAX_NAME - 9].rstrip('-')}-{suffix}"
         if reserve(f"{folder}/{name}"):
             return name
     raise RuntimeError("could not reserve a stored name")

@@ -38,6 +38,14 @@ def test_choose_name_original_takes_a_suffix_when_taken():
     assert name.startswith("shot-") and len(name) == len("shot-") + 8
 
 
+@pytest.mark.parametrize("mode, taken", [("mixed", set()), ("original", {"2025/01/01/" + "a" * 70 + "-" + "b" * 9})])
+def test_a_cut_name_never_ends_in_a_doubled_dash(mode, taken):
+    stem = "a" * 70 + " " + "b" * 20  # cut to 71 characters, the cut falls just after the '-'
+    name = storage.choose_name(stem, mode, "image", "2025/01/01", lambda s: s not in taken)
+    assert "--" not in name and len(name) <= storage.MAX_NAME
+    assert name.startswith("a" * 70 + "-") and len(name) == 70 + 1 + 8
+
+
 def test_choose_name_falls_back_when_nothing_is_left():
     assert storage.choose_name("...", "original", "image", "2025/01/01", lambda s: True) == "image"
 
