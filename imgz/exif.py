@@ -20,13 +20,18 @@ _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
 _MAKER_NOTE = 0x927C
 _XP_TAGS = {0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F}
+# What cameras and apps write when nobody wrote anything; a sentence that merely mentions a
+# camera is a real description.
 _BOILERPLATE = frozenset({
     "olympus digital camera", "sony dsc", "dsc", "dcim", "default", "exif_jpeg_picture",
-    "samsung camera pictures", "camera", "image", "picture", "photo", "untitled", "no title",
-    "jpeg", "jpg", "title", "description",
+    "samsung camera pictures", "untitled", "no title", "jpeg", "jpg", "title", "description",
 })
+_CAMERA_MAKERS = ("agfa|benq|canon|casio|concord|fujifilm|ge|hp|kodak|konica minolta|konica|"
+                  "leica|minolta|nikon|olympus|panasonic|pentax|polaroid|ricoh|samsung|sanyo|"
+                  "sigma|sony|toshiba|vivitar")
 # "KONICA MINOLTA DIGITAL CAMERA", "KODAK Digital Still Camera", "DCIM\100MEDIA"...
-_BOILERPLATE_RE = re.compile(r"(?:[\w-]+ )*digital (?:still )?camera|dcim\b.*", re.IGNORECASE)
+_BOILERPLATE_RE = re.compile(rf"(?:(?:{_CAMERA_MAKERS}) )?digital (?:still )?camera"
+                             r"|dcim(?:[\\/][\w.-]*)*", re.IGNORECASE)
 
 
 def meaningful(value: object) -> str | None:

@@ -216,7 +216,10 @@ DESCRIPTIONS = [
 ]
 BOILERPLATE = ["OLYMPUS DIGITAL CAMERA", "olympus digital camera", "SONY DSC", "DCIM", "default",
                "KONICA MINOLTA DIGITAL CAMERA", "KODAK Digital Still Camera", "DIGITAL CAMERA",
-               "Exif_JPEG_PICTURE", "DCIM\\100MEDIA", "     ", "\0\0\0"]
+               "Exif_JPEG_PICTURE", "DCIM\\100MEDIA", "DCIM/100APPLE", "Samsung DIGITAL CAMERA",
+               "     ", "\0\0\0"]
+REAL_DESCRIPTIONS = ["Review of my Nikon digital camera", "I bought a digital camera",
+                     "dcim backup from my trip to Rome", "Photo", "Camera", "Image"]
 
 
 @pytest.mark.parametrize("make, expected", DESCRIPTIONS)
@@ -228,6 +231,12 @@ def test_probe_description(tmp_path, make, expected):
 def test_probe_ignores_camera_boilerplate(tmp_path, value):
     info = probe(tmp_path, m.jpeg(8, 8, exif=m.exif_bytes(description=value)))
     assert info.description is None
+
+
+@pytest.mark.parametrize("value", REAL_DESCRIPTIONS)
+def test_probe_keeps_a_description_that_only_mentions_a_camera(tmp_path, value):
+    info = probe(tmp_path, m.jpeg(8, 8, exif=m.exif_bytes(description=value)))
+    assert info.description == value
 
 
 @pytest.mark.parametrize("xmp, expected", [
