@@ -37,10 +37,14 @@ def title_from_filename(filename: str) -> str:
     return clean_title(_TITLE_RUNS.sub(" ", stem))
 
 
-def clean_description(value: str) -> str | None:
+def clean_description(value: str, *, cut: bool = False) -> str | None:
+    """Controls but newline and tab removed; past MAX_DESCRIPTION refused, or with ``cut`` (for a
+    description read from the file's metadata) cut there."""
     text = "".join(ch for ch in value if ch in "\n\t" or not _is_control(ch))
     if len(text) > MAX_DESCRIPTION:
-        raise InvalidParameter("Description too long")
+        if not cut:
+            raise InvalidParameter("Description too long")
+        text = text[:MAX_DESCRIPTION]
     text = text.strip()
     return text or None
 

@@ -21,7 +21,7 @@ from .chevereto import tag_key
 from .config import Config
 from .errors import (Forbidden, ImageTooLarge, InvalidParameter, InvalidType, InvalidVideo,
                      NoStorage)
-from .params import title_from_filename
+from .params import clean_description, clean_title, title_from_filename
 from .records import Upload, file_relpath
 from .sources import Incoming
 
@@ -228,10 +228,13 @@ class Service:
             name = storage.choose_name(stem, cfg.filenaming, made.kind, folder,
                                        lambda s: db.reserve_name(conn, s))
             reserved = f"{folder}/{name}"
+            # what the file's metadata says follows the same rules as the parameters
+            meta_title = clean_title(made.title) if made.title else ""
+            meta_description = clean_description(made.description, cut=True) if made.description else None
             if options.title:
                 title = options.title
-            elif made.title:
-                title = made.title
+            elif meta_title:
+                title = meta_title
             elif incoming.filename:
                 title = title_from_filename(incoming.filename) or name
             else:
@@ -255,7 +258,7 @@ class Service:
                 "size": made.original.size, "width": made.width, "height": made.height,
                 "duration": made.duration, "is_animated": made.is_animated, "is_360": made.is_360,
                 "nsfw": options.nsfw, "title": title,
-                "description": options.description or made.description,
+                "description": options.description or meta_description,
                 "original_filename": incoming.filename or f"{name}.{made.ext}",
                 "original_exifdata": made.exif_json,
                 "checksum": checksum, "source_checksum": incoming.md5 if made.changed else None,

@@ -89,6 +89,23 @@ def test_a_damaged_image_leaves_nothing(tmp_path):
     assert db.count_uploads(db.connect(svc.config.db)) == 0
 
 
+def test_metadata_title_and_description_follow_the_parameter_rules(tmp_path):
+    svc = _service(tmp_path)
+    data = media.png(20, 20, text={"Title": "T" * 300 + "\x01\x07 end",
+                                   "Description": "line\x1b[31m one\n\ttwo " + "d" * 20_000})
+    upload, _ = svc.upload(_incoming(svc, data, "meta.png"), Actor(1, True), Options())
+    assert upload.title == "T" * 100
+    assert upload.description.startswith("line[31m one\n\ttwo ddd")
+    assert len(upload.description) == 10_000
+
+
+def test_a_metadata_title_of_only_controls_falls_back_to_the_file_name(tmp_path):
+    svc = _service(tmp_path)
+    data = media.png(20, 20, text={"Title": "\x01\x02\x1b"})
+    upload, _ = svc.upload(_incoming(svc, data, "Holiday_at-sea.png"), Actor(1, True), Options())
+    assert upload.title == "Holiday at sea"
+
+
 def _arrived(svc: Service, data: bytes, name: str) -> Incoming:
     """An upload written the way the API writes one: through the service's arrival filter."""
     writer = storage.write_bytes(svc.data, data, 10_000_000, 10, svc.arrival)
