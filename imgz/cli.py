@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -14,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import config as config_mod, db, ids, init_data
+from . import config as config_mod, db, ids, init_data, storage
 from .errors import ConfigError
 
 
@@ -38,8 +39,18 @@ class Context:
     @property
     def cfg(self) -> config_mod.Config:
         if self._cfg is None:
-            self._cfg = config_mod.load(flags=self.flags)
-            init_data(self._cfg)
+            cfg = config_mod.load(flags=self.flags)
+            try:
+                storage.prepare(cfg.data_dir)
+            except OSError as exc:
+                raise ConfigError(f"IMGZ_DATA={cfg.data!r}: cannot use it as the data directory: "
+                                  f"{exc.strerror or exc}") from None
+            try:
+                init_data(cfg)
+            except (OSError, sqlite3.Error) as exc:
+                raise ConfigError(f"IMGZ_DB={cfg.db!r}: cannot open the database: "
+                                  f"{getattr(exc, 'strerror', None) or exc}") from None
+            self._cfg = cfg
         return self._cfg
 
     def conn(self):
@@ -86,13 +97,20 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
     # waitress spools large bodies with tempfile; keep them on the data disk, not a RAM-backed /tmp.
     tempfile.tempdir = str(cfg.data_dir / "tmp")
     app = create_app(cfg=cfg)
+    try:
+        server = waitress.create_server(
+            app, host=cfg.host, port=cfg.port, threads=cfg.threads,
+            max_request_body_size=body_limit(cfg.max_upload_bytes) + 1_000_000,
+            ident="imgz", channel_timeout=120,
+            # with trusted proxies ProxyFix reads X-Forwarded-*; without, waitress drops them
+            clear_untrusted_proxy_headers=not cfg.trust_proxy)
+    except (OSError, ValueError) as exc:
+        jobs.stop()
+        app.config["IMGZ_CONNECTIONS"].close_all()
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"IMGZ_HOST={cfg.host!r} IMGZ_PORT={cfg.port}: cannot listen there: {reason}") from None
+    # Only once the address is ours: a start that fails must not use up the one showing of the key.
     new_key = _first_key(cfg)
-    server = waitress.create_server(
-        app, host=cfg.host, port=cfg.port, threads=cfg.threads,
-        max_request_body_size=body_limit(cfg.max_upload_bytes) + 1_000_000,
-        ident="imgz", channel_timeout=120,
-        # with trusted proxies ProxyFix reads X-Forwarded-*; without, waitress drops them
-        clear_untrusted_proxy_headers=not cfg.trust_proxy)
     port_used = server.effective_port
     shown_host = "127.0.0.1" if cfg.host in {"0.0.0.0", "::", ""} else cfg.host
     base = cfg.base_url or f"http://{shown_host}:{port_used}"

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 APP_DIR = Path(__file__).resolve().parent.parent
-RESERVED_ROUTES = {"api", "images", "tag", "static", "oembed", "sharex.sxcu", "video", "_imgz_media"}
+RESERVED_ROUTES = {"api", "images", "tag", "static", "oembed", "sharex.sxcu", "_imgz_media"}
 
 
 def _bool(text: str) -> bool:
@@ -28,20 +28,26 @@ def _bool(text: str) -> bool:
     raise ValueError("expected on/off, 1/0, true/false or yes/no")
 
 
-def _int(minimum: int | None = None) -> Callable[[str], int]:
+def _int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text.strip())
         if minimum is not None and value < minimum:
             raise ValueError(f"must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must be at most {maximum}")
         return value
     return parse
 
 
-def _decimal(text: str) -> float:
-    value = float(text.strip())
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError("must be a positive number")
-    return value
+def _decimal(maximum: float | None = None) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text.strip())
+        if not value > 0 or value != value or value == float("inf"):
+            raise ValueError("must be a positive number")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"must be at most {maximum:.0f}")
+        return value
+    return parse
 
 
 def _choice(*options: str) -> Callable[[str], str]:
@@ -62,6 +68,9 @@ def _base_url(text: str) -> str:
         raise ValueError("must look like https://host[:port]")
     if parts.path or parts.query or parts.fragment:
         raise ValueError("a path prefix is not supported; give scheme://host[:port] only")
+    parts.port  # raises ValueError for a port that is no number from 0 to 65535
+    if parts.hostname in {"0.0.0.0", "::"}:
+        raise ValueError("0.0.0.0 is where the server listens, not an address clients can reach")
     return value
 
 
@@ -102,6 +111,10 @@ def _path(text: str) -> str:
     return str(Path(text).expanduser().resolve()) if text.strip() else ""
 
 
+DAY = 86_400
+YEAR = 31_557_600  # a Julian year: 365.25 days
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -114,12 +127,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data", "", "Data directory (database, images/, tmp/); default data/ beside app.py.", _path),
     Setting("db", "", "SQLite database path; default <data>/imgz.db. WAL needs a local disk, not NFS/SMB.", _path),
     Setting("host", "0.0.0.0", "Address to listen on.", str.strip),
-    Setting("port", "8080", "Port to listen on.", _int(0)),
+    Setting("port", "8080", "Port to listen on.", _int(0, 65535)),
     Setting("threads", "8", "waitress worker threads.", _int(1)),
     Setting("workers", "", "Uploads processed at once; default the CPU count.", _int(1)),
     Setting("base_url", "", "Public scheme://host[:port] used in answers; default from the request.", _base_url),
     Setting("trust_proxy", "0", "Trusted reverse-proxy hops for X-Forwarded-For/Proto/Host.", _int(0)),
-    Setting("max_upload_mb", "200", "Largest upload in MB (decimal, 1 MB = 1,000,000 bytes).", _decimal),
+    Setting("max_upload_mb", "200", "Largest upload in MB (decimal, 1 MB = 1,000,000 bytes).", _decimal()),
     Setting("max_pixels", "100000000", "Most pixels in one image frame.", _int(1)),
     Setting("max_animation_pixels", "1000000000", "Most decoded pixels over all frames of an animation.", _int(1)),
     Setting("min_free_mb", "500", "Refuse uploads when the data disk has less free space (MB).", _int(0)),
@@ -130,17 +143,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("keep_exif", "0", "Keep metadata in stored files (off removes it).", _bool),
     Setting("url_sources", "1", "Allow URL sources for keyed uploads.", _bool),
     Setting("url_allow_nets", "", "CIDRs or host names that URL sources may reach although private.", _nets),
-    Setting("url_timeout", "30", "Deadline in seconds for a whole URL download.", _decimal),
-    Setting("ffmpeg_timeout", "300", "Seconds one ffmpeg run may take before the upload is refused.", _decimal),
+    Setting("url_timeout", "30", "Deadline in seconds for a whole URL download.", _decimal(DAY)),
+    Setting("ffmpeg_timeout", "300", "Seconds one ffmpeg run may take before the upload is refused.",
+            _decimal(DAY)),
     Setting("guest_uploads", "0", "Accept uploads without a key.", _bool),
-    Setting("guest_max_upload_mb", "20", "Largest guest upload in MB.", _decimal),
+    Setting("guest_max_upload_mb", "20", "Largest guest upload in MB.", _decimal()),
     Setting("rate_limit_key", "", "Uploads allowed per API key, as N/SECONDS (e.g. 120/60); empty: no limit.",
             _limit),
     Setting("rate_limit_ip", "", "API requests allowed per client address, as N/SECONDS; empty: no limit.",
             _limit),
     Setting("expiration_min", "300", "Shortest expiration in seconds.", _int(1)),
-    Setting("expiration_max", "31622400", "Longest expiration in seconds (366 days).", _int(1)),
-    Setting("expiry_interval", "60", "Seconds between expiry sweeps.", _decimal),
+    Setting("expiration_max", "31622400", "Longest expiration in seconds (366 days).", _int(1, 100 * YEAR)),
+    Setting("expiry_interval", "60", "Seconds between expiry sweeps.", _decimal(30 * DAY)),
     Setting("route_image", "image", "Route of image viewer pages.", _route),
     Setting("route_video", "clip", "Route of video viewer pages.", _route),
     Setting("accel", "none", "Let a front server send files: none, nginx (X-Accel-Redirect), sendfile.",
@@ -219,6 +233,8 @@ def load(environ: Mapping[str, str] | None = None, flags: Mapping[str, Any] | No
         for name, value in source.items():
             if name not in _BY_NAME:
                 raise ConfigError(f"unknown setting {name!r}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)  # a number from a flag is checked like the same text
             if value is not None:
                 raw[name] = value
     values: dict[str, Any] = {}

@@ -210,5 +210,5 @@ def register(app: Flask, route_image: str, route_video: str) -> None:
                          methods=["GET", "HEAD"])
         app.add_url_rule(f"/{route}/<public_id>/delete/<secret>", f"delete_{route}", delete,
                          defaults={"route": route}, methods=["GET", "POST", "DELETE"])
-    if route_video != "video":
+    if "video" not in (route_image, route_video):
         app.add_url_rule("/video/<path:ident>", "video_alias", video_alias, methods=["GET", "HEAD"])

@@ -41,6 +41,10 @@ def test_readme_opens_with_the_two_commands():
     ("IMGZ_PORT", "eighty"), ("IMGZ_MAX_UPLOAD_MB", "-1"), ("IMGZ_BASE_URL", "https://x.org/sub"),
     ("IMGZ_FILENAMING", "fancy"), ("IMGZ_TIMEZONE", "Mars/Olympus"), ("IMGZ_ROUTE_IMAGE", "images"),
     ("IMGZ_URL_ALLOW_NETS", "10.0.0.0/99"), ("IMGZ_KEEP_EXIF", "maybe"),
+    ("IMGZ_PORT", "70000"), ("IMGZ_BASE_URL", "http://x.org:notaport"),
+    ("IMGZ_BASE_URL", "http://0.0.0.0:8080"), ("IMGZ_EXPIRY_INTERVAL", "1e12"),
+    ("IMGZ_EXPIRATION_MAX", "999999999999999"), ("IMGZ_URL_TIMEOUT", "1e300"),
+    ("IMGZ_HOST", "bogus.invalid"), ("IMGZ_ROUTE_VIDEO", "api"), ("IMGZ_DB", "/proc/none/imgz.db"),
 ])
 def test_bad_setting_stops_with_one_clear_line(tmp_path, name, value):
     result = run(tmp_path, "serve", env={name: value})
@@ -48,6 +52,43 @@ def test_bad_setting_stops_with_one_clear_line(tmp_path, name, value):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and name in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_port_flag_is_checked_like_the_setting(tmp_path):
+    result = run(tmp_path, "serve", "--port", "70000")
+    assert result.returncode == 2 and "IMGZ_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_data_dir_that_is_a_file_stops_with_one_clear_line(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    result = run(tmp_path / "file", "serve")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "IMGZ_DATA" in lines[0], result.stderr
+
+
+def test_a_start_that_cannot_listen_keeps_the_first_key_for_the_next(tmp_path):
+    taken = LiveServer(tmp_path / "first")
+    try:
+        failed = run(tmp_path / "second", "serve", "--host", "127.0.0.1", "--port", str(taken.port))
+        assert failed.returncode == 2 and "imgz_" not in failed.stdout + failed.stderr
+        lines = failed.stderr.strip().splitlines()
+        assert len(lines) == 1 and "IMGZ_PORT" in lines[0], failed.stderr
+    finally:
+        taken.stop()
+    second = LiveServer(tmp_path / "second")
+    try:
+        assert re.fullmatch(r"imgz_[0-9A-Za-z]{32}", second.key)
+        assert_upload_ok(second.upload(media.png(10, 10)))
+    finally:
+        second.stop()
+
+
+def test_the_video_route_may_be_called_video(make_server):
+    srv = make_server(route_video="video")
+    clip = assert_upload_ok(srv.upload(media.clip("mp4"), filename="c.mp4"))
+    assert clip["url_viewer"].startswith(srv.url + "/video/")
+    assert srv.get(clip["path_viewer"]).status_code == 200
 
 
 def test_settings_defaults():
