@@ -259,6 +259,10 @@ def sharex_config() -> Response:
     key = header_key(request) or request.args.get("key", "").strip() or None
     actor_for_key(service.connection(), key, service.now())
     base = current_app.config["IMGZ_SITE"]().base_url
+    problem = sharex.unusable_base(base)
+    if problem is not None:  # opened as http://0.0.0.0:8080/...: ShareX could not reach that
+        raise InvalidParameter(f"No uploader for {base}: {problem}. Open this page by an address "
+                               "that clients can reach, or set IMGZ_BASE_URL.")
     body = json.dumps(sharex.uploader(base, key or ""), indent=2)
     response = current_app.response_class(body, mimetype="application/json")
     response.headers["Content-Disposition"] = f'attachment; filename="{sharex.filename(base)}"'

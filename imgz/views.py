@@ -109,8 +109,13 @@ def delete(route: str, public_id: str, secret: str) -> Response | str:
 
 
 def wants_json() -> bool:
-    accept = request.accept_mimetypes
-    return accept["application/json"] > accept["text/html"]
+    """Whether the client names JSON above any HTML it names.
+
+    Only named types count: script clients send 'application/json, text/plain, */*', where the
+    wildcard would rank HTML as high as JSON; browsers name text/html and never JSON.
+    """
+    named = dict(request.accept_mimetypes)
+    return named.get("application/json", 0) > named.get("text/html", 0)
 
 
 @bp.route("/tag/<key>")

@@ -440,6 +440,22 @@ def test_delete_from_a_script_answers_json(server):
     assert image["filename"] not in " ".join(server.stored_files())
 
 
+@pytest.mark.parametrize("accept, json_answer", [
+    ("application/json, text/plain, */*", True),   # axios, Angular
+    ("application/json, */*;q=0.8", True),
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),  # a browser
+    ("text/html, application/json;q=0.9", False),
+    ("*/*", False),
+])
+def test_delete_answers_json_to_clients_that_name_it(server, accept, json_answer):
+    image = _upload(server)
+    response = requests.delete(image["delete_url"], headers={"Accept": accept}, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith(
+        "application/json" if json_answer else "text/html")
+    assert server.get(image["url"]).status_code == 404
+
+
 def test_wrong_secret_deletes_nothing(server):
     image = _upload(server)
     other = _upload(server)
