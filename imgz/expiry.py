@@ -29,7 +29,13 @@ def parse_expiration(value: str, now: datetime, minimum: int, maximum: int) -> d
                 raise InvalidParameter("Invalid expiration")
             moment = now + timedelta(seconds=min(seconds, maximum + 1))
         else:
+            if text.upper().endswith("T"):  # "P1DT": a time designator with no time after it
+                raise InvalidParameter("Invalid expiration")
             duration = isodate.parse_duration(text.upper())
+            if isinstance(duration, isodate.Duration) and (
+                    duration.years % 1 or duration.months % 1):
+                # A calendar step has no fractions: half a month is no number of days.
+                raise InvalidParameter("Invalid expiration")
             try:
                 moment = now + duration
             except (OverflowError, ValueError):

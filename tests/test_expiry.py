@@ -32,13 +32,16 @@ def at(*args: int) -> datetime:
     ("99999999999999999999999", NOW, NOW + timedelta(days=366)),
     ("P9999Y", NOW, NOW + timedelta(days=366)),
     ("P99999D", NOW, NOW + timedelta(days=366)),
+    ("P1.5D", NOW, NOW + timedelta(hours=36)),
+    ("PT0.5H", NOW, NOW + timedelta(minutes=30)),
 ])
 def test_parse_and_clamp(value, now, expected):
     assert parse_expiration(value, now, MIN, MAX) == expected
 
 
 @pytest.mark.parametrize("value", ["abc", "P", "PT", "PT0S", "0", "-PT5M", "-600", "", "P1Q",
-                                   "1.5", "-99999999999999999999999", "P" + "9" * 100 + "Y"])
+                                   "1.5", "-99999999999999999999999", "P" + "9" * 100 + "Y",
+                                   "P0.5M", "P1.5M", "P1,5M", "P0.5Y", "P1Y0.5M", "P1DT", "PT"])
 def test_invalid(value):
     with pytest.raises(InvalidParameter, match="Invalid expiration"):
         parse_expiration(value, NOW, MIN, MAX)
