@@ -5,6 +5,7 @@ import functools
 import json
 import logging
 import sqlite3
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,6 +24,7 @@ from .service import Service
 
 log = logging.getLogger("imgz")
 FILE_CACHE = 20_000
+FILE_CACHE_SECONDS = 30
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -99,7 +101,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
     _register_errors(app)
 
     @functools.lru_cache(maxsize=FILE_CACHE)
-    def known_file(relpath: str) -> FileInfo:
+    def known_file(relpath: str, era: tuple[int, int]) -> FileInfo:
         row = db.file_lookup(connections.get(), relpath)
         if row is None:
             raise LookupError(relpath)  # not cached: the file may be placed a moment later
@@ -107,10 +109,12 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
 
     def lookup(relpath: str) -> FileInfo | None:
         # A file's type and expiry never change and its name is never reused, so they are
-        # remembered. A deleted upload's files are gone from disk, which the responder checks
-        # on every request; expiry is checked on every request too.
+        # remembered; expiry is checked on every request. A deletion here starts a new era at
+        # once, and the era also turns every FILE_CACHE_SECONDS, so a file whose row is gone is
+        # not served even when it could not be removed from disk, or was deleted by a command.
+        era = (service.deletions, int(time.monotonic() // FILE_CACHE_SECONDS))
         try:
-            return known_file(relpath)
+            return known_file(relpath, era)
         except LookupError:
             return None
 

@@ -127,6 +127,8 @@ class Service:
         self.slots = threading.BoundedSemaphore(config.workers)
         # JPEG uploads lose their metadata on the way to the disk, unless it is kept.
         self.arrival: storage.Arrival | None = None if config.keep_exif else _jpeg_arrival
+        # Counts deletions made here, so that whoever remembers files can forget them at once.
+        self.deletions = 0
 
     @property
     def data(self) -> Path:
@@ -298,6 +300,7 @@ class Service:
         conn = self.connection()
         with db.transaction(conn):
             paths = db.delete_upload(conn, upload.id)
+        self.deletions += 1
         storage.delete_files(self.data, paths)
 
     def purge_expired(self, now: datetime | None = None, batch: int = 500) -> int:
@@ -309,6 +312,8 @@ class Service:
             with db.transaction(conn):
                 upload_ids = db.expired_ids(conn, now, batch)
                 paths = db.delete_uploads(conn, upload_ids)
+            if upload_ids:
+                self.deletions += 1
             storage.delete_files(self.data, paths)
             removed += len(upload_ids)
             if len(upload_ids) < batch:

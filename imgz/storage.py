@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ _FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NAME_RUNS = re.compile(r"[\s_-]+")
 _NAME_DROP = re.compile(r"[^A-Za-z0-9_-]")
 MAX_NAME = 80
+log = logging.getLogger("imgz")
 # A filter factory for HashingWriter: given the writer's own write function, an object with
 # feed(chunk) and finish() (jpeg.JpegArrival).
 Arrival = Callable[[Callable[[bytes | memoryview], None]], Any]
@@ -243,6 +245,8 @@ def resolve(data: Path, relpath: str) -> Path | None:
 
 
 def delete_files(data: Path, relpaths: list[str]) -> None:
+    """Remove files whose rows are gone; one that cannot be removed is logged (``check --repair``
+    finds it later) and the others still go."""
     for relpath in relpaths:
         path = resolve(data, relpath)
         if path is not None:
@@ -250,6 +254,8 @@ def delete_files(data: Path, relpaths: list[str]) -> None:
                 path.unlink()
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                log.warning("could not remove %s: %s", relpath, exc.strerror or exc)
 
 
 def file_size(path: Path) -> int:

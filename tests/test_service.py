@@ -162,3 +162,48 @@ def test_with_metadata_kept_nothing_is_stripped_on_arrival(tmp_path):
     data = media.jpeg(64, 48, exif=media.exif_bytes(make="Phone"))
     incoming = _arrived(svc, data, "kept.jpg")
     assert incoming.stripped is None and incoming.path.read_bytes() == data
+
+
+def _app_with_upload(tmp_path: Path):
+    from imgz import create_app
+
+    app = create_app({"data": str(tmp_path), "min_free_mb": "0"}, jobs=False)
+    svc = app.config["IMGZ_SERVICE"]
+    upload, _ = svc.upload(_incoming(svc, media.png(40, 30)), Actor(1, True), Options())
+    client = app.test_client()
+    url = "/images/" + upload.relpath()
+    assert client.get(url).status_code == 200  # now remembered by the file responder
+    return app, svc, upload, client, url
+
+
+def test_a_deleted_upload_is_not_served_even_when_its_file_could_not_be_removed(tmp_path, monkeypatch):
+    app, svc, upload, client, url = _app_with_upload(tmp_path)
+    monkeypatch.setattr(storage, "delete_files", lambda data, paths: None)  # a disk refusing removal
+    svc.delete(upload)
+    assert (storage.images_dir(svc.data) / upload.relpath()).exists()
+    assert client.get(url).status_code == 404
+
+
+def test_an_upload_deleted_by_another_process_is_soon_not_served(tmp_path, monkeypatch):
+    import imgz
+
+    app, svc, upload, client, url = _app_with_upload(tmp_path)
+    other = db.connect(svc.config.db)  # what `app.py upload delete` does, minus the files
+    with db.transaction(other):
+        db.delete_upload(other, upload.id)
+    other.close()
+    assert client.get(url).status_code == 200, "remembered for a while"
+    monkeypatch.setattr(imgz, "FILE_CACHE_SECONDS", 0.001)
+    time.sleep(0.01)
+    assert client.get(url).status_code == 404
+
+
+def test_removal_goes_on_past_a_file_that_cannot_be_removed(tmp_path, caplog):
+    svc = _service(tmp_path)
+    folder = storage.images_dir(svc.data) / "2025/01/01"
+    folder.mkdir(parents=True)
+    (folder / "stuck").mkdir()  # unlink() of a directory fails
+    (folder / "a.png").write_bytes(b"x")
+    storage.delete_files(svc.data, ["2025/01/01/stuck", "2025/01/01/a.png"])
+    assert not (folder / "a.png").exists()
+    assert "could not remove 2025/01/01/stuck" in caplog.text
