@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from PIL import Image, JpegImagePlugin
+from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 from imgz import exif, filetype, jpeg, metadata
 from imgz.errors import ImageTooLarge, InvalidImage
@@ -354,18 +354,37 @@ def _save(im: Image.Image | _Animation, path: Path, out_fmt: str,
     return im.size
 
 
-def _kept_metadata(info: dict, out_fmt: str) -> dict:
-    """EXIF (orientation reset to 1, as the pixels now stand upright) and XMP for a re-encode."""
+_XMP_PNG_KEY = "XML:com.adobe.xmp"
+
+
+def _kept_metadata(im: Image.Image, out_fmt: str) -> dict:
+    """What a re-encode carries over when metadata is kept: EXIF (orientation reset to 1, as the
+    pixels now stand upright), XMP, PNG text chunks and comments. Pillow cannot write IPTC."""
+    info = im.info
     params: dict = {}
     loaded = exif.load_exif(info.get("exif"))
     if loaded is not None:
         loaded[0x0112] = 1
         params["exif"] = loaded.tobytes()
-    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
-    if xmp and out_fmt in ("jpeg", "webp", "avif"):
-        if isinstance(xmp, str):
-            xmp = xmp.encode("utf-8")
-        params["xmp"] = re.sub(rb'(tiff:Orientation(?:="|>))[0-9]', rb"\g<1>1", xmp)
+    xmp = info.get("xmp") or info.get(_XMP_PNG_KEY)
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    if xmp:
+        xmp = re.sub(rb'(tiff:Orientation(?:="|>))[0-9]', rb"\g<1>1", xmp)
+    if out_fmt in ("jpeg", "webp", "avif") and xmp:
+        params["xmp"] = xmp
+    if out_fmt == "png":
+        text = {k: v for k, v in getattr(im, "text", {}).items() if k != _XMP_PNG_KEY}
+        if text or xmp:
+            chunks = PngImagePlugin.PngInfo()
+            for key, value in text.items():
+                chunks.add_itxt(key, value)
+            if xmp:
+                chunks.add_itxt(_XMP_PNG_KEY, xmp.decode("utf-8", "replace"))
+            params["pnginfo"] = chunks
+    comment = info.get("comment")
+    if comment and out_fmt in ("jpeg", "gif"):
+        params["comment"] = comment
     return params
 
 
@@ -410,7 +429,7 @@ def render_image(src: Path, probe: ImageProbe, *, work_dir: Path, ext: str,
         with Image.open(src, formats=[_PIL_FORMAT[probe.fmt]]) as im:
             icc = im.info.get("icc_profile")
             sampling = JpegImagePlugin.get_sampling(im) if probe.fmt == "jpeg" else -1
-            extra = _kept_metadata(im.info, out_fmt) if keep_metadata and plan.reencode else {}
+            extra = _kept_metadata(im, out_fmt) if keep_metadata and plan.reencode else {}
             if probe.is_animated:
                 original, medium, thumb = _decode_animation(im, probe, plan)
             else:

@@ -465,6 +465,26 @@ def test_render_orientation_with_kept_metadata_resets_orientation(tmp_path):
     assert not opened(out.thumb).getexif()
 
 
+def test_render_with_kept_metadata_carries_png_text_through_a_resize(tmp_path):
+    data = m.png(800, 400, text={"Title": "Harbour", "Author": "Ann"}, exif=m.exif_bytes(make="Acme"),
+                 xmp=m.xmp_packet(title="Harbour"))
+    out = render(tmp_path, data, width=600, keep_metadata=True)
+    stored = opened(out.original)
+    assert stored.size == (600, 300)
+    assert stored.text["Title"] == "Harbour" and stored.text["Author"] == "Ann"
+    assert "Harbour" in stored.text["XML:com.adobe.xmp"]
+    assert stored.getexif()[0x010F] == "Acme"
+    assert not getattr(opened(out.thumb), "text", {})
+
+
+def test_render_with_kept_metadata_carries_a_jpeg_comment_through_a_rotation(tmp_path):
+    data = m.jpeg(40, 20, exif=m.exif_bytes(orientation=6), comment=b"kept note")
+    out = render(tmp_path, data, keep_metadata=True)
+    stored = opened(out.original)
+    assert stored.size == (20, 40) and stored.info["comment"] == b"kept note"
+    assert "comment" not in opened(out.thumb).info
+
+
 def test_render_strips_metadata_losslessly(tmp_path):
     data = m.jpeg(640, 480, exif=m.exif_bytes(make="Acme", gps=(1.5, 2.5)),
                   xmp=m.xmp_packet(title="t"), comment=b"hello", icc=True)
