@@ -343,14 +343,24 @@ def sharex(obj: Context, user_name: str | None, given_key: str | None, base_url:
 @click.pass_obj
 def check(obj: Context, repair: bool) -> None:
     """Compare rows and files: report files no upload owns and uploads whose file is missing."""
-    orphans, broken = _service(obj).check(repair=repair)
-    for path in orphans:
+    found = _service(obj).check(repair=repair)
+    for path in found.orphans:
         click.echo(f"orphan file\timages/{path}")
-    for item in broken:
+    for item in found.broken:
         click.echo(f"missing file\t{item.public_id}\t{item.relpath()}")
-    verb = "removed" if repair else "found"
-    say(f"imgz: {verb} {len(orphans)} orphan file(s) and {len(broken)} upload(s) with a missing file")
-    if (orphans or broken) and not repair:
+    for item, variants in found.lacking:
+        for variant in variants:
+            click.echo(f"missing variant\t{item.public_id}\t{item.relpath(variant)}")
+    if repair:
+        say(f"imgz: removed {len(found.orphans)} orphan file(s) and {len(found.broken)} upload(s) "
+            f"with a missing file; made the variants of {len(found.lacking) - len(found.unrepaired)} "
+            f"upload(s) again")
+        for item in found.unrepaired:
+            say(f"imgz: could not mend {item.public_id}: delete it with 'upload delete'")
+    else:
+        say(f"imgz: found {len(found.orphans)} orphan file(s), {len(found.broken)} upload(s) with a "
+            f"missing file and {len(found.lacking)} with a missing variant")
+    if found.unrepaired or (not repair and (found.orphans or found.broken or found.lacking)):
         raise SystemExit(1)
 
 

@@ -418,6 +418,17 @@ def all_file_paths(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT path FROM files")}
 
 
+_VARIANT_COLUMNS = {"th": "thumb", "md": "medium", "fr": "frame"}
+
+
+def set_variant(conn: sqlite3.Connection, upload_id: int, variant: str, size: int, width: int,
+                height: int) -> None:
+    """Record a variant file made again: its size in bytes and pixels."""
+    column = _VARIANT_COLUMNS[variant]
+    conn.execute(f"UPDATE uploads SET {column}_size = ?, {column}_width = ?, {column}_height = ?"
+                 " WHERE id = ?", (size, width, height, upload_id))
+
+
 def original_paths(conn: sqlite3.Connection) -> list[tuple[int, str]]:
     """(upload id, path of its original) for every upload."""
     return [(r[0], r[1]) for r in conn.execute(

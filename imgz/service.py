@@ -6,6 +6,7 @@ slots so page and file requests are never stuck behind a queue of thumbnails.
 """
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 import threading
@@ -19,11 +20,13 @@ from zoneinfo import ZoneInfo
 from . import db, filetype, ids, jpeg, media, storage, video
 from .chevereto import tag_key
 from .config import Config
-from .errors import (Forbidden, ImageTooLarge, InvalidParameter, InvalidType, InvalidVideo,
-                     NoStorage)
+from .errors import (Forbidden, ImageTooLarge, ImgzError, InvalidImage, InvalidParameter,
+                     InvalidType, InvalidVideo, NoStorage)
 from .params import clean_description, clean_title, title_from_filename
 from .records import Upload, file_relpath
 from .sources import Incoming
+
+log = logging.getLogger("imgz")
 
 IMAGE_FORMATS = {"jpeg", "png", "gif", "webp", "avif", "bmp"}
 VIDEO_FORMATS = {"mp4", "webm", "mov"}
@@ -83,6 +86,16 @@ class Made:
         if self.frame is not None:
             pairs.append(("fr", self.frame))
         return pairs
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What ``check`` found: paths under images/, and uploads."""
+
+    orphans: list[str]                           # files no row knows
+    broken: list[Upload]                         # uploads whose original is gone
+    lacking: list[tuple[Upload, list[str]]]      # uploads missing variants ('th', 'md', 'fr')
+    unrepaired: list[Upload]                     # of those, the ones repair could not mend
 
 
 def _disk_full_in(cause: BaseException | None) -> bool:
@@ -347,10 +360,12 @@ class Service:
         last = parts[-1].rpartition(".")[2]
         return db.get_upload(conn, last)
 
-    def check(self, repair: bool = False) -> tuple[list[str], list[Upload]]:
-        """Files on disk that no row knows, and uploads whose original file is gone.
+    def check(self, repair: bool = False) -> Checked:
+        """Files on disk that no row knows, uploads whose original file is gone, and uploads that
+        lack a thumb, medium or frame.
 
-        With ``repair`` the orphan files are removed, and so are those uploads (row and files).
+        With ``repair`` the orphan files are removed, uploads without an original go (row and
+        files), and missing variants are made again from the original.
         """
         conn = self.connection()
         known = db.all_file_paths(conn)
@@ -358,11 +373,59 @@ class Service:
         missing = [db.get_upload_by_id(conn, upload_id) for upload_id, path in db.original_paths(conn)
                    if not storage.exists(self.data, path)]
         broken = [u for u in missing if u is not None]
+        gone = {u.id for u in broken}
+        lacking: list[tuple[Upload, list[str]]] = []
+        for upload in db.iter_uploads(conn):
+            if upload.id in gone:
+                continue
+            variants = [v for v in ("th", "md", "fr")
+                        if upload.relpath(v) in upload.relpaths()
+                        and not storage.exists(self.data, upload.relpath(v))]
+            if variants:
+                lacking.append((upload, variants))
+        unrepaired: list[Upload] = []
         if repair:
             storage.delete_files(self.data, orphans)
             for upload in broken:
                 self.delete(upload)
-        return orphans, broken
+            for upload, variants in lacking:
+                try:
+                    self._remake(upload, variants)
+                except (ImgzError, OSError) as exc:
+                    log.warning("could not make %s of %s again: %s", ", ".join(variants),
+                                upload.public_id, exc)
+                    unrepaired.append(upload)
+        return Checked(orphans, broken, lacking, unrepaired)
+
+    def _remake(self, upload: Upload, variants: list[str]) -> None:
+        """Make missing variants of an upload again from its stored original, and place them."""
+        cfg = self.config
+        src = storage.images_dir(self.data) / upload.relpath()
+        fmt = filetype.sniff(src)
+        work = storage.new_work_dir(self.data)
+        try:
+            with self.slots:
+                if upload.kind == "video":
+                    probe = video.probe_video(src, fmt, timeout=cfg.ffmpeg_timeout)
+                    made = video.render_video(src, probe, work_dir=work, keep_metadata=True,
+                                              timeout=cfg.ffmpeg_timeout)
+                    files = {"th": made.thumb, "md": made.medium, "fr": made.frame}
+                else:
+                    probe = media.probe_image(src, fmt, max_pixels=cfg.max_pixels,
+                                              max_animation_pixels=cfg.max_animation_pixels)
+                    made = media.render_image(src, probe, work_dir=work, ext=upload.extension,
+                                              keep_metadata=True)
+                    files = {"th": made.thumb, "md": made.medium}
+            conn = self.connection()
+            for variant in variants:
+                item = files.get(variant)
+                if item is None:
+                    raise InvalidImage(f"the original no longer gives a {variant} variant")
+                storage.place(self.data, item.path, upload.relpath(variant))
+                with db.transaction(conn):
+                    db.set_variant(conn, upload.id, variant, item.size, item.width, item.height)
+        finally:
+            storage.remove_work_dir(work)
 
     def get_live(self, public_id: str) -> Upload | None:
         """The upload with this id unless it is unknown or expired."""

@@ -1,6 +1,7 @@
 """Albums, categories, take-downs, reconciliation, guests and the ShareX uploader, end to end."""
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -106,6 +107,35 @@ def test_check_finds_and_repairs_orphans(make_server):
     clean = srv.command("check")
     assert clean.returncode == 0 and clean.stdout == ""
     assert srv.get(kept["url"]).status_code == 200
+
+
+def test_check_finds_missing_variants_and_repair_makes_them_again(make_server):
+    srv = make_server()
+    photo = assert_upload_ok(srv.upload(media.png(600, 400), filename="photo.png"))
+    clip = assert_upload_ok(srv.upload(media.clip("mp4", size="640x360", seconds=1), filename="c.mp4"))
+    lost = {photo["thumb"]["url"]: photo["thumb"]["size"], photo["medium"]["url"]: photo["medium"]["size"],
+            clip["frame"]["url"]: clip["frame"]["size"], clip["thumb"]["url"]: clip["thumb"]["size"]}
+    for url in lost:
+        (srv.data / "images" / url.split("/images/")[1]).unlink()
+        assert srv.get(url).status_code == 404
+    result = srv.command("check")
+    assert result.returncode == 1
+    assert result.stdout.count("missing variant") == 4
+    assert photo["id_encoded"] in result.stdout and clip["id_encoded"] in result.stdout
+    repaired = srv.command("check", "--repair")
+    assert repaired.returncode == 0, repaired.stderr
+    for url in lost:
+        response = srv.get(url)
+        assert response.status_code == 200 and response.headers["Content-Type"] == "image/" + (
+            "png" if url.endswith(".png") else "jpeg")
+        assert int(response.headers["Content-Length"]) > 0
+    assert srv.rows() == 2
+    assert srv.command("check").returncode == 0
+    with contextlib.closing(sqlite3.connect(srv.db)) as conn:
+        sizes = conn.execute("SELECT thumb_size, medium_size, frame_size FROM uploads ORDER BY id").fetchall()
+    files = {url: len(srv.get(url).content) for url in lost}
+    assert sizes[0][:2] == (files[photo["thumb"]["url"]], files[photo["medium"]["url"]])
+    assert (sizes[1][0], sizes[1][2]) == (files[clip["thumb"]["url"]], files[clip["frame"]["url"]])
 
 
 SXCU_FIELDS = {"Version", "Name", "DestinationType", "RequestMethod", "RequestURL", "Headers", "Body",
