@@ -73,18 +73,16 @@ def upload() -> Response:
     now = service.now()
     conn = service.connection()
 
-    throttle("IP", request.remote_addr or "")
-    key_in_header = header_key(request)
     actor: Actor | None = None
     limit, limit_mb = cfg.max_upload_bytes, cfg.max_upload_mb
-    if key_in_header:
-        try:
+    # What can be refused before the body is read is refused first; the body is then read only
+    # for the format to answer in, its file parts thrown away.
+    try:
+        throttle("IP", request.remote_addr or "")
+        key_in_header = header_key(request)
+        if key_in_header:
             actor = actor_for_key(conn, key_in_header, now)
             throttle("KEY", str(actor.key_id))
-        except ImgzError:
-            _learn_format()
-            raise
-    try:
         if request.content_length is not None and request.content_length > body_limit(limit):
             raise TooBig(limit_mb)
         service.check_free_space()

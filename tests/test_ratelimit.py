@@ -75,6 +75,8 @@ def test_per_address_limit_and_trusted_proxy(make_server):
     assert_upload_ok(srv.upload(PNG, headers=first))
     assert_error(srv.upload(PNG, headers=first), 429, 429)
     assert_error(srv.upload(PNG, headers=first, api_key="imgz_wrong"), 429, 429)
+    txt = srv.upload(PNG, headers=first, format="txt")
+    assert txt.status_code == 429 and txt.text.startswith("Too many requests")
     assert_upload_ok(srv.upload(PNG, headers=second))
 
 
