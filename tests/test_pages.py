@@ -554,6 +554,32 @@ def test_a_crash_is_a_500_page_without_details(tmp_path):
     assert "Content-Security-Policy" in response.headers
 
 
+@pytest.mark.parametrize("accept, json_answer", [("application/json", True), ("text/html", False)])
+def test_a_failing_delete_keeps_its_secret_out_of_the_log(tmp_path, caplog, monkeypatch, accept,
+                                                          json_answer):
+    from imgz.service import Actor, Options
+    from imgz.sources import Incoming
+    from imgz import storage
+
+    app = create_app({"data": str(tmp_path), "min_free_mb": "0"}, jobs=False)
+    svc = app.config["IMGZ_SERVICE"]
+    writer = storage.write_bytes(svc.data, media.png(20, 20), 10_000_000, 10)
+    writer.close()
+    upload, secret = svc.upload(Incoming(writer.path, writer.md5, writer.size, "a.png", "file"),
+                                Actor(1, True), Options())
+
+    def locked(upload):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(svc, "delete", locked)
+    response = app.test_client().post(f"/image/{upload.public_id}/delete/{secret}",
+                                      headers={"Accept": accept})
+    assert response.status_code == 500
+    assert response.mimetype == ("application/json" if json_answer else "text/html")
+    assert "database error on POST" in caplog.text
+    assert secret not in caplog.text and f"/delete/***" in caplog.text
+
+
 def test_html_pages_carry_a_strict_policy(server):
     image = _upload(server)
     for url in (image["url_viewer"], image["delete_url"], server.url + "/", server.url + "/nothing"):
