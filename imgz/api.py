@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from . import chevereto, params, sharex, sources, storage
 from .auth import actor_for_key, header_key, presented_key
 from .expiry import parse_expiration
-from .errors import EmptySource, ImgzError, InvalidParameter, InvalidURL, RateLimited, TooBig
+from .errors import EmptySource, ImgzError, InvalidParameter, InvalidURL, NoStorage, RateLimited, TooBig
 from .service import Actor, Options
 
 bp = Blueprint("api", __name__)
@@ -20,6 +21,13 @@ bp = Blueprint("api", __name__)
 # Room for the other form fields around a file part or a base64 string.
 FORM_ROOM = 1_000_000
 MAX_FORM_PARTS = 10_000
+# File parts that get a file of their own: `source` (or imgBB's `image`); others are thrown away,
+# so a request cannot hold a file open per part.
+MAX_FILE_PARTS = 2
+# Until a key is known, a form field is held in memory only up to this when the request is
+# already refused, and bodies above it are read one request at a time.
+KEYLESS_BODY = 1_000_000
+_KEYLESS_PARSES = threading.BoundedSemaphore(1)
 SPOOL_RELEASE = 32_000_000  # bodies from this size on give their spooled copy back early
 
 
@@ -50,9 +58,15 @@ def param(name: str) -> str | None:
 def _stream_factory(writers: list[storage.HashingWriter], limit: int, limit_mb: float):
     data = current_app.config["IMGZ"].data_dir
     arrival = current_app.config["IMGZ_SERVICE"].arrival
+    parts = 0
 
     def factory(total_content_length: int | None, content_type: str | None,
-                filename: str | None, content_length: int | None = None) -> storage.HashingWriter:
+                filename: str | None, content_length: int | None = None) -> Any:
+        nonlocal parts
+        parts += 1
+        g.imgz_file_parts = parts
+        if parts > MAX_FILE_PARTS:
+            return _Nowhere()
         writer = storage.HashingWriter(data, limit, limit_mb, arrival, drain=True)
         writers.append(writer)
         return writer
@@ -86,19 +100,27 @@ def upload() -> Response:
         if request.content_length is not None and request.content_length > body_limit(limit):
             raise TooBig(limit_mb)
         service.check_free_space()
-    except ImgzError:
-        _learn_format()
+    except ImgzError as exc:
+        _learn_format(trusted=actor is not None and isinstance(exc, (TooBig, NoStorage)))
         raise
 
     request.max_content_length = body_limit(limit)
     request.max_form_memory_size = body_limit(limit)
     request.environ["imgz.stream_factory"] = _stream_factory(writers, limit, limit_mb)
     request.max_form_parts = MAX_FORM_PARTS
-    _parse_body(limit_mb)
+    if actor is None and (request.content_length is None or request.content_length > KEYLESS_BODY):
+        # The key may be inside the body: until it is known, large bodies are read one at a time,
+        # so clients without a key cannot make the server hold many at once.
+        with _KEYLESS_PARSES:
+            _parse_body(limit_mb)
+    else:
+        _parse_body(limit_mb)
     g.api_format = params.parse_format(param("format"))
     for writer in writers:
         if writer.error is not None:  # a file part past the limit, or a full disk
             raise writer.error
+    if g.get("imgz_file_parts", 0) > MAX_FILE_PARTS:
+        raise InvalidParameter(f"Too many files: send one, as 'source' (at most {MAX_FILE_PARTS} file parts)")
     if actor is None:
         key = presented_key(request)
         if key or not cfg.guest_uploads:
@@ -154,14 +176,19 @@ class _Nowhere(io.BytesIO):
         return len(data)
 
 
-def _learn_format() -> None:
+def _learn_format(trusted: bool) -> None:
     """Read the form only to learn the format an error found before it should be answered in.
 
     waitress has the whole body already; file parts are thrown away as they are parsed, so this
-    costs no disk, and a body too large or broken to parse leaves the query string's format.
+    costs no disk. Fields are held in memory up to the upload limit only for a client with a
+    valid key; for others past KEYLESS_BODY, as for a body too broken to parse, the query
+    string's format stands.
     """
     request.environ["imgz.stream_factory"] = lambda *args, **kwargs: _Nowhere()
-    request.max_form_memory_size = body_limit(current_app.config["IMGZ"].max_upload_bytes)
+    cap = body_limit(current_app.config["IMGZ"].max_upload_bytes) if trusted else KEYLESS_BODY
+    request.max_form_memory_size = cap
+    if request.mimetype != "multipart/form-data":
+        request.max_content_length = cap  # a urlencoded body is read whole, into memory
     request.max_form_parts = MAX_FORM_PARTS
     try:
         request.form

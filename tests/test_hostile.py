@@ -742,6 +742,36 @@ def test_hostile_first_file_part_is_what_is_judged(hostile, nothing_stored):
     assert_error(response, *BAD_TYPE)
 
 
+def test_three_file_parts_are_refused(hostile, nothing_stored):
+    response = post_parts(hostile, *(Part(b"source", PNG, b"a.png") for _ in range(3)))
+    assert_error(response, 400, 400, startswith="Too many files")
+
+
+@pytest.mark.parametrize("key", [None, "imgz_wrong", "default"])
+def test_thousands_of_file_parts_open_no_files(hostile, nothing_stored, key):
+    """Each file part beyond the second is thrown away as it is read, never given a file."""
+    opened = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            opened.append(len(os.listdir(f"/proc/{hostile.pid}/fd")))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        body = multipart(*(Part(b"f%d" % i, b"x", b"a") for i in range(5_000)))
+        response = post_body(hostile, body, "multipart/form-data; boundary=" + BOUNDARY.decode(),
+                             key=key)
+    finally:
+        stop.set()
+        watcher.join()
+    assert response.status_code in {400, 401}
+    assert max(opened) < min(opened) + 50, (min(opened), max(opened))
+    assert requests.get(hostile.url + "/", timeout=10).status_code == 200
+
+
 def test_file_part_wins_over_a_string_source(hostile):
     response = post_parts(hostile, Part(b"source", b"http://10.0.0.1/a.png"),
                           Part(b"source", PNG, b"a.png"))
