@@ -21,8 +21,8 @@ bp = Blueprint("api", __name__)
 # Room for the other form fields around a file part or a base64 string.
 FORM_ROOM = 1_000_000
 MAX_FORM_PARTS = 10_000
-# File parts that get a file of their own: `source` (or imgBB's `image`); others are thrown away,
-# so a request cannot hold a file open per part.
+# File parts that get a temp file (an upload needs one: `source`, or imgBB's `image`). Later
+# ones are thrown away unopened and the request is refused: no request holds a file per part.
 MAX_FILE_PARTS = 2
 # Until a key is known, a form field is held in memory only up to this when the request is
 # already refused, and bodies above it are read one request at a time.
