@@ -67,7 +67,9 @@ def test_expired_uploads_disappear(make_server):
     assert srv.rows() == 1
     for url in _urls(keep):
         assert srv.get(url).status_code in {200, 302}
-    assert any("expiry sweep removed 1 expired upload" in line for line in srv.stderr)
+    # the sweep logs after removing; its line reaches us through a reader thread
+    assert _wait_until(lambda: any("expiry sweep removed 1 expired upload" in line
+                                   for line in srv.stderr), 5)
 
 
 def test_expiry_survives_a_restart(tmp_path):
@@ -139,8 +141,7 @@ def test_server_stops_cleanly_on_sigterm(tmp_path):
     srv = LiveServer(tmp_path / "d")
     srv.proc.terminate()
     assert srv.proc.wait(timeout=10) == 0
-    time.sleep(0.2)
-    assert any("stopped" in line for line in srv.stderr)
+    assert _wait_until(lambda: any("stopped" in line for line in srv.stderr), 5)
     assert not any("Traceback" in line for line in srv.stderr)
 
 
