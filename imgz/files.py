@@ -44,10 +44,27 @@ ACCEL_MODES = ('none', 'nginx', 'sendfile')
 # every trick at once: `..`, empty segments, backslashes, NUL, `%`, spaces, non-ASCII.
 _RELPATH = re.compile(r'\d{4}/\d{2}/\d{2}/[A-Za-z0-9_-][A-Za-z0-9._-]*', re.ASCII)
 
+FILE_CSP = "default-src 'none'; sandbox"
+# A browser that opens a file itself wraps it in a page of its own (an <img> or a <video>). Under
+# FILE_CSP that page may neither load the very file it shows (a video stays black) nor style it.
+# This one lets it, and still runs no script, submits nothing and makes no other request.
+DOCUMENT_CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; "
+                "sandbox allow-same-origin")
+
 _SECURITY_HEADERS = [
     ('X-Content-Type-Options', 'nosniff'),
-    ('Content-Security-Policy', "default-src 'none'; sandbox"),
+    ('Content-Security-Policy', FILE_CSP),
 ]
+
+
+def _file_security_headers(environ: WSGIEnvironment) -> list[tuple[str, str]]:
+    """nosniff and the file CSP; the page policy when the browser navigates to the file."""
+    opened = environ.get('HTTP_SEC_FETCH_DEST') == 'document'
+    return [
+        ('X-Content-Type-Options', 'nosniff'),
+        ('Content-Security-Policy', DOCUMENT_CSP if opened else FILE_CSP),
+        ('Vary', 'Sec-Fetch-Dest'),
+    ]
 
 
 @dataclass(frozen=True)
@@ -186,7 +203,7 @@ class FileResponder:
             ('Last-Modified', http_date(last_modified)),
             ('Cache-Control', cache_control(info.expires_at, now)),
             ('Accept-Ranges', 'bytes'),
-            *_SECURITY_HEADERS,
+            *_file_security_headers(environ),
         ]
         if self.accel != 'none':
             return self._accel(start_response, headers, relpath, target)

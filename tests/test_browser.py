@@ -136,6 +136,27 @@ def test_video_plays_and_seeks(tab, clip):
     assert tab.foreign() == []
 
 
+def test_a_file_opened_by_itself_shows_and_plays(tab, site, clip):
+    """The browser's own viewer for a bare file URL may load and style the file it shows."""
+    problems: list[str] = []
+    tab.page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
+    tab.open(clip["url"])
+    # the page runs no script of its own (its timers never fire): every wait is done from here
+    video = "document.querySelector('video')"
+    for _ in range(50):
+        if tab.page.evaluate(f"() => {video}.readyState") >= 2:
+            break
+        tab.page.wait_for_timeout(100)
+    assert tab.page.evaluate(f"() => {video}.readyState") >= 2, "the video never loaded"
+    tab.page.evaluate(f"() => {{ {video}.muted = true; {video}.play(); }}")
+    tab.page.wait_for_timeout(400)
+    assert tab.page.evaluate(f"() => [{video}.currentTime > 0, {video}.videoWidth]") == [True, 320]
+    image = _upload(site, media.png(900, 600))
+    tab.open(image["url"])
+    assert tab.page.eval_on_selector("img", "img => img.complete && img.naturalWidth") == 900
+    assert problems == []
+
+
 def test_delete_button_deletes_and_the_files_go(tab, site):
     image = _upload(site, title="Delete me")
     tab.open(image["delete_url"])

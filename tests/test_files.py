@@ -17,7 +17,7 @@ from waitress.buffers import ReadOnlyFileBasedBuffer
 from werkzeug.http import http_date, parse_date
 from werkzeug.test import Client, EnvironBuilder
 
-from imgz.files import FileInfo, FileResponder, byte_span, cache_control
+from imgz.files import DOCUMENT_CSP, FILE_CSP, FileInfo, FileResponder, byte_span, cache_control
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
 REL = '2025/01/01/cat-Ab12Cd34.png'
@@ -277,6 +277,28 @@ def test_security_headers(client, headers, status):
     assert resp.status_code == status
     for name, value in SECURITY.items():
         assert resp.headers[name] == value
+
+
+@pytest.mark.parametrize('dest, csp', [
+    ('document', DOCUMENT_CSP),   # the browser opens the file itself: its viewer may show it
+    ('image', FILE_CSP), ('video', FILE_CSP), ('iframe', FILE_CSP), (None, FILE_CSP),
+])
+@pytest.mark.parametrize('headers', [{}, {'Range': 'bytes=0-9'}, {'If-None-Match': '*'}])
+def test_the_policy_follows_how_the_file_is_opened(client, dest, csp, headers):
+    if dest is not None:
+        headers = {**headers, 'Sec-Fetch-Dest': dest}
+    resp = client.get(URL, headers=headers)
+    assert resp.headers['Content-Security-Policy'] == csp
+    assert resp.headers['Vary'] == 'Sec-Fetch-Dest'
+    assert resp.headers['X-Content-Type-Options'] == 'nosniff'
+
+
+def test_the_page_policy_still_forbids_scripts_forms_and_other_requests():
+    directives = dict((d.strip().split(' ', 1) + [''])[:2] for d in DOCUMENT_CSP.split(';'))
+    assert directives['default-src'] == "'none'"
+    assert directives['sandbox'] == 'allow-same-origin'  # no allow-scripts, allow-forms, allow-popups
+    assert {'script-src', 'connect-src', 'form-action', 'frame-src'}.isdisjoint(directives)
+    assert directives['img-src'] == directives['media-src'] == "'self'"
 
 
 @pytest.mark.parametrize('method', ['HEAD', 'POST'])

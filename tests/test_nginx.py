@@ -15,6 +15,7 @@ import requests
 import media
 from conftest import ROOT
 from contract import assert_upload_ok
+from imgz.files import DOCUMENT_CSP
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
@@ -98,6 +99,9 @@ def test_files_through_nginx_keep_type_and_security_headers(fronted):
             assert hashlib.md5(got.content).hexdigest() == image["checksum"]
     part = requests.get(image["url"], headers={"Range": "bytes=10-19"}, timeout=10)
     assert part.status_code == 206 and len(part.content) == 10
+    direct = requests.get(image["url"], headers={"Sec-Fetch-Dest": "document"}, timeout=10)
+    assert direct.headers["Content-Security-Policy"] == DOCUMENT_CSP
+    assert direct.headers["Vary"] == "Sec-Fetch-Dest"
 
 
 def test_internal_location_is_not_reachable_directly(fronted):
