@@ -96,10 +96,6 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
     app.register_blueprint(views.bp)
     views.register(app, cfg.route_image, cfg.route_video)
 
-    @app.route("/")
-    def index() -> str:
-        return render_template("index.html")
-
     _register_errors(app)
 
     @functools.lru_cache(maxsize=FILE_CACHE)

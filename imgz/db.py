@@ -387,6 +387,15 @@ def tag_uploads(conn: sqlite3.Connection, tag_id: int, now: datetime, limit: int
     return [_upload_from_row(conn, row) for row in rows], total
 
 
+def popular_tags(conn: sqlite3.Connection, now: datetime, limit: int) -> list[sqlite3.Row]:
+    """Tags with the most public uploads (not NSFW, not expired): name, url_key, uploads."""
+    return conn.execute(
+        "SELECT t.name, t.url_key, COUNT(*) AS uploads FROM tags t"
+        " JOIN upload_tags ut ON ut.tag_id = t.id JOIN uploads u ON u.id = ut.upload_id"
+        " WHERE u.nsfw = 0 AND (u.expires_at IS NULL OR u.expires_at > ?)"
+        " GROUP BY t.id ORDER BY uploads DESC, t.name LIMIT ?", (to_ts(now), limit)).fetchall()
+
+
 # -- albums and categories -----------------------------------------------------------------------
 
 def add_album(conn: sqlite3.Connection, public_id: str, user_id: int, name: str, now: datetime) -> int:

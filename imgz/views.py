@@ -21,6 +21,8 @@ from .records import Upload
 bp = Blueprint("views", __name__)
 
 TAG_PAGE_SIZE = 24
+HOME_TAGS = 40
+NO_TAG = "No public upload carries this tag (any more): the start page lists the tags that do."
 
 # Link previewers, crawlers and HTTP libraries: their GETs are not people looking at the page.
 _BOTS = re.compile(
@@ -100,11 +102,15 @@ def delete(route: str, public_id: str, secret: str) -> Response | str:
             return _json_error(404, "Not found")
         abort(404, "There is nothing to delete here: the link is wrong or the upload is gone.")
     if request.method in {"GET", "HEAD"}:
-        image = chevereto.image_object(upload, _site())
-        return render_template("delete.html", upload=upload, image=image)
+        site = _site()
+        image = chevereto.image_object(upload, site)
+        return render_template("delete.html", upload=upload, image=image, timezone=site.timezone)
     service.delete(upload)
     if wants_json():
         return json_response(chevereto.deleted_answer())
+    if request.form.get("confirm") == "page":
+        # after the page's button: a reload or Back must not send the deletion again
+        return redirect("/?deleted=1", code=303)
     return render_template("deleted.html", upload=upload)
 
 
@@ -118,6 +124,16 @@ def wants_json() -> bool:
     return named.get("application/json", 0) > named.get("text/html", 0)
 
 
+@bp.route("/")
+def index() -> str:
+    """The start page: how to upload here and, with public tags, where to look."""
+    cfg = current_app.config["IMGZ"]
+    service = current_app.config["IMGZ_SERVICE"]
+    tags = db.popular_tags(service.connection(), service.now(), HOME_TAGS) if cfg.public_tags else []
+    return render_template("index.html", base=_site().base_url, tags=tags,
+                           deleted="deleted" in request.args)
+
+
 @bp.route("/tag/<key>")
 def tag(key: str) -> Response | str:
     if not current_app.config["IMGZ"].public_tags:
@@ -129,14 +145,14 @@ def tag(key: str) -> Response | str:
     row = db.get_tag(conn, key)
     page_text = request.args.get("page", "1")
     if row is None or not re.fullmatch(r"[0-9]{1,6}", page_text) or int(page_text) < 1:
-        abort(404)
+        abort(404, NO_TAG)
     page = int(page_text)
     uploads, total = db.tag_uploads(conn, row["id"], current_app.config["IMGZ_SERVICE"].now(),
                                     TAG_PAGE_SIZE, (page - 1) * TAG_PAGE_SIZE)
     pages = max(1, -(-total // TAG_PAGE_SIZE))
     # A tag whose uploads are all NSFW or expired is not public: it does not exist for visitors.
     if total == 0 or page > pages:
-        abort(404)
+        abort(404, NO_TAG)
     site = _site()
     items = [{"title": u.title, "kind": u.kind, "path": chevereto.viewer_path(u, site),
               "thumb": chevereto.file_url(site, u.relpath("th")) if u.thumb_size else None,
@@ -203,6 +219,7 @@ def _page_headers(response: Response) -> Response:
         # The secret is in the URL: no Referer may carry it away, no index may keep it.
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Robots-Tag"] = "noindex, nofollow"
+        response.headers["Cache-Control"] = "no-store"
     else:
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     return response

@@ -508,6 +508,7 @@ def test_tag_page_404s(tagged, path):
     _upload(tagged, tags="onlynsfw", nsfw="1")
     response = tagged.get(path)
     assert response.status_code == 404 and response.headers["Content-Type"].startswith("text/html")
+    assert "No public upload carries this tag" in html.unescape(response.text)
 
 
 def test_tag_keys_redirect_to_their_canonical_form(tagged):
@@ -522,6 +523,53 @@ def test_viewer_links_tags_when_tag_pages_are_on(tagged):
     _, page = _page(tagged, image["url_viewer"])
     link = page.find("a", href="/tag/linked")[0]
     assert link["text"] == "linked" and tagged.get(link["href"]).status_code == 200
+
+
+def test_an_nsfw_upload_does_not_link_its_tags(tagged):
+    image = _upload(tagged, tags="hidden-away", nsfw="1")
+    _, page = _page(tagged, image["url_viewer"])
+    assert page.find("a", href="/tag/hidden-away") == []
+    assert "hidden-away" in page.text_of("span")
+
+
+def test_start_page_says_how_to_upload_here(server):
+    response, page = _page(server, "/")
+    assert response.status_code == 200
+    text = html.unescape(response.text)
+    assert f'-F "source=@photo.png" {server.url}/api/1/upload' in text
+    assert f"{server.url}/sharex.sxcu?key=YOUR_KEY" in text
+    assert page.find("ul", class_="tags") == [], "no tag list without public tag pages"
+
+
+def test_start_page_lists_public_tags(tagged):
+    _upload(tagged, tags="home-listed")
+    _upload(tagged, tags="home-secret", nsfw="1")
+    _, page = _page(tagged, "/")
+    links = [a["href"] for a in page.find("a")]
+    assert "/tag/home-listed" in links and "/tag/home-secret" not in links
+
+
+def test_deleting_from_the_page_lands_on_the_start_page(server):
+    image = _upload(server)
+    response = requests.post(image["delete_url"], data={"confirm": "page"}, allow_redirects=False,
+                             timeout=10)
+    assert response.status_code == 303 and response.headers["Location"] == "/?deleted=1"
+    _, page = _page(server, response.headers["Location"])
+    assert page.text_of("h1") == ["Deleted"]
+    assert server.get(image["url"]).status_code == 404
+
+
+def test_delete_pages_are_never_cached(server):
+    image = _upload(server)
+    assert server.get(image["delete_url"]).headers["Cache-Control"] == "no-store"
+
+
+def test_copy_buttons_say_what_they_copy(server):
+    image = _upload(server)
+    _, page = _page(server, image["url_viewer"])
+    labels = [b["aria-label"] for b in page.find("button")]
+    assert labels == ["Copy Direct link", "Copy Viewer link", "Copy Markdown", "Copy HTML", "Copy BBCode"]
+    assert page.find("p", role="status")
 
 
 # -- errors and headers --------------------------------------------------------------------------
