@@ -57,14 +57,21 @@ _SECURITY_HEADERS = [
 ]
 
 
-def _file_security_headers(environ: WSGIEnvironment) -> list[tuple[str, str]]:
+_FILE_HEADERS = (
+    ('X-Content-Type-Options', 'nosniff'),
+    ('Content-Security-Policy', FILE_CSP),
+    ('Vary', 'Sec-Fetch-Dest'),
+)
+_DOCUMENT_HEADERS = (
+    ('X-Content-Type-Options', 'nosniff'),
+    ('Content-Security-Policy', DOCUMENT_CSP),
+    ('Vary', 'Sec-Fetch-Dest'),
+)
+
+
+def _file_security_headers(environ: WSGIEnvironment) -> tuple[tuple[str, str], ...]:
     """nosniff and the file CSP; the page policy when the browser navigates to the file."""
-    opened = environ.get('HTTP_SEC_FETCH_DEST') == 'document'
-    return [
-        ('X-Content-Type-Options', 'nosniff'),
-        ('Content-Security-Policy', DOCUMENT_CSP if opened else FILE_CSP),
-        ('Vary', 'Sec-Fetch-Dest'),
-    ]
+    return _DOCUMENT_HEADERS if environ.get('HTTP_SEC_FETCH_DEST') == 'document' else _FILE_HEADERS
 
 
 @dataclass(frozen=True)
