@@ -56,6 +56,10 @@ def decode_base64(value: str) -> bytes:
     if not text and had_prefix:
         raise EmptySource()
     if not text or not _B64.fullmatch(text) or len(text) % 4 == 1:
+        if "\ufffd" in value or "\x00" in value:
+            # bytes that are no text: a file sent as a plain field (a part without a file name)
+            raise InvalidBase64(f"{InvalidBase64.message}: this looks like a file sent without a "
+                                "file name; send it as a file part (curl -F source=@photo.png)")
         raise InvalidBase64()
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)

@@ -742,6 +742,13 @@ def test_hostile_first_file_part_is_what_is_judged(hostile, nothing_stored):
     assert_error(response, *BAD_TYPE)
 
 
+@pytest.mark.parametrize("content_type", [b"image/png", None])
+def test_a_file_sent_as_a_plain_field_is_told_how_to_send_it(hostile, nothing_stored, content_type):
+    response = post_parts(hostile, Part(b"source", PNG, content_type=content_type))
+    body = assert_error(response, 400, 120, startswith="Invalid base64 string: this looks like a file")
+    assert "-F source=@" in body["error"]["message"]
+
+
 def test_three_file_parts_are_refused(hostile, nothing_stored):
     response = post_parts(hostile, *(Part(b"source", PNG, b"a.png") for _ in range(3)))
     assert_error(response, 400, 400, startswith="Too many files")
