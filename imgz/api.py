@@ -24,8 +24,8 @@ MAX_FORM_PARTS = 10_000
 # File parts that get a temp file (an upload needs one: `source`, or imgBB's `image`). Later
 # ones are thrown away unopened and the request is refused: no request holds a file per part.
 MAX_FILE_PARTS = 2
-# Until a key is known, a form field is held in memory only up to this when the request is
-# already refused, and bodies above it are read one request at a time.
+# Until a key is known, bodies above this are read one request at a time, and not at all once
+# the request is refused.
 KEYLESS_BODY = 1_000_000
 _KEYLESS_PARSES = threading.BoundedSemaphore(1)
 SPOOL_RELEASE = 32_000_000  # bodies from this size on give their spooled copy back early
@@ -104,7 +104,8 @@ def upload() -> Response:
         _learn_format(trusted=actor is not None and isinstance(exc, (TooBig, NoStorage)))
         raise
 
-    request.max_content_length = body_limit(limit)
+    # under waitress the limit is a maximum that a body read to its very end must stay below
+    request.max_content_length = body_limit(limit) + 1
     request.max_form_memory_size = body_limit(limit)
     request.environ["imgz.stream_factory"] = _stream_factory(writers, limit, limit_mb)
     request.max_form_parts = MAX_FORM_PARTS
@@ -180,15 +181,17 @@ def _learn_format(trusted: bool) -> None:
     """Read the form only to learn the format an error found before it should be answered in.
 
     waitress has the whole body already; file parts are thrown away as they are parsed, so this
-    costs no disk. Fields are held in memory up to the upload limit only for a client with a
-    valid key; for others past KEYLESS_BODY, as for a body too broken to parse, the query
-    string's format stands.
+    costs no disk. Only a client with a valid key has a large body read; for others past
+    KEYLESS_BODY, as for a body too broken to parse, the query string's format stands.
     """
+    if not trusted and (request.content_length is None or request.content_length > KEYLESS_BODY):
+        return
     request.environ["imgz.stream_factory"] = lambda *args, **kwargs: _Nowhere()
-    cap = body_limit(current_app.config["IMGZ"].max_upload_bytes) if trusted else KEYLESS_BODY
-    request.max_form_memory_size = cap
-    if request.mimetype != "multipart/form-data":
-        request.max_content_length = cap  # a urlencoded body is read whole, into memory
+    # waitress bounds the body already (a urlencoded one is read whole, into memory). None would
+    # mean Flask's 500 KB for a field; a limit equal to the length counts a whole body as too big.
+    request.max_content_length = None
+    request.max_form_memory_size = (request.content_length
+                                    or body_limit(current_app.config["IMGZ"].max_upload_bytes)) + 1
     request.max_form_parts = MAX_FORM_PARTS
     try:
         request.form

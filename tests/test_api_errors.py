@@ -10,7 +10,7 @@ import requests
 
 import media
 from conftest import LiveServer
-from contract import assert_error
+from contract import assert_error, assert_upload_ok
 
 LIMIT_MB = 1
 PNG = media.png(32, 24)
@@ -133,10 +133,49 @@ def test_over_limit_file_answers_in_the_body_format(strict, nothing_stored, fmt,
     assert response.text == f"File too big - max {LIMIT_MB} MB"
 
 
+@pytest.mark.parametrize("form", ["urlencoded", "multipart"])
+def test_base64_far_over_the_limit_answers_in_the_body_format(strict, nothing_stored, form):
+    encoded = base64.b64encode(b"\0" * (LIMIT_MB * 2_000_000)).decode()
+    headers = {"X-API-Key": strict.key}
+    if form == "urlencoded":
+        response = requests.post(strict.url + "/api/1/upload", data={"format": "txt", "source": encoded},
+                                 headers=headers, timeout=30)
+    else:
+        response = requests.post(strict.url + "/api/1/upload", headers=headers, timeout=30,
+                                 files=[("format", (None, "txt")), ("source", (None, encoded))])
+    assert (response.status_code, response.text) == (413, f"File too big - max {LIMIT_MB} MB")
+
+
+def test_a_refused_clients_large_body_is_not_read(strict, nothing_stored):
+    """Its format stays the query string's: the body was never parsed."""
+    fields = [(f"f{i}", (None, "x" * 500_000)) for i in range(4)] + [("format", (None, "txt"))]
+    response = requests.post(strict.url + "/api/1/upload", files=fields,
+                             headers={"X-API-Key": "imgz_wrong"}, timeout=30)
+    assert_error(response, 401, 100, "Invalid API key.")
+    small = requests.post(strict.url + "/api/1/upload", files=[("format", (None, "txt"))],
+                          headers={"X-API-Key": "imgz_wrong"}, timeout=30)
+    assert (small.status_code, small.text) == (401, "Invalid API key.")
+
+
 def test_body_far_over_the_limit_answers_in_the_body_format(strict, nothing_stored):
     data = b"\0" * (LIMIT_MB * 1_000_000 * 2)
     response = strict.upload(data, format="txt")
     assert (response.status_code, response.text) == (413, f"File too big - max {LIMIT_MB} MB")
+
+
+def test_a_body_of_exactly_the_largest_size_is_read(strict):
+    from imgz.api import body_limit
+
+    def body(padding: int) -> bytes:
+        return (b"--b0undary\r\nContent-Disposition: form-data; name=\"pad\"\r\n\r\n" + b"p" * padding
+                + b"\r\n--b0undary\r\nContent-Disposition: form-data; name=\"source\"; filename=\"a.png\""
+                + b"\r\n\r\n" + PNG + b"\r\n--b0undary--\r\n")
+    largest = body_limit(LIMIT_MB * 1_000_000)
+    data = body(largest - len(body(0)))
+    assert len(data) == largest
+    response = requests.post(strict.url + "/api/1/upload", data=data, timeout=30, headers={
+        "X-API-Key": strict.key, "Content-Type": "multipart/form-data; boundary=b0undary"})
+    assert_upload_ok(response)
 
 
 def test_just_under_the_limit_is_accepted(strict):
