@@ -28,6 +28,21 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 HOST_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?")
 
 
+def unspecified(host: str | None) -> bool:
+    """Whether a host is the any-address (0.0.0.0, 0, ::, [0::0]...): where a server listens,
+    never an address to reach it at."""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(socket.inet_ntoa(socket.inet_aton(host))).is_unspecified
+    except OSError:  # not an IPv4 form inet_aton knows (it takes 0, 0.0 and 0x0 too)
+        pass
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class AllowNets:
     """Exceptions to the refused ranges: networks, and host names whose addresses are allowed."""

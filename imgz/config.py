@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from .addresses import unspecified
 from .errors import ConfigError
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -69,7 +70,7 @@ def _base_url(text: str) -> str:
     if parts.path or parts.query or parts.fragment:
         raise ValueError("a path prefix is not supported; give scheme://host[:port] only")
     parts.port  # raises ValueError for a port that is no number from 0 to 65535
-    if parts.hostname in {"0.0.0.0", "::"}:
+    if unspecified(parts.hostname):
         raise ValueError("0.0.0.0 is where the server listens, not an address clients can reach")
     return value
 

@@ -393,6 +393,7 @@ def popular_tags(conn: sqlite3.Connection, now: datetime, limit: int) -> list[sq
         "SELECT t.name, t.url_key, COUNT(*) AS uploads FROM tags t"
         " JOIN upload_tags ut ON ut.tag_id = t.id JOIN uploads u ON u.id = ut.upload_id"
         " WHERE u.nsfw = 0 AND (u.expires_at IS NULL OR u.expires_at > ?)"
+        " AND trim(t.url_key, '.') != ''"  # a dots-only key (older uploads) has no page
         " GROUP BY t.id ORDER BY uploads DESC, t.name LIMIT ?", (to_ts(now), limit)).fetchall()
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from .addresses import unspecified
+
 
 def unusable_base(base_url: str) -> str | None:
     """Why a base URL cannot go into an uploader file, or None when it can."""
     parts = urlsplit(base_url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return "it must look like https://host[:port]"
-    if parts.hostname in {"0.0.0.0", "::"}:
+    if unspecified(parts.hostname):
         return "0.0.0.0 is where the server listens, not an address clients can reach"
     if parts.path.strip("/"):
         return "it must not have a path"

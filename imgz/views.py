@@ -117,11 +117,18 @@ def delete(route: str, public_id: str, secret: str) -> Response | str:
 def wants_json() -> bool:
     """Whether the client names JSON above any HTML it names.
 
-    Only named types count: script clients send 'application/json, text/plain, */*', where the
-    wildcard would rank HTML as high as JSON; browsers name text/html and never JSON.
+    Only named types count (application/* names JSON, text/* HTML): script clients send
+    'application/json, text/plain, */*', where the wildcard would rank HTML as high as JSON;
+    browsers name text/html and never JSON. Media types are compared without case.
     """
-    named = dict(request.accept_mimetypes)
-    return named.get("application/json", 0) > named.get("text/html", 0)
+    json_q = html_q = 0.0
+    for value, quality in request.accept_mimetypes:
+        kind = value.lower()
+        if kind in {"application/json", "application/*"}:
+            json_q = max(json_q, quality)
+        elif kind in {"text/html", "text/*"}:
+            html_q = max(html_q, quality)
+    return json_q > html_q
 
 
 @bp.route("/")

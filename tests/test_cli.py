@@ -43,6 +43,7 @@ def test_readme_opens_with_the_two_commands():
     ("IMGZ_URL_ALLOW_NETS", "10.0.0.0/99"), ("IMGZ_KEEP_EXIF", "maybe"),
     ("IMGZ_PORT", "70000"), ("IMGZ_BASE_URL", "http://x.org:notaport"),
     ("IMGZ_BASE_URL", "http://0.0.0.0:8080"), ("IMGZ_EXPIRY_INTERVAL", "1e12"),
+    ("IMGZ_BASE_URL", "http://0:8080"), ("IMGZ_BASE_URL", "http://[0::0]:8080"),
     ("IMGZ_EXPIRATION_MAX", "999999999999999"), ("IMGZ_URL_TIMEOUT", "1e300"),
     ("IMGZ_HOST", "bogus.invalid"), ("IMGZ_ROUTE_VIDEO", "api"), ("IMGZ_DB", "/proc/none/imgz.db"),
 ])

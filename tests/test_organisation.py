@@ -206,7 +206,7 @@ def test_sharex_download(make_server):
     assert_error(srv.get("/sharex.sxcu", headers={"X-API-Key": "imgz_bad"}), 401, 100)
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "0.0.0.0:8080", "[::]:8080"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "0.0.0.0:8080", "[::]:8080", "0:8080", "[0::0]:8080"])
 def test_sharex_download_never_names_0_0_0_0(server, host):
     response = server.get("/sharex.sxcu", headers={"X-API-Key": server.key, "Host": host})
     body = assert_error(response, 400, 400)

@@ -446,6 +446,9 @@ def test_delete_from_a_script_answers_json(server):
     ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),  # a browser
     ("text/html, application/json;q=0.9", False),
     ("*/*", False),
+    ("Application/JSON", True),
+    ("application/*", True),
+    ("text/*, application/json;q=0.5", False),
 ])
 def test_delete_answers_json_to_clients_that_name_it(server, accept, json_answer):
     image = _upload(server)
@@ -539,6 +542,16 @@ def test_start_page_says_how_to_upload_here(server):
     assert f'-F "source=@photo.png" {server.url}/api/1/upload' in text
     assert f"{server.url}/sharex.sxcu?key=YOUR_KEY" in text
     assert page.find("ul", class_="tags") == [], "no tag list without public tag pages"
+
+
+def test_a_dots_only_tag_from_before_is_never_linked(tagged):
+    image = _upload(tagged, tags="will-be-dots")
+    with sqlite3.connect(tagged.db) as conn:  # as stored before such tags were dropped
+        conn.execute("UPDATE tags SET name = '..', url_key = '..' WHERE url_key = 'will-be-dots'")
+    _, viewer = _page(tagged, image["url_viewer"])
+    _, home = _page(tagged, "/")
+    for page in (viewer, home):
+        assert [a for a in page.find("a") if (a.get("href") or "").startswith("/tag/..")] == []
 
 
 def test_start_page_lists_public_tags(tagged):
