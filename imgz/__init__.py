@@ -18,7 +18,7 @@ from werkzeug.formparser import default_stream_factory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import chevereto, config as config_mod, db, storage
-from .errors import ImgzError, NoStorage, TooBig
+from .errors import ConfigError, ImgzError, NoStorage, TooBig
 from .files import FileInfo, FileResponder
 from .ratelimit import Limiter, parse_limit
 from .service import Service
@@ -50,16 +50,27 @@ class ImgzRequest(Request):
 
 
 def init_data(cfg: config_mod.Config) -> None:
-    """Create the data layout and schema and the admin user; clean ``tmp``."""
-    storage.prepare(cfg.data_dir)
-    Path(cfg.db).parent.mkdir(parents=True, exist_ok=True)
-    conn = db.connect(cfg.db)
+    """Create the data layout and schema and the admin user; clean ``tmp``.
+
+    A data directory or database that cannot be used raises ConfigError naming its setting.
+    """
     try:
-        db.migrate(conn)
-        if db.get_user_by_name(conn, "admin") is None:
-            db.add_user(conn, "admin", True, datetime.now(timezone.utc))
-    finally:
-        conn.close()
+        storage.prepare(cfg.data_dir)
+    except OSError as exc:
+        raise ConfigError(f"IMGZ_DATA={cfg.data!r}: cannot use it as the data directory: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        Path(cfg.db).parent.mkdir(parents=True, exist_ok=True)
+        conn = db.connect(cfg.db)
+        try:
+            db.migrate(conn)
+            if db.get_user_by_name(conn, "admin") is None:
+                db.add_user(conn, "admin", True, datetime.now(timezone.utc))
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"IMGZ_DB={cfg.db!r}: cannot open the database: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 def create_app(overrides: Mapping[str, Any] | None = None, *,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -15,7 +14,8 @@ from typing import Any
 
 import click
 
-from . import config as config_mod, db, ids, init_data, storage
+from . import config as config_mod, db, ids, init_data
+from .addresses import unspecified
 from .errors import ConfigError
 
 
@@ -40,16 +40,7 @@ class Context:
     def cfg(self) -> config_mod.Config:
         if self._cfg is None:
             cfg = config_mod.load(flags=self.flags)
-            try:
-                storage.prepare(cfg.data_dir)
-            except OSError as exc:
-                raise ConfigError(f"IMGZ_DATA={cfg.data!r}: cannot use it as the data directory: "
-                                  f"{exc.strerror or exc}") from None
-            try:
-                init_data(cfg)
-            except (OSError, sqlite3.Error) as exc:
-                raise ConfigError(f"IMGZ_DB={cfg.db!r}: cannot open the database: "
-                                  f"{getattr(exc, 'strerror', None) or exc}") from None
+            init_data(cfg)
             self._cfg = cfg
         return self._cfg
 
@@ -98,42 +89,43 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
     tempfile.tempdir = str(cfg.data_dir / "tmp")
     app = create_app(cfg=cfg)
     try:
-        server = waitress.create_server(
-            app, host=cfg.host, port=cfg.port, threads=cfg.threads,
-            max_request_body_size=body_limit(cfg.max_upload_bytes) + 1_000_000,
-            ident="imgz", channel_timeout=120,
-            # with trusted proxies ProxyFix reads X-Forwarded-*; without, waitress drops them
-            clear_untrusted_proxy_headers=not cfg.trust_proxy)
-    except (OSError, ValueError) as exc:
-        jobs.stop()
-        app.config["IMGZ_CONNECTIONS"].close_all()
-        reason = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"IMGZ_HOST={cfg.host!r} IMGZ_PORT={cfg.port}: cannot listen there: {reason}") from None
-    # Only once the address is ours: a start that fails must not use up the one showing of the key.
-    new_key = _first_key(cfg)
-    port_used = server.effective_port
-    shown_host = "127.0.0.1" if cfg.host in {"0.0.0.0", "::", ""} else cfg.host
-    base = cfg.base_url or f"http://{shown_host}:{port_used}"
-    if new_key:
-        click.echo(f"imgz: created the first API key for user admin (shown only this once): {new_key}")
-        click.echo(f'imgz: upload with: curl --fail-with-body -H "X-API-Key: {new_key}" '
-                   f'-F "source=@file.png" {base}/api/1/upload')
-        sys.stdout.flush()
-    say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
+        try:
+            server = waitress.create_server(
+                app, host=cfg.host, port=cfg.port, threads=cfg.threads,
+                max_request_body_size=body_limit(cfg.max_upload_bytes) + 1_000_000,
+                ident="imgz", channel_timeout=120,
+                # with trusted proxies ProxyFix reads X-Forwarded-*; without, waitress drops them
+                clear_untrusted_proxy_headers=not cfg.trust_proxy)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise ConfigError(f"IMGZ_HOST={cfg.host!r} IMGZ_PORT={cfg.port}: cannot listen there: "
+                              f"{reason}") from None
+        # Only once the address is ours: a failed start must not use up the one showing of the key.
+        new_key = _first_key(cfg)
+        port_used = server.effective_port
+        shown_host = "127.0.0.1" if not cfg.host or unspecified(cfg.host) else cfg.host
+        base = cfg.base_url or f"http://{shown_host}:{port_used}"
+        if new_key:
+            click.echo(f"imgz: created the first API key for user admin (shown only this once): {new_key}")
+            click.echo(f'imgz: upload with: curl --fail-with-body -H "X-API-Key: {new_key}" '
+                       f'-F "source=@file.png" {base}/api/1/upload')
+            sys.stdout.flush()
+        say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
 
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        def stop(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
     finally:
-        server.close()
         jobs.stop()
         app.config["IMGZ_CONNECTIONS"].close_all()
-        say("imgz: stopped")
+    say("imgz: stopped")
 
 
 def _first_key(cfg: config_mod.Config) -> str | None:

@@ -439,12 +439,6 @@ def set_variant(conn: sqlite3.Connection, upload_id: int, variant: str, size: in
                  " WHERE id = ?", (size, width, height, upload_id))
 
 
-def original_paths(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-    """(upload id, path of its original) for every upload."""
-    return [(r[0], r[1]) for r in conn.execute(
-        "SELECT id, folder || '/' || name || '.' || extension FROM uploads ORDER BY id")]
-
-
 def upload_id_for_path(conn: sqlite3.Connection, path: str) -> int | None:
     row = conn.execute("SELECT upload_id FROM files WHERE path = ?", (path,)).fetchone()
     return None if row is None else row[0]

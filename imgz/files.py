@@ -51,22 +51,11 @@ FILE_CSP = "default-src 'none'; sandbox"
 DOCUMENT_CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; "
                 "sandbox allow-same-origin")
 
-_SECURITY_HEADERS = [
-    ('X-Content-Type-Options', 'nosniff'),
-    ('Content-Security-Policy', FILE_CSP),
-]
-
-
-_FILE_HEADERS = (
-    ('X-Content-Type-Options', 'nosniff'),
-    ('Content-Security-Policy', FILE_CSP),
-    ('Vary', 'Sec-Fetch-Dest'),
-)
-_DOCUMENT_HEADERS = (
-    ('X-Content-Type-Options', 'nosniff'),
-    ('Content-Security-Policy', DOCUMENT_CSP),
-    ('Vary', 'Sec-Fetch-Dest'),
-)
+_NOSNIFF = ('X-Content-Type-Options', 'nosniff')
+_VARY = ('Vary', 'Sec-Fetch-Dest')
+_SECURITY_HEADERS = (_NOSNIFF, ('Content-Security-Policy', FILE_CSP))
+_FILE_HEADERS = (*_SECURITY_HEADERS, _VARY)
+_DOCUMENT_HEADERS = (_NOSNIFF, ('Content-Security-Policy', DOCUMENT_CSP), _VARY)
 
 
 def _file_security_headers(environ: WSGIEnvironment) -> tuple[tuple[str, str], ...]:

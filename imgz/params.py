@@ -26,9 +26,14 @@ def absent(value: str | None) -> bool:
     return value is None or value == "" or value == "0"
 
 
+def _one_line(value: str) -> str:
+    """Controls removed, tabs and line breaks turned to spaces and every run of spaces collapsed."""
+    return " ".join("".join(" " if ch in "\t\n\r" else ch for ch in value
+                            if ch in "\t\n\r" or not _is_control(ch)).split())
+
+
 def clean_title(value: str) -> str:
-    text = "".join(" " if ch in "\t\n\r" else ch for ch in value if ch in "\t\n\r" or not _is_control(ch))
-    return " ".join(text.split())[:MAX_TITLE].strip()
+    return _one_line(value)[:MAX_TITLE].strip()
 
 
 def title_from_filename(filename: str) -> str:
@@ -57,9 +62,7 @@ def parse_tags(value: str | None) -> list[str]:
     kept: list[str] = []
     seen: set[str] = set()
     for raw in (value or "").split(","):
-        # tabs and line breaks are whitespace to collapse, not controls to drop
-        tag = " ".join("".join(" " if ch in "\t\n\r" else ch for ch in raw
-                               if ch in "\t\n\r" or not _is_control(ch)).split())
+        tag = _one_line(raw)
         # a tag of dots only would make its page URL /tag/.. (the site's root)
         if not tag.strip(".") or len(tag) > MAX_TAG or "/" in tag or "#" in tag:
             continue

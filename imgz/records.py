@@ -62,13 +62,11 @@ class Upload:
         """The path of one file of this upload under <data>/images ('' original, th, md, fr)."""
         return file_relpath(self.folder, self.name, self.extension, self.kind, variant)
 
+    def variants(self) -> list[str]:
+        """The variants this upload has besides its original: th, md, fr."""
+        sizes = (("th", self.thumb_size), ("md", self.medium_size), ("fr", self.frame_size))
+        return [variant for variant, size in sizes if size]
+
     def relpaths(self) -> list[str]:
         """Every file this upload has on disk, the original first."""
-        paths = [self.relpath()]
-        if self.thumb_size:
-            paths.append(self.relpath("th"))
-        if self.medium_size:
-            paths.append(self.relpath("md"))
-        if self.frame_size:
-            paths.append(self.relpath("fr"))
-        return paths
+        return [self.relpath(), *(self.relpath(v) for v in self.variants())]

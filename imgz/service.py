@@ -370,17 +370,13 @@ class Service:
         conn = self.connection()
         known = db.all_file_paths(conn)
         orphans = sorted(p for p in storage.walk(self.data) if p not in known)
-        missing = [db.get_upload_by_id(conn, upload_id) for upload_id, path in db.original_paths(conn)
-                   if not storage.exists(self.data, path)]
-        broken = [u for u in missing if u is not None]
-        gone = {u.id for u in broken}
+        broken: list[Upload] = []
         lacking: list[tuple[Upload, list[str]]] = []
         for upload in db.iter_uploads(conn):
-            if upload.id in gone:
+            if not storage.exists(self.data, upload.relpath()):
+                broken.append(upload)
                 continue
-            variants = [v for v in ("th", "md", "fr")
-                        if upload.relpath(v) in upload.relpaths()
-                        and not storage.exists(self.data, upload.relpath(v))]
+            variants = [v for v in upload.variants() if not storage.exists(self.data, upload.relpath(v))]
             if variants:
                 lacking.append((upload, variants))
         unrepaired: list[Upload] = []
