@@ -101,3 +101,19 @@ class RateLimited(ImgzError):
     def __init__(self, retry_after: int) -> None:
         self.headers = {"Retry-After": str(retry_after)}
         super().__init__(f"Too many requests - retry in {retry_after} s")
+
+
+class TooComplex(ImgzError):
+    """An image whose decoding would cost more than its budget (or is absurd by its structure)."""
+
+    status, code, message = 400, 400, "Image too complex"
+
+
+class Busy(ImgzError):
+    """Every processing slot is taken and the queue for them is full; ``Retry-After`` says when."""
+
+    status, code = 503, 503
+
+    def __init__(self, retry_after: int) -> None:
+        self.headers = {"Retry-After": str(retry_after)}
+        super().__init__(f"Server busy - retry in {retry_after} s")
