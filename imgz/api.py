@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from . import chevereto, params, sharex, sources, storage
 from .auth import actor_for_key, header_key, presented_key
 from .expiry import parse_expiration
-from .errors import EmptySource, ImgzError, InvalidParameter, InvalidURL, NoStorage, RateLimited, TooBig
+from .errors import Busy, EmptySource, ImgzError, InvalidParameter, InvalidURL, NoStorage, RateLimited, TooBig
 from .service import Actor, Options
 
 bp = Blueprint("api", __name__)
@@ -79,8 +80,17 @@ def _stream_factory(writers: list[storage.HashingWriter], limit: int, limit_mb: 
 @bp.route("/api/1/upload", methods=["GET", "POST"], merge_slashes=False)
 @bp.route("/api/1/upload/", methods=["GET", "POST"], merge_slashes=False)
 def upload() -> Response:
-    cfg = current_app.config["IMGZ"]
     service = current_app.config["IMGZ_SERVICE"]
+    start = time.monotonic()
+    try:
+        return _upload(service)
+    finally:
+        if g.pop("imgz_admitted", False):
+            service.admission.leave(time.monotonic() - start)
+
+
+def _upload(service: Any) -> Response:
+    cfg = current_app.config["IMGZ"]
     g.api_format = params.parse_format(request.args.get("format"))
     writers: list[storage.HashingWriter] = []
     g.imgz_writers = writers
@@ -100,8 +110,13 @@ def upload() -> Response:
         if request.content_length is not None and request.content_length > body_limit(limit):
             raise TooBig(limit_mb)
         service.check_free_space()
+        # Every place for an upload taken: the threads that pages and files need are not given
+        # to one more upload waiting for a worker.
+        if not service.admission.enter():
+            raise Busy(service.admission.retry_after())
+        g.imgz_admitted = True
     except ImgzError as exc:
-        _learn_format(trusted=actor is not None and isinstance(exc, (TooBig, NoStorage)))
+        _learn_format(trusted=actor is not None and isinstance(exc, (TooBig, NoStorage, Busy)))
         raise
 
     # under waitress the limit is a maximum that a body read to its very end must stay below

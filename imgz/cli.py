@@ -74,7 +74,7 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
     """Start the server (the default command)."""
     import waitress
 
-    from . import create_app, jobs
+    from . import create_app, jobs, workers
     from .api import body_limit
 
     if data:
@@ -85,13 +85,18 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # waitress warns of its task queue depth on every queued request under load
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    workers.start_fork_server()
     # waitress spools large bodies with tempfile; keep them on the data disk, not a RAM-backed /tmp.
     tempfile.tempdir = str(cfg.data_dir / "tmp")
     app = create_app(cfg=cfg)
     try:
         try:
             server = waitress.create_server(
-                app, host=cfg.host, port=cfg.port, threads=cfg.threads,
+                # The uploads admitted to processing each hold a thread while they wait for a
+                # worker; they get threads of their own, so pages and files always have
+                # IMGZ_THREADS.
+                app, host=cfg.host, port=cfg.port,
+                threads=cfg.threads + cfg.workers + cfg.upload_queue,
                 max_request_body_size=body_limit(cfg.max_upload_bytes) + 1_000_000,
                 ident="imgz", channel_timeout=120,
                 # with trusted proxies ProxyFix reads X-Forwarded-*; without, waitress drops them

@@ -131,6 +131,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "8080", "Port to listen on.", _int(0, 65535)),
     Setting("threads", "8", "waitress worker threads.", _int(1)),
     Setting("workers", "", "Uploads processed at once; default the CPU count.", _int(1)),
+    Setting("upload_queue", "", "Uploads that may wait for a worker; more are answered 503 with "
+            "Retry-After; default 4 per worker.", _int(0, 10_000)),
+    Setting("work_budget", "60", "CPU seconds the media work of one keyed upload may use; past it "
+            "the upload is refused as too complex.", _decimal(DAY)),
+    Setting("guest_work_budget", "10", "CPU seconds the media work of one guest upload may use.",
+            _decimal(DAY)),
+    Setting("worker_memory_mb", "3072", "Address space of each media worker process, in MB.",
+            _int(256)),
     Setting("base_url", "", "Public scheme://host[:port] used in answers; default from the request.", _base_url),
     Setting("trust_proxy", "0", "Trusted reverse-proxy hops for X-Forwarded-For/Proto/Host.", _int(0)),
     Setting("max_upload_mb", "200", "Largest upload in MB (decimal, 1 MB = 1,000,000 bytes).", _decimal()),
@@ -165,7 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 # Settings whose empty value means "work it out at load time".
-_COMPUTED = {"data", "db", "workers", "timezone"}
+_COMPUTED = {"data", "db", "workers", "upload_queue", "timezone"}
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,10 @@ class Config:
     port: int
     threads: int
     workers: int
+    upload_queue: int
+    work_budget: float
+    guest_work_budget: float
+    worker_memory_mb: int
     base_url: str
     trust_proxy: int
     max_upload_mb: float
@@ -255,6 +267,8 @@ def load(environ: Mapping[str, str] | None = None, flags: Mapping[str, Any] | No
         values["db"] = str(Path(values["data"]) / "imgz.db")
     if not values["workers"]:
         values["workers"] = os.cpu_count() or 1
+    if isinstance(values["upload_queue"], str):  # still empty: not given
+        values["upload_queue"] = 4 * values["workers"]
     if not values["timezone"]:
         values["timezone"] = _machine_timezone()
     if values["route_image"] == values["route_video"]:

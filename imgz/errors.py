@@ -24,6 +24,19 @@ class ImgzError(Exception):
             self.code = code
         super().__init__(self.message)
 
+    def __reduce__(self) -> tuple:
+        # Media work runs in child processes: an error crosses the pipe as it is (status, code,
+        # message, headers), whatever arguments its class takes.
+        return (_rebuild, (type(self), self.message, self.status, self.code, self.headers))
+
+
+def _rebuild(cls: type, message: str, status: int, code: int, headers: dict) -> ImgzError:
+    exc = cls.__new__(cls)
+    ImgzError.__init__(exc, message, status, code)
+    if headers:
+        exc.headers = headers
+    return exc
+
 
 class ConfigError(Exception):
     """A setting has a bad value; the start stops with one line naming it."""

@@ -7,6 +7,7 @@ change; otherwise it is the upload with its metadata removed losslessly by ``met
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import mmap
 import os
@@ -16,10 +17,11 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
-from imgz import exif, filetype, jpeg, metadata
+from imgz import animation, exif, filetype, jpeg, metadata
 from imgz.errors import ImageTooLarge, InvalidImage
 
 MIME = filetype.MIME
@@ -31,7 +33,7 @@ _PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "avif
                "bmp": "BMP"}
 _EXT_FORMAT = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp": "webp",
                "avif": "avif"}
-_ANIMATABLE = {"gif", "png", "webp"}
+_ANIMATABLE = {"gif", "png", "webp", "avif"}
 _RESAMPLE = dict(resample=Image.LANCZOS, reducing_gap=3.0)
 # What a damaged file makes Pillow raise while opening or decoding it.
 # Pillow's AVIF plugin reports damaged files as RuntimeError.
@@ -84,7 +86,8 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int, max_animation_pixels: 
             # A JPEG's further MPO images are appended extras, dropped with the trailing bytes.
             frames = gif_frames or (1 if fmt == "jpeg" else getattr(im, "n_frames", 1))
             animated = frames > 1 and fmt in _ANIMATABLE
-            check(frames if animated else 1, width, height)
+            # every decoded frame counts, animated or not (an AVIF sequence is decoded whole)
+            check(frames, width, height)
             info = dict(im.info)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge() from None
@@ -284,43 +287,33 @@ def _decode_still(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: Plan,
     return original, medium, thumb
 
 
-@dataclass
-class _Animation:
-    frames: list[Image.Image]
-    durations: list[int]
-    loop: int | None
+def _frames(src: Path, fmt: str, orientation: int, size: tuple[int, int]
+            ) -> Iterator[tuple[Image.Image, int]]:
+    """Decode an animation's frames one at a time, upright and at size, with their durations.
+
+    A file with fewer frames than it announces ends where decoding ends, as browsers do.
+    """
+    with Image.open(src, formats=[_PIL_FORMAT[fmt]]) as im:
+        for index in itertools.count():
+            try:
+                im.seek(index)
+            except EOFError:
+                if index == 0:
+                    raise
+                return
+            frame = _fit(_orient(im.convert("RGBA"), orientation), size)
+            frame.info = {}  # per-frame comments and extensions must not reach the encoder
+            yield frame, int(im.info.get("duration") or 0)
 
 
-def _decode_animation(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: Plan
-                      ) -> tuple[_Animation | None, _Animation | None, Image.Image]:
-    """Decode the frames (only the first when nothing animated is made) and return
-    (original if re-encoded, medium if made here, static thumb from the first frame)."""
-    loop = im.info.get("loop")
-    original = _Animation([], [], loop) if plan.reencode else None
-    medium = _Animation([], [], loop) if plan.medium else None
-    thumb = None
-    count = probe.frames if original is not None or medium is not None else 1
-    for index in range(count):
-        try:
-            im.seek(index)
-        except EOFError:
-            if index == 0:
-                raise
-            break  # fewer frames than announced: keep those that decode, as browsers do
-        frame = _orient(im.convert("RGBA"), probe.orientation)
-        frame.info = {}  # per-frame comments and extensions must not reach the encoder
-        duration = int(im.info.get("duration") or 0)
-        for anim, size in ((original, plan.target), (medium, plan.medium)):
-            if anim is not None:
-                anim.frames.append(_fit(frame, size))
-                anim.durations.append(duration)
-        if thumb is None:
-            source = medium.frames[0] if medium is not None and plan.thumb_from_medium else frame
-            thumb = _square(source, plan.thumb_side)
-            if thumb.getchannel("A").getextrema()[0] == 255:
-                thumb = thumb.convert("RGB")  # an opaque still needs no alpha channel
-    assert thumb is not None
-    return original, medium, thumb
+def _first_frame_thumb(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: Plan) -> Image.Image:
+    """The static thumb of an animation, from its first frame."""
+    frame = _orient(im.convert("RGBA"), probe.orientation)
+    source = _fit(frame, plan.medium) if plan.medium and plan.thumb_from_medium else frame
+    thumb = _square(source, plan.thumb_side)
+    if thumb.getchannel("A").getextrema()[0] == 255:
+        thumb = thumb.convert("RGB")  # an opaque still needs no alpha channel
+    return thumb
 
 
 def _save_params(out_fmt: str, *, icc: bytes | None, stored: bool, sampling: int) -> dict:
@@ -337,17 +330,8 @@ def _save_params(out_fmt: str, *, icc: bytes | None, stored: bool, sampling: int
     return params
 
 
-def _save(im: Image.Image | _Animation, path: Path, out_fmt: str,
-          params: dict) -> tuple[int, int]:
-    """Write a still or an animation; returns its size in pixels."""
-    if isinstance(im, _Animation):
-        first, *rest = im.frames
-        params = dict(params, save_all=True, append_images=rest, duration=im.durations)
-        if im.loop is not None or out_fmt != "gif":
-            params["loop"] = im.loop or 0
-        if out_fmt == "gif":
-            params["disposal"] = 2  # frames are whole pictures: clear, then draw the next
-        im = first
+def _save(im: Image.Image, path: Path, out_fmt: str, params: dict) -> tuple[int, int]:
+    """Write a still; returns its size in pixels."""
     # Nothing read from the upload (comments, XMP, EXIF) may ride along through im.info.
     im.info = {}
     im.save(path, _PIL_FORMAT[out_fmt], **params)
@@ -428,32 +412,51 @@ def render_image(src: Path, probe: ImageProbe, *, work_dir: Path, ext: str,
     try:
         with Image.open(src, formats=[_PIL_FORMAT[probe.fmt]]) as im:
             icc = im.info.get("icc_profile")
+            loop = im.info.get("loop")
             sampling = JpegImagePlugin.get_sampling(im) if probe.fmt == "jpeg" else -1
             extra = _kept_metadata(im, out_fmt) if keep_metadata and plan.reencode else {}
             if probe.is_animated:
-                original, medium, thumb = _decode_animation(im, probe, plan)
+                original = medium = None
+                thumb = _first_frame_thumb(im, probe, plan)
             else:
                 original, medium, thumb = _decode_still(im, probe, plan, out_fmt)
+        stored = _save_params(out_fmt, icc=icc, stored=True, sampling=sampling)
+        variant = _save_params(out_fmt, icc=icc, stored=False, sampling=sampling)
+        if probe.is_animated:
+            # Each animated output decodes the frames afresh, one at a time: memory stays that
+            # of a frame or two whatever the frame count.
+            def animate(role: str, size: tuple[int, int], params: dict) -> Variant:
+                written = animation.write(paths[role], out_fmt,
+                                          _frames(src, probe.fmt, probe.orientation, size),
+                                          count=probe.frames, loop=loop, params=params)
+                return _variant(paths[role], ext, written)
+
+            rendered_original = (animate("original", plan.target, {**stored, **extra})
+                                 if plan.reencode else _variant(paths["original"], ext, plan.target))
+            if plan.medium:
+                rendered_medium = animate("medium", plan.medium, variant)
+            else:
+                # A small animation is its own medium: the viewer always shows it moving.
+                _link_or_copy(paths["original"], paths["medium"])
+                rendered_medium = _variant(paths["medium"], ext, (rendered_original.width,
+                                                                         rendered_original.height))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge() from None
-    except _DECODE_ERRORS:
+    except _DECODE_ERRORS as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # the disk, not the image: a full disk is answered as such
         raise InvalidImage() from None
 
-    stored = _save_params(out_fmt, icc=icc, stored=True, sampling=sampling)
-    variant = _save_params(out_fmt, icc=icc, stored=False, sampling=sampling)
-    if original is not None:
-        size = _save(original, paths["original"], out_fmt, {**stored, **extra})
-    else:
-        size = plan.target
-    rendered_original = _variant(paths["original"], ext, size)
-    rendered_medium = None
-    if medium is not None:
-        medium_size = _save(medium, paths["medium"], out_fmt, variant)
-        rendered_medium = _variant(paths["medium"], ext, medium_size)
-    elif probe.is_animated:
-        # A small animation is its own medium: the viewer always shows it moving.
-        _link_or_copy(paths["original"], paths["medium"])
-        rendered_medium = _variant(paths["medium"], ext, size)
+    if not probe.is_animated:
+        if original is not None:
+            size = _save(original, paths["original"], out_fmt, {**stored, **extra})
+        else:
+            size = plan.target
+        rendered_original = _variant(paths["original"], ext, size)
+        rendered_medium = None
+        if medium is not None:
+            medium_size = _save(medium, paths["medium"], out_fmt, variant)
+            rendered_medium = _variant(paths["medium"], ext, medium_size)
     thumb_size = _save(thumb, paths["thumb"], out_fmt, variant)
     return Rendered(rendered_original, changed, _variant(paths["thumb"], ext, thumb_size),
-                    rendered_medium, digest if original is None else None)
+                    rendered_medium, None if plan.reencode else digest)

@@ -17,10 +17,10 @@ from urllib.parse import unquote, urlsplit
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from . import db, filetype, ids, jpeg, media, storage, video
+from . import db, filetype, ids, jpeg, media, render, storage, workers
 from .chevereto import tag_key
 from .config import Config
-from .errors import (Forbidden, ImageTooLarge, ImgzError, InvalidImage, InvalidParameter,
+from .errors import (Forbidden, ImgzError, InvalidImage, InvalidParameter,
                      InvalidType, InvalidVideo, NoStorage)
 from .params import clean_description, clean_title, title_from_filename
 from .records import Upload, file_relpath
@@ -57,38 +57,6 @@ class Options:
 
 
 @dataclass(frozen=True)
-class Made:
-    """What processing made of an upload, ready to be named and placed."""
-
-    kind: str
-    ext: str
-    original: media.Variant
-    changed: bool
-    thumb: media.Variant
-    medium: media.Variant | None
-    frame: media.Variant | None
-    width: int
-    height: int
-    duration: int
-    is_animated: bool
-    is_360: bool
-    title: str | None
-    description: str | None
-    exif_json: str | None
-    taken: datetime | None
-    md5: str | None           # of the original when it was computed while writing it
-
-    def files(self) -> list[tuple[str, media.Variant]]:
-        """(variant, file) pairs, the original first; variant '' th md fr."""
-        pairs = [("", self.original), ("th", self.thumb)]
-        if self.medium is not None:
-            pairs.append(("md", self.medium))
-        if self.frame is not None:
-            pairs.append(("fr", self.frame))
-        return pairs
-
-
-@dataclass(frozen=True)
 class Checked:
     """What ``check`` found: paths under images/, and uploads."""
 
@@ -98,10 +66,13 @@ class Checked:
     unrepaired: list[Upload]                     # of those, the ones repair could not mend
 
 
-def _disk_full_in(cause: BaseException | None) -> bool:
-    """Whether a failed ffmpeg run said it ran out of disk space."""
-    text = str(getattr(cause, "stderr_tail", "") or cause or "")
-    return "No space left on device" in text or "Disk quota exceeded" in text
+def _stored_ext(fmt: str, filename: str) -> str:
+    """The stored extension: the detected type's, BMP as PNG, and 'jpg' when the client said so."""
+    if fmt == "bmp":
+        return "png"
+    if fmt == "jpeg" and filename.lower().endswith(".jpg"):
+        return "jpg"
+    return fmt
 
 
 def _jpeg_arrival(write: Callable[[bytes | memoryview], None]) -> jpeg.JpegArrival:
@@ -137,7 +108,9 @@ class Service:
         self.config = config
         self.connection = connection
         self.now = now
-        self.slots = threading.BoundedSemaphore(config.workers)
+        self._pool: workers.Pool | None = None
+        self._pool_lock = threading.Lock()
+        self.admission = workers.Admission(config.workers + config.upload_queue, config.workers)
         # JPEG uploads lose their metadata on the way to the disk, unless it is kept.
         self.arrival: storage.Arrival | None = None if config.keep_exif else _jpeg_arrival
         # Counts deletions made here, so that whoever remembers files can forget them at once.
@@ -150,6 +123,35 @@ class Service:
     def check_free_space(self) -> None:
         if storage.free_bytes(self.data) < self.config.min_free_mb * 1_000_000:
             raise NoStorage()
+
+    def limits(self) -> render.Limits:
+        cfg = self.config
+        return render.Limits(cfg.max_pixels, cfg.max_animation_pixels, cfg.keep_exif,
+                             cfg.ffmpeg_timeout)
+
+    @property
+    def pool(self) -> workers.Pool:
+        """The media workers, started on first use (commands that never render start none)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = workers.Pool(self.config.workers,
+                                          memory=self.config.worker_memory_mb * 1024 * 1024)
+            return self._pool
+
+    def budget(self, actor: Actor | None, kind: str) -> workers.Budget:
+        cfg = self.config
+        cpu = cfg.guest_work_budget if actor is not None and actor.user_id is None else cfg.work_budget
+        return workers.budget_for(cpu, cfg.worker_memory_mb,
+                                  video_timeout=cfg.ffmpeg_timeout if kind == "video" else None)
+
+    def run_media(self, job: Callable[..., render.Made], args: tuple, budget: workers.Budget,
+               kind: str) -> render.Made:
+        """Run a media job in a worker; a worker that crashed on the file means a bad file."""
+        try:
+            return self.pool.run(job, args, budget)
+        except workers.WorkerDied as exc:
+            log.warning("%s", exc)
+            raise (InvalidVideo() if kind == "video" else InvalidImage()) from None
 
     def upload(self, incoming: Incoming, actor: Actor, options: Options) -> tuple[Upload, str]:
         """Store an incoming file as a new upload; return it and its delete secret (shown once).
@@ -165,14 +167,21 @@ class Service:
                 raise InvalidType()
             work = storage.new_work_dir(self.data)
             try:
-                # Only the heavy part holds a slot: placing files (fsync) and the database
-                # commit wait on the disk, and another upload can decode meanwhile.
-                with self.slots:
-                    if fmt in VIDEO_FORMATS:
-                        made = self._render_video(incoming, fmt, work)
-                    else:
-                        made = self._render_image(incoming, fmt, options, work)
-                return self._store(incoming, actor, options, made)
+                # The heavy part runs in a worker process under a budget; placing files (fsync)
+                # and the database commit wait on the disk here, while a worker renders the next.
+                if fmt in VIDEO_FORMATS:
+                    made = self.run_media(render.clip, (incoming.path, fmt, self.limits(), work),
+                                       self.budget(actor, "video"), "video")
+                else:
+                    stripped = incoming.stripped if fmt == "jpeg" else None
+                    ext = _stored_ext(fmt, incoming.filename)
+                    made = self.run_media(render.image, (incoming.path, fmt, ext, options.width,
+                                                      stripped, self.limits(), work),
+                                       self.budget(actor, "image"), "image")
+                taken = None
+                if options.use_file_date:
+                    taken = exif_moment(made.date_taken, made.date_offset, self.config.timezone)
+                return self._store(incoming, actor, options, made, taken)
             finally:
                 storage.remove_work_dir(work)
         except OSError as exc:
@@ -182,58 +191,14 @@ class Service:
             if "full" in str(exc).lower():
                 raise NoStorage() from exc
             raise
-        except InvalidVideo as exc:
-            if _disk_full_in(exc.__cause__):
-                raise NoStorage() from exc
-            raise
         finally:
             incoming.path.unlink(missing_ok=True)
 
-    def _render_image(self, incoming: Incoming, fmt: str, options: Options, work: Path) -> Made:
-        cfg = self.config
-        stripped = incoming.stripped if fmt == "jpeg" else None
-        probe = media.probe_image(incoming.path, fmt, max_pixels=cfg.max_pixels,
-                                  max_animation_pixels=cfg.max_animation_pixels,
-                                  header=stripped.header if stripped is not None else None)
-        if fmt == "bmp":
-            ext = "png"
-        elif fmt == "jpeg" and incoming.filename.lower().endswith(".jpg"):
-            ext = "jpg"
-        else:
-            ext = fmt
-        rendered = media.render_image(incoming.path, probe, work_dir=work, ext=ext,
-                                      width=options.width, keep_metadata=cfg.keep_exif,
-                                      stripped=stripped)
-        taken = None
-        if options.use_file_date:
-            taken = exif_moment(probe.date_taken, probe.date_offset, cfg.timezone)
-        return Made(
-            kind="image", ext=ext, original=rendered.original, changed=rendered.changed,
-            thumb=rendered.thumb, medium=rendered.medium, frame=None,
-            width=rendered.original.width, height=rendered.original.height, duration=0,
-            is_animated=probe.is_animated, is_360=probe.is_360, title=probe.title,
-            description=probe.description,
-            exif_json=probe.exif_json if cfg.keep_exif else None, taken=taken, md5=rendered.md5)
-
-    def _render_video(self, incoming: Incoming, fmt: str, work: Path) -> Made:
-        cfg = self.config
-        probe = video.probe_video(incoming.path, fmt, timeout=cfg.ffmpeg_timeout)
-        if probe.width * probe.height > cfg.max_pixels:
-            raise ImageTooLarge()
-        rendered = video.render_video(incoming.path, probe, work_dir=work,
-                                      keep_metadata=cfg.keep_exif, timeout=cfg.ffmpeg_timeout)
-        return Made(
-            kind="video", ext=fmt, original=rendered.original, changed=rendered.changed,
-            thumb=rendered.thumb, medium=rendered.medium, frame=rendered.frame,
-            width=rendered.original.width or probe.width,
-            height=rendered.original.height or probe.height, duration=probe.duration,
-            is_animated=False, is_360=False, title=probe.title, description=probe.description,
-            exif_json=None, taken=None, md5=None)
-
-    def _store(self, incoming: Incoming, actor: Actor, options: Options, made: Made) -> tuple[Upload, str]:
+    def _store(self, incoming: Incoming, actor: Actor, options: Options, made: render.Made,
+               taken: datetime | None) -> tuple[Upload, str]:
         """Name, place and record what was made: files first (fsynced), then the row."""
         cfg = self.config
-        created = made.taken or self.now()
+        created = taken or self.now()
         folder = storage.date_folder(created.astimezone(ZoneInfo(cfg.timezone)))
         conn = self.connection()
         placed: list[str] = []
@@ -395,23 +360,13 @@ class Service:
 
     def _remake(self, upload: Upload, variants: list[str]) -> None:
         """Make missing variants of an upload again from its stored original, and place them."""
-        cfg = self.config
         src = storage.images_dir(self.data) / upload.relpath()
         fmt = filetype.sniff(src)
         work = storage.new_work_dir(self.data)
         try:
-            with self.slots:
-                if upload.kind == "video":
-                    probe = video.probe_video(src, fmt, timeout=cfg.ffmpeg_timeout)
-                    made = video.render_video(src, probe, work_dir=work, keep_metadata=True,
-                                              timeout=cfg.ffmpeg_timeout)
-                    files = {"th": made.thumb, "md": made.medium, "fr": made.frame}
-                else:
-                    probe = media.probe_image(src, fmt, max_pixels=cfg.max_pixels,
-                                              max_animation_pixels=cfg.max_animation_pixels)
-                    made = media.render_image(src, probe, work_dir=work, ext=upload.extension,
-                                              keep_metadata=True)
-                    files = {"th": made.thumb, "md": made.medium}
+            files = self.run_media(render.variants, (src, fmt, upload.kind, upload.extension,
+                                                  self.limits(), work),
+                                self.budget(None, upload.kind), upload.kind)
             conn = self.connection()
             for variant in variants:
                 item = files.get(variant)

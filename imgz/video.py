@@ -17,7 +17,7 @@ import imageio_ffmpeg
 
 from imgz import exif, media
 from imgz.ffheader import Header, display_size, parse_header
-from imgz.errors import InvalidImage, InvalidVideo
+from imgz.errors import ImageTooLarge, InvalidImage, InvalidVideo
 
 TIMED_OUT = "Invalid video file provided: processing timed out"
 
@@ -29,6 +29,8 @@ _INPUT = ["-protocol_whitelist", "file"]
 _JPEG_SCALE = "out_color_matrix=bt601:out_range=full"
 _STDERR_TAIL = 2000
 _TIME_RE = re.compile(r"^out_time_us=(\d+)\s*$", re.MULTILINE)
+# What ffmpeg's decoders say of a picture past -max_pixels
+_TOO_LARGE = re.compile(rb"Picture size \d+x\d+ is invalid")
 
 
 class FFmpegError(Exception):
@@ -172,8 +174,12 @@ def _remux(src: Path, probe: VideoProbe, dest: Path, deadline: float) -> None:
         rotate = ["-display_rotation:v:0", str(-probe.rotation)]
 
 
-def _frame_args(src: Path, probe: VideoProbe, dest: Path, at: float | None) -> list[str]:
+def _frame_args(src: Path, probe: VideoProbe, dest: Path, at: float | None,
+                max_pixels: int) -> list[str]:
     seek = ["-ss", f"{at:.3f}", "-noaccurate_seek"] if at else []
+    # A stream may change its size after the header: the decoder refuses any picture past the
+    # limit, so none is ever allocated (the header's size was checked already).
+    seek += ["-max_pixels", str(max_pixels)]
     # ffmpeg turns the frame upright itself (autorotate) before this filter runs. Players
     # stretch the coded width to square the pixels, then rotate: after a quarter turn that
     # width is the height, and the turned frame's aspect ratio is inverted.
@@ -186,27 +192,37 @@ def _frame_args(src: Path, probe: VideoProbe, dest: Path, at: float | None) -> l
             "-flags:v", "+bitexact", "-f", "image2", "-update", "1", f"file:{dest}"]
 
 
-def _extract_frame(src: Path, probe: VideoProbe, dest: Path, deadline: float) -> None:
-    """One frame at a quarter of the duration; the first frame when a seek finds nothing."""
+def _extract_frame(src: Path, probe: VideoProbe, dest: Path, deadline: float,
+                   max_pixels: int) -> None:
+    """One frame at a quarter of the duration; the first frame when a seek finds nothing.
+
+    A stream whose pictures grow past ``max_pixels`` raises ImageTooLarge.
+    """
     at = probe.seconds / 4
     result = None
     for position in ((at, None) if at >= 0.001 else (None,)):
         dest.unlink(missing_ok=True)
-        result = _run("frame", _frame_args(src, probe, dest, position), deadline)
+        result = _run("frame", _frame_args(src, probe, dest, position, max_pixels), deadline)
         if result.returncode == 0 and dest.is_file() and dest.stat().st_size:
             return
     assert result is not None
+    if _TOO_LARGE.search(result.stderr):
+        raise ImageTooLarge() from FFmpegError("frame", result.returncode, result.stderr)
     raise InvalidVideo() from FFmpegError("frame", result.returncode, result.stderr)
 
 
-def _frame_variants(frame: Path, work_dir: Path) -> tuple[media.Variant, media.Variant,
-                                                          media.Variant | None]:
-    """The frame as a Variant, and its thumb and medium made by the image code."""
+def _frame_variants(frame: Path, work_dir: Path, max_pixels: int
+                    ) -> tuple[media.Variant, media.Variant, media.Variant | None]:
+    """The frame as a Variant, and its thumb and medium made by the image code.
+
+    The frame is held to the pixel limit too: its size is what the stream really had, which
+    a header may have understated.
+    """
     sub = work_dir / "frame-variants"
     sub.mkdir(exist_ok=True)
     try:
-        info = media.probe_image(frame, "jpeg", max_pixels=1 << 40,
-                                 max_animation_pixels=1 << 40)
+        info = media.probe_image(frame, "jpeg", max_pixels=max_pixels,
+                                 max_animation_pixels=max_pixels)
         rendered = media.render_image(frame, info, work_dir=sub, ext="jpeg")
         thumb = _move(rendered.thumb, work_dir / "thumb.jpeg")
         medium = _move(rendered.medium, work_dir / "medium.jpeg") if rendered.medium else None
@@ -225,7 +241,7 @@ def _move(variant: media.Variant, dest: Path) -> media.Variant:
 
 
 def render_video(src: Path, probe: VideoProbe, *, work_dir: Path, keep_metadata: bool,
-                 timeout: float) -> RenderedVideo:
+                 timeout: float, max_pixels: int) -> RenderedVideo:
     """Write original.<fmt>, frame.jpeg, thumb.jpeg and, when due, medium.jpeg into work_dir.
 
     Raises InvalidVideo when ffmpeg fails or time runs out; what it wrote stays in work_dir.
@@ -237,8 +253,8 @@ def render_video(src: Path, probe: VideoProbe, *, work_dir: Path, keep_metadata:
     else:
         _remux(src, probe, original, deadline)
     frame_path = work_dir / "frame.jpeg"
-    _extract_frame(src, probe, frame_path, deadline)
-    frame, thumb, medium = _frame_variants(frame_path, work_dir)
+    _extract_frame(src, probe, frame_path, deadline, max_pixels)
+    frame, thumb, medium = _frame_variants(frame_path, work_dir, max_pixels)
     # The frame's size is what players show; it equals the probe's unless the header misled.
     stored = media.Variant(original, probe.fmt, media.MIME[probe.fmt], frame.width,
                            frame.height, original.stat().st_size)

@@ -366,3 +366,56 @@ def two_scenes(red_seconds: float, blue_seconds: float, *, size: str = "64x48") 
                         source, "-c:v", "libx264", "-g", "1", "-pix_fmt", "yuv420p", "-f", "mp4",
                         str(out)], check=True, capture_output=True, timeout=60)
         return out.read_bytes()
+
+
+def sparse_gif(screen: tuple[int, int], frames: int, *, part: int = 1, duration: int = 4) -> bytes:
+    """A GIF of many tiny frames on a large screen: a few KB that decode to frames × screen.
+
+    Each frame is a ``part``×``part`` square of one colour, walking along the diagonal.
+    """
+    import struct
+
+    width, height = screen
+    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", width, height, 0xF0, 0, 0))
+    out += bytes([0, 0, 0, 255, 0, 0])  # a two-colour global palette: black, red
+    out += b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    # LZW data of part*part pixels of index 1, with a clear code first and an end code last,
+    # minimum code size 2: codes are 3 bits wide for the first few codes.
+    pixels = part * part
+    for index in range(frames):
+        x = (index * 7) % max(1, width - part)
+        y = (index * 13) % max(1, height - part)
+        out += b"!\xf9\x04" + struct.pack("<BHB", 0, duration, 0) + b"\x00"
+        out += b"," + struct.pack("<HHHHB", x, y, part, part, 0)
+        out += bytes([2]) + _lzw_run(pixels) + b"\x00"
+    out += b";"
+    return bytes(out)
+
+
+def _lzw_run(pixels: int) -> bytes:
+    """GIF LZW sub-blocks for ``pixels`` pixels of colour 1 (min code size 2), uncompressed:
+    a clear code before every code so the code width stays 3 bits."""
+    bits = 0
+    nbits = 0
+    data = bytearray()
+
+    def put(code: int) -> None:
+        nonlocal bits, nbits
+        bits |= code << nbits
+        nbits += 3
+        while nbits >= 8:
+            data.append(bits & 0xFF)
+            bits >>= 8
+            nbits -= 8
+
+    for _ in range(pixels):
+        put(4)  # clear
+        put(1)
+    put(5)  # end
+    if nbits:
+        data.append(bits & 0xFF)
+    blocks = bytearray()
+    for start in range(0, len(data), 255):
+        piece = data[start:start + 255]
+        blocks += bytes([len(piece)]) + piece
+    return bytes(blocks)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import media
-from imgz import config, db, init_data, media as imgz_media, metadata as imgz_metadata
+from imgz import config, db, init_data, metadata as imgz_metadata
 from imgz import service as service_mod, storage
 from imgz.errors import InvalidImage
 from imgz.service import Actor, Options, Service
@@ -27,39 +26,6 @@ def _incoming(svc: Service, data: bytes, name: str = "a.png") -> Incoming:
     writer = storage.write_bytes(svc.data, data, 10_000_000, 10)
     writer.close()
     return Incoming(writer.path, writer.md5, writer.size, name, "file")
-
-
-def test_at_most_workers_uploads_are_processed_at_once(tmp_path, monkeypatch):
-    svc = _service(tmp_path, workers="2")
-    admin = Actor(user_id=1, is_admin=True)
-    active = 0
-    most = 0
-    lock = threading.Lock()
-    real_render = imgz_media.render_image
-
-    def counting_render(*args, **kwargs):
-        nonlocal active, most
-        with lock:
-            active += 1
-            most = max(most, active)
-        try:
-            time.sleep(0.2)
-            return real_render(*args, **kwargs)
-        finally:
-            with lock:
-                active -= 1
-
-    monkeypatch.setattr(service_mod.media, "render_image", counting_render)
-    incomings = [_incoming(svc, media.png(40 + i, 30)) for i in range(6)]
-    results: list = []
-    threads = [threading.Thread(target=lambda inc=inc: results.append(svc.upload(inc, admin, Options())))
-               for inc in incomings]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(results) == 6
-    assert most == 2
 
 
 def test_a_failed_upload_leaves_no_row_no_file_and_frees_its_name(tmp_path, monkeypatch):

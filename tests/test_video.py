@@ -35,7 +35,7 @@ def render(tmp_path: Path, data: bytes, *, keep_metadata: bool = False,
     info = video.probe_video(src, filetype.sniff(src), timeout=TIMEOUT)
     work = tmp_path / "work"
     work.mkdir()
-    return video.render_video(src, info, work_dir=work, keep_metadata=keep_metadata,
+    return video.render_video(src, info, work_dir=work, keep_metadata=keep_metadata, max_pixels=10**8,
                               timeout=timeout)
 
 
@@ -235,7 +235,8 @@ def test_a_seek_past_the_end_still_gives_a_frame(tmp_path):
     lying = dataclasses.replace(info, seconds=400.0, duration=400)
     work = tmp_path / "work"
     work.mkdir()
-    out = video.render_video(src, lying, work_dir=work, keep_metadata=False, timeout=TIMEOUT)
+    out = video.render_video(src, lying, work_dir=work, keep_metadata=False, timeout=TIMEOUT,
+                             max_pixels=10**8)
     assert colour(opened(out.frame), 0.5, 0.5) == "blue"
 
 
