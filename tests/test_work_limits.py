@@ -1,0 +1,288 @@
+"""What an upload's media work may cost: CPU, memory and the server's threads, whatever the file."""
+from __future__ import annotations
+
+import io
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+import requests
+from PIL import Image
+
+import media
+from contract import assert_error, assert_upload_ok
+from imgz import render, workers
+
+MB = 1024 * 1024
+
+
+def _gif_bomb(frames: int = 300) -> bytes:
+    """A few KB that decode to ``frames`` whole 1000×1000 screens."""
+    return media.sparse_gif((1000, 1000), frames)
+
+
+def _nothing_kept(srv, rows_before: int, files_before: list[str]) -> None:
+    assert srv.rows() == rows_before
+    assert srv.stored_files() == files_before
+
+
+# --- a budget that stops the work --------------------------------------------------------------
+
+def test_work_past_the_cpu_budget_is_refused_as_too_complex_and_nothing_is_kept(make_server):
+    srv = make_server(work_budget="1")
+    rows, files = srv.rows(), srv.stored_files()
+    answer = srv.upload(_gif_bomb(), filename="bomb.gif", width="999")
+    assert_error(answer, 400, 400, "Image too complex")
+    _nothing_kept(srv, rows, files)
+    # the worker that was stopped has been replaced
+    assert_upload_ok(srv.upload(media.png(64, 48)))
+
+
+@pytest.mark.parametrize("fmt", ["txt", "json"])
+def test_too_complex_answers_in_the_format_asked(make_server, fmt):
+    srv = make_server(work_budget="1")
+    answer = srv.upload(_gif_bomb(), filename="bomb.gif", width="999", format=fmt)
+    assert answer.status_code == 400
+    if fmt == "txt":
+        assert answer.text == "Image too complex"
+    else:
+        assert answer.json()["error"]["message"] == "Image too complex"
+
+
+def test_guests_have_the_smaller_budget(make_server):
+    srv = make_server(guest_uploads="1", guest_work_budget="1", work_budget="120")
+    bomb = _gif_bomb(120)
+    rows, files = srv.rows(), srv.stored_files()
+    assert_error(srv.upload(bomb, filename="bomb.gif", api_key=None, width="999"),
+                 400, 400, "Image too complex")
+    _nothing_kept(srv, rows, files)
+    image = assert_upload_ok(srv.upload(bomb, filename="bomb.gif", width="999"))
+    assert image["is_animated"] == 1 and image["width"] == 999
+
+
+def test_work_past_the_memory_limit_is_refused_as_too_complex(make_server):
+    srv = make_server(worker_memory_mb="400")
+    rows, files = srv.rows(), srv.stored_files()
+    # 80 Mpx of one colour: a small file whose re-encode needs far more than 400 MB
+    big = media.encode(Image.new("RGB", (10000, 8000), (20, 90, 200)), "png")
+    assert_error(srv.upload(big, filename="big.png", width="9000"), 400, 400, "Image too complex")
+    _nothing_kept(srv, rows, files)
+    assert_upload_ok(srv.upload(media.png(64, 48)))
+
+
+def test_the_servers_own_memory_does_not_hold_the_work(make_server):
+    srv = make_server()
+    before = _kib(srv.pid, "VmHWM")
+    image = assert_upload_ok(srv.upload(_gif_bomb(150), filename="bomb.gif"))
+    assert image["is_animated"] == 1
+    assert _kib(srv.pid, "VmHWM") - before < 64 * 1024
+
+
+# --- animations stream ------------------------------------------------------------------------
+
+def _animation(fmt: str, frames: int = 40, size: tuple[int, int] = (1000, 1000)) -> bytes:
+    """Frames of a large canvas with a small moving square: cheap to make, large to decode."""
+    pictures = []
+    for index in range(frames):
+        frame = Image.new("RGBA", size, (0, 0, 0, 0))
+        frame.paste((255, 40 * (index % 6), 0, 255), (index * 9, index * 9, index * 9 + 40, index * 9 + 40))
+        pictures.append(frame)
+    buffer = io.BytesIO()
+    options = {"lossless": True} if fmt == "webp" else {}
+    pictures[0].save(buffer, {"gif": "GIF", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}[fmt],
+                     save_all=True, append_images=pictures[1:], duration=40, loop=0, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pool():
+    made = workers.Pool(1, memory=2048 * MB)
+    yield made
+    made.close()
+
+
+def _work_peak(pool, job, args) -> int:
+    """The peak memory a job adds to an idle worker's."""
+    import workerjobs
+
+    pool.run(workerjobs.pid, (), workers.budget_for(60, 2048))
+    idle = pool.last_usage.peak_rss
+    pool.run(job, args, workers.budget_for(120, 2048))
+    return pool.last_usage.peak_rss - idle
+
+
+@pytest.mark.parametrize("fmt", ["gif", "png", "webp"])
+@pytest.mark.parametrize("width", [None, 999])
+def test_an_animation_is_made_with_a_frame_or_two_in_memory(pool, tmp_path, fmt, width):
+    src = tmp_path / f"anim.{fmt}"
+    src.write_bytes(_gif_bomb(200) if fmt == "gif" else _animation(fmt))
+    work = tmp_path / "work"
+    work.mkdir()
+    limits = render.Limits(100_000_000, 1_000_000_000, False, 300)
+    peak = _work_peak(pool, render.image, (src, fmt, fmt, width, None, limits, work))
+    canvas = 1000 * 1000 * 4
+    assert peak <= 64 * MB + 2 * canvas, f"{peak / MB:.0f} MiB"
+    out = next(p for p in work.iterdir() if p.name.startswith("medium"))
+    with Image.open(out) as im:
+        assert im.n_frames > 1 and im.size[0] == 500
+
+
+@pytest.mark.parametrize("width", [None, 599])
+def test_an_avif_animation_needs_no_more_memory_for_more_frames(pool, tmp_path, width):
+    """libaom keeps a lookahead of its own whatever the length: what must not grow is ours."""
+    limits = render.Limits(100_000_000, 1_000_000_000, False, 300)
+    peaks = []
+    for frames in (50, 120):  # both past the encoder's lookahead (35 frames)
+        src = tmp_path / f"anim{frames}.avif"
+        src.write_bytes(_animation("avif", frames=frames, size=(600, 600)))
+        work = tmp_path / f"work{frames}"
+        work.mkdir()
+        peaks.append(_work_peak(pool, render.image, (src, "avif", "avif", width, None, limits, work)))
+        with Image.open(work / "medium.avif") as im:
+            assert im.n_frames == frames
+    assert peaks[1] <= peaks[0] + 16 * MB, [p / MB for p in peaks]
+
+
+def test_the_gif_of_300_tiny_frames_stays_under_256_mib(pool, tmp_path):
+    src = tmp_path / "bomb.gif"
+    src.write_bytes(_gif_bomb(300))
+    work = tmp_path / "work"
+    work.mkdir()
+    limits = render.Limits(100_000_000, 1_000_000_000, False, 300)
+    peak = _work_peak(pool, render.image, (src, "gif", "gif", 999, None, limits, work))
+    assert peak <= 256 * MB
+    with Image.open(work / "original.gif") as im:
+        assert im.size == (999, 999) and im.n_frames == 300
+
+
+@pytest.mark.parametrize("fmt", ["gif", "png"])
+def test_a_written_animation_shows_every_frame_as_it_was(tmp_path, fmt):
+    """Frames cut to their visible box and cleared after showing still look like the source."""
+    src = tmp_path / f"anim.{fmt}"
+    src.write_bytes(_animation(fmt, frames=6, size=(200, 120)))
+    work = tmp_path / "work"
+    work.mkdir()
+    limits = render.Limits(100_000_000, 1_000_000_000, False, 300)
+    made = render.image(src, fmt, fmt, 199, None, limits, work)
+    with Image.open(src) as before, Image.open(made.original.path) as after:
+        assert after.n_frames == before.n_frames == 6
+        for index in range(6):
+            before.seek(index)
+            after.seek(index)
+            b = before.convert("RGBA").resize((199, 119))
+            a = after.convert("RGBA")
+            assert a.getchannel("A").getbbox() is not None
+            # the square is where it was, within a pixel of resampling
+            box_a = a.getchannel("A").point(lambda v: 255 if v > 127 else 0).getbbox()
+            box_b = b.getchannel("A").point(lambda v: 255 if v > 127 else 0).getbbox()
+            assert all(abs(x - y) <= 1 for x, y in zip(box_a, box_b)), (index, box_a, box_b)
+            assert after.info.get("duration") == 40
+
+
+# --- animated AVIF ------------------------------------------------------------------------------
+
+def test_animated_avif_counts_every_frame_against_the_animation_limit(make_server):
+    srv = make_server(max_animation_pixels="10000000")
+    rows, files = srv.rows(), srv.stored_files()
+    anim = _animation("avif", frames=20)
+    assert_error(srv.upload(anim, filename="anim.avif"), 400, 400, "Image too large")
+    _nothing_kept(srv, rows, files)
+    small = _animation("avif", frames=5, size=(600, 400))
+    image = assert_upload_ok(srv.upload(small, filename="small.avif"))
+    assert image["is_animated"] == 1 and image["extension"] == "avif"
+
+
+# --- videos that grow after their header ---------------------------------------------------------
+
+def _joined(tmp: Path, codec: list[str], ext: str, small: int, big: int) -> bytes:
+    """A video whose header says small×small, joined (stream copy) with big×big frames."""
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    parts = []
+    for index, (side, frames) in enumerate(((small, 4), (big, 24))):
+        part = tmp / f"part{index}.{ext}"
+        subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", f"color=c=blue:s={side}x{side}:r=8",
+                        "-frames:v", str(frames), *codec, str(part)], check=True, timeout=120)
+        parts.append(part)
+    listing = tmp / "parts.txt"
+    listing.write_text("".join(f"file '{p}'\n" for p in parts))
+    out = tmp / f"joined.{ext}"
+    subprocess.run([ffmpeg, "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
+                    "-c", "copy", str(out)], check=True, timeout=120)
+    return out.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def growing_videos():
+    with tempfile.TemporaryDirectory() as tmp:
+        yield {
+            "mjpeg-mov": (_joined(Path(tmp), ["-c:v", "mjpeg", "-q:v", "31"], "mov", 64, 2000), "mov"),
+            "vp8-webm": (_joined(Path(tmp), ["-c:v", "libvpx", "-b:v", "50k", "-deadline", "realtime",
+                                             "-cpu-used", "8"], "webm", 64, 2000), "webm"),
+        }
+
+
+@pytest.mark.parametrize("kind", ["mjpeg-mov", "vp8-webm"])
+def test_a_video_cannot_grow_past_the_pixel_limit_after_its_header(make_server, growing_videos, kind):
+    srv = make_server(max_pixels="1000000")
+    data, ext = growing_videos[kind]
+    rows, files = srv.rows(), srv.stored_files()
+    answer = srv.upload(data, filename=f"grows.{ext}")
+    assert_error(answer, 400, 400, "Image too large")
+    _nothing_kept(srv, rows, files)
+
+
+@pytest.mark.parametrize("kind", ["mjpeg-mov", "vp8-webm"])
+def test_the_same_video_is_taken_under_a_limit_it_fits(make_server, growing_videos, kind):
+    srv = make_server(max_pixels="5000000")
+    data, ext = growing_videos[kind]
+    image = assert_upload_ok(srv.upload(data, filename=f"grows.{ext}"))
+    assert image["type"] == "video"
+
+
+# --- a queue of uploads never holds the threads pages need ----------------------------------------
+
+def test_queued_uploads_do_not_starve_pages_and_files(make_server):
+    srv = make_server(workers="1", upload_queue="2", threads="4")
+    page_file = assert_upload_ok(srv.upload(media.png(64, 48)))["url"]
+    bomb = _gif_bomb(60)
+    answers: list[requests.Response] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        answer = srv.upload(bomb, filename="slow.gif", width="999")
+        with lock:
+            answers.append(answer)
+
+    senders = [threading.Thread(target=send) for _ in range(12)]
+    for t in senders:
+        t.start()
+    time.sleep(1.0)  # let them arrive; three are taken, the rest are turned away at once
+    with lock:
+        busy_early = [a for a in answers if a.status_code == 503]
+    assert busy_early, "uploads past the queue are answered at once"
+    page = srv.get("/", timeout=20)
+    file = srv.get(page_file, timeout=20)
+    with lock:
+        still_working = len(answers) < 12
+    assert page.status_code == 200 and file.status_code == 200
+    assert still_working, "pages and files were answered while uploads were still processed"
+    for t in senders:
+        t.join(120)
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(200) == 3 and statuses.count(503) == 9, statuses
+    for answer in answers:
+        if answer.status_code == 503:
+            assert_error(answer, 503, 503)
+            assert 1 <= int(answer.headers["Retry-After"]) <= 120
+    assert srv.rows() == 1 + 3
+
+
+def _kib(pid: int, field: str) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
