@@ -112,23 +112,39 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# The calendar a stored upload can have: Unix time starts in 1970 and file URLs are YYYY/MM/DD.
+FIRST_YEAR, LAST_YEAR = 1970, 9999
+
+
 def exif_moment(date_taken: str | None, offset: str | None, zone: str) -> datetime | None:
-    """EXIF 'YYYY:MM:DD HH:MM:SS' as an aware datetime: in its OffsetTime when given, else in zone."""
+    """EXIF 'YYYY:MM:DD HH:MM:SS' as an aware datetime: in its OffsetTime when given, else in zone.
+
+    None (the upload date stays) when there is no readable date, or when the instant, in UTC or in
+    the site's zone where its folder is named, falls outside 1970-9999: year 0999 would name a
+    folder no file URL matches, and 0001-01-01 at +14:00 is before the calendar's start in UTC.
+    """
     if not date_taken:
         return None
     try:
         naive = datetime.strptime(date_taken.strip()[:19], "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
+    tz: timezone | ZoneInfo = ZoneInfo(zone)
     if offset:
         try:
             sign = -1 if offset.strip().startswith("-") else 1
             hours, minutes = offset.strip().lstrip("+-").split(":")
             tz = timezone(sign * timedelta(hours=int(hours), minutes=int(minutes)))
-            return naive.replace(tzinfo=tz)
         except ValueError:
             pass
-    return naive.replace(tzinfo=ZoneInfo(zone))
+    moment = naive.replace(tzinfo=tz)
+    try:
+        years = {moment.astimezone(timezone.utc).year, moment.astimezone(ZoneInfo(zone)).year}
+    except (OverflowError, ValueError):
+        return None
+    if min(years) < FIRST_YEAR or max(years) > LAST_YEAR:
+        return None
+    return moment
 
 
 class Service:
