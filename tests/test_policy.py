@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import unicodedata
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -222,3 +223,18 @@ def test_full_disk_errors_become_507(number):
 def test_other_os_errors_stay_themselves():
     with pytest.raises(PermissionError):
         storage.raise_storage_error(PermissionError(13, "denied"))
+
+
+FORMAT = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
+
+
+@pytest.mark.parametrize("ch", [pytest.param(ch, id=f"U+{ord(ch):04X}") for ch in FORMAT])
+def test_every_format_character_but_the_joiners_is_dropped(ch):
+    kept = ch in "\u200c\u200d"
+    text = f"ab{ch}cd"
+    expected = text if kept else "abcd"
+    assert params.clean_title(text) == expected
+    assert params.clean_description(f"x\n\t{text}") == f"x\n\t{expected}"
+    assert params.parse_tags(f"{text}, z") == [expected, "z"]
+    assert params.client_basename(f"{text}.png") == f"{expected}.png"
+    assert params.title_from_filename(f"{text}.png") == expected
