@@ -77,19 +77,43 @@ def clean_description(value: str, *, cut: bool = False) -> str | None:
     return text or None
 
 
+def clean_tag(value: str) -> str | None:
+    """One tag as stored: NFKC-normalised (so 'café' typed in NFC or NFD, or 'ＡＢＣ' in full width,
+    is one tag), cleaned, whitespace collapsed; None when it is refused.
+
+    The rules are checked after normalising, since NFKC can make a '/' (from '／'), dots (from '．'),
+    a comma (from '，') or a longer text (a ligature).
+    """
+    tag = _one_line(unicodedata.normalize("NFKC", value))
+    # a tag of dots only would make its page URL /tag/.. (the site's root)
+    if not tag.strip(".") or len(tag) > MAX_TAG or any(ch in tag for ch in "/#,"):
+        return None
+    return tag
+
+
+def tag_key(name: str) -> str:
+    """The URL key of a tag: NFKC case-folded (NFKC again, since folding can undo it), whitespace
+    as '-'.
+
+    ASCII tags keep the key they always had (lower case, '-' for spaces), so their URLs stay.
+    """
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return "-".join(folded.split())
+
+
 def parse_tags(value: str | None) -> list[str]:
-    """Comma separated; trimmed, whitespace collapsed; empty, dots-only, duplicate, long, '/' or '#'
-    dropped; 50 kept."""
+    """Comma separated; each cleaned by ``clean_tag``; refused ones and those whose key an earlier
+    one has dropped; 50 kept."""
     if absent(value):
         return []
     kept: list[str] = []
     seen: set[str] = set()
-    for raw in (value or "").split(","):
-        tag = _one_line(raw)
-        # a tag of dots only would make its page URL /tag/.. (the site's root)
-        if not tag.strip(".") or len(tag) > MAX_TAG or "/" in tag or "#" in tag:
+    # normalised before splitting, so a full-width comma separates tags like a comma
+    for raw in unicodedata.normalize("NFKC", value or "").split(","):
+        tag = clean_tag(raw)
+        if tag is None:
             continue
-        key = tag.casefold()
+        key = tag_key(tag)
         if key in seen:
             continue
         seen.add(key)
