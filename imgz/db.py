@@ -370,12 +370,18 @@ def get_delete_hash(conn: sqlite3.Connection, public_id: str) -> str | None:
     return None if row is None else row[0]
 
 
-def delete_upload(conn: sqlite3.Connection, upload_id: int) -> list[str]:
-    """Delete the row (its files and tag links cascade); return the file paths it had."""
+def delete_upload(conn: sqlite3.Connection, upload_id: int) -> list[str] | None:
+    """Delete the row (its files and tag links cascade); return the file paths it had, or None
+    when there was no row to delete.
+
+    Run it inside ``transaction``: two deletions of one upload at once both found it before, and
+    only the one whose DELETE removed the row may say so and remove the files.
+    """
     paths = [r[0] for r in conn.execute("SELECT path FROM files WHERE upload_id = ?", (upload_id,))]
     tag_ids = [r[0] for r in conn.execute("SELECT tag_id FROM upload_tags WHERE upload_id = ?",
                                           (upload_id,))]
-    conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+    if conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,)).rowcount != 1:
+        return None
     # a tag no upload carries any more goes too
     conn.executemany("DELETE FROM tags WHERE id = ? AND NOT EXISTS"
                      " (SELECT 1 FROM upload_tags WHERE tag_id = tags.id)", [(t,) for t in tag_ids])
@@ -410,7 +416,7 @@ def delete_uploads(conn: sqlite3.Connection, upload_ids: list[int]) -> list[str]
     """Delete several uploads (files and tag links cascade); return their file paths."""
     paths: list[str] = []
     for upload_id in upload_ids:
-        paths.extend(delete_upload(conn, upload_id))
+        paths.extend(delete_upload(conn, upload_id) or ())
     return paths
 
 

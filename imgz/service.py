@@ -323,14 +323,21 @@ class Service:
                     raise
         raise RuntimeError("could not find a free public id")
 
-    def delete(self, upload: Upload) -> None:
+    def delete(self, upload: Upload) -> bool:
         """Remove an upload's row, then its files (a crash in between leaves orphan files for
-        ``check --repair``, never a row pointing at nothing)."""
+        ``check --repair``, never a row pointing at nothing).
+
+        False when the row was already gone: of two deletions at once, both of which found the
+        upload, only the one that removed the row succeeds (and removes the files).
+        """
         conn = self.connection()
         with db.transaction(conn):
             paths = db.delete_upload(conn, upload.id)
+        if paths is None:
+            return False
         self.deletions += 1
         storage.delete_files(self.data, paths)
+        return True
 
     def purge_expired(self, now: datetime | None = None, batch: int = 500) -> int:
         """Delete every upload expired at ``now``: rows in short transactions, then their files."""
@@ -452,8 +459,7 @@ class Service:
         stored = db.get_delete_hash(conn, public_id)
         if upload is None or stored is None or not ids.secret_matches(secret, stored):
             return False
-        self.delete(upload)
-        return True
+        return self.delete(upload)
 
     def secret_valid(self, public_id: str, secret: str) -> bool:
         stored = db.get_delete_hash(self.connection(), public_id)
