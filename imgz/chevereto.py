@@ -13,6 +13,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from .filetype import MIME
+from .params import tag_key  # noqa: F401  (the key is made where tags are cleaned; pages use it here)
 from .records import Upload
 from .storage import clean_name
 
@@ -51,11 +52,6 @@ def duration_time(seconds: int) -> str:
 
 def truncate_title(title: str) -> str:
     return title[:25] + "..." if len(title) > 28 else title
-
-
-def tag_key(name: str) -> str:
-    """The URL key of a tag: case-folded, whitespace as '-'."""
-    return "-".join(name.casefold().split())
 
 
 def slug(title: str) -> str:

@@ -301,7 +301,8 @@ def upload_delete(obj: Context, ident: str) -> None:
     found = service.find_upload(ident)
     if found is None:
         raise click.ClickException(f"no upload matches {ident!r}")
-    service.delete(found)
+    if not service.delete(found):
+        raise click.ClickException(f"no upload matches {ident!r} (deleted meanwhile)")
     say(f"imgz: deleted {found.public_id} ({found.name}.{found.extension})")
 
 

@@ -9,13 +9,14 @@ import sqlite3
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+from . import params
 from .records import Upload
 
 BUSY_TIMEOUT_MS = 10_000
 
-MIGRATIONS: tuple[str, ...] = (
+_SCHEMA = (
     """
     CREATE TABLE users (
         id INTEGER PRIMARY KEY,
@@ -107,7 +108,42 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (upload_id, tag_id)
     ) WITHOUT ROWID;
     CREATE INDEX upload_tags_tag ON upload_tags(tag_id);
-    """,
+    """
+)
+
+
+def _merge_tags(conn: sqlite3.Connection) -> None:
+    """Tags stored as cleaned today (NFKC names, NFKC case-folded keys), duplicates merged.
+
+    Tags once differed by their Unicode form alone ('café' in NFC and NFD, 'ＡＢＣ' and 'abc'), each
+    with its own row and page. The oldest row of each new key stays and takes the others' uploads;
+    an upload that carried several keeps one link. ASCII tags keep their key, so their URLs stay.
+    A stored name today's rules would refuse keeps its text and gets the new key.
+    """
+    keep: dict[str, int] = {}
+    renamed: list[tuple[str, str, int]] = []
+    for tag_id, name, url_key in conn.execute("SELECT id, name, url_key FROM tags ORDER BY id").fetchall():
+        new_name = params.clean_tag(name) or name
+        new_key = params.tag_key(new_name)
+        survivor = keep.setdefault(new_key, tag_id)
+        if survivor != tag_id:
+            conn.execute("INSERT OR IGNORE INTO upload_tags (upload_id, tag_id, position)"
+                         " SELECT upload_id, ?, position FROM upload_tags WHERE tag_id = ?",
+                         (survivor, tag_id))
+            conn.execute("DELETE FROM upload_tags WHERE tag_id = ?", (tag_id,))
+            conn.execute("DELETE FROM tags WHERE id = ?", (tag_id,))
+        elif (new_name, new_key) != (name, url_key):
+            renamed.append((new_name, new_key, tag_id))
+    # Keys are unique: park the renamed ones first ('#' is in no tag), so no new key meets an old
+    # one that another row still holds.
+    conn.executemany("UPDATE tags SET url_key = '#' || id WHERE id = ?", [(t,) for _, _, t in renamed])
+    conn.executemany("UPDATE tags SET name = ?, url_key = ? WHERE id = ?", renamed)
+
+
+# Each step is an SQL script or a function run in one transaction; PRAGMA user_version counts them.
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
+    _SCHEMA,
+    _merge_tags,
 )
 
 
@@ -177,8 +213,15 @@ class transaction:
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring the schema up to date, tracked by PRAGMA user_version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.executescript("BEGIN IMMEDIATE;\n" + script + f"\nPRAGMA user_version = {number};\nCOMMIT;")
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        if isinstance(step, str):
+            conn.executescript("BEGIN IMMEDIATE;\n" + step + f"\nPRAGMA user_version = {number};\nCOMMIT;")
+            continue
+        with transaction(conn):
+            # another process starting on the same database may have run it meanwhile
+            if conn.execute("PRAGMA user_version").fetchone()[0] < number:
+                step(conn)
+                conn.execute(f"PRAGMA user_version = {number}")
 
 
 # -- users ---------------------------------------------------------------------------------------
@@ -327,12 +370,18 @@ def get_delete_hash(conn: sqlite3.Connection, public_id: str) -> str | None:
     return None if row is None else row[0]
 
 
-def delete_upload(conn: sqlite3.Connection, upload_id: int) -> list[str]:
-    """Delete the row (its files and tag links cascade); return the file paths it had."""
+def delete_upload(conn: sqlite3.Connection, upload_id: int) -> list[str] | None:
+    """Delete the row (its files and tag links cascade); return the file paths it had, or None
+    when there was no row to delete.
+
+    Run it inside ``transaction``: two deletions of one upload at once both found it before, and
+    only the one whose DELETE removed the row may say so and remove the files.
+    """
     paths = [r[0] for r in conn.execute("SELECT path FROM files WHERE upload_id = ?", (upload_id,))]
     tag_ids = [r[0] for r in conn.execute("SELECT tag_id FROM upload_tags WHERE upload_id = ?",
                                           (upload_id,))]
-    conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+    if conn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,)).rowcount != 1:
+        return None
     # a tag no upload carries any more goes too
     conn.executemany("DELETE FROM tags WHERE id = ? AND NOT EXISTS"
                      " (SELECT 1 FROM upload_tags WHERE tag_id = tags.id)", [(t,) for t in tag_ids])
@@ -367,7 +416,7 @@ def delete_uploads(conn: sqlite3.Connection, upload_ids: list[int]) -> list[str]
     """Delete several uploads (files and tag links cascade); return their file paths."""
     paths: list[str] = []
     for upload_id in upload_ids:
-        paths.extend(delete_upload(conn, upload_id))
+        paths.extend(delete_upload(conn, upload_id) or ())
     return paths
 
 

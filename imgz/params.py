@@ -15,10 +15,34 @@ _WIDTH = re.compile(r"[0-9]{1,6}")
 _TITLE_RUNS = re.compile(r"[\s_-]+")
 
 
-def _is_control(ch: str) -> bool:
-    # Cc (C0/C1 controls) and Cf/Cs/Co/Cn (format, surrogates from bad UTF-8, private, unassigned
-    # line/paragraph separators) never belong in a title.
-    return unicodedata.category(ch) in {"Cc", "Cs"} or ch in "\u2028\u2029\u200b\ufeff"
+# Joiners that emoji sequences (family, profession emoji) and scripts such as Persian and the
+# Indic ones need; every other format character is invisible and only good for spoofing.
+_JOINERS = "\u200c\u200d"
+
+
+def _is_dropped(ch: str) -> bool:
+    """Whether a character never belongs in client text.
+
+    Cc (C0/C1 controls), Cs (lone surrogates from bad UTF-8), the line and paragraph separators,
+    and Cf (format) but the joiners: bidi overrides and isolates (U+202A-202E, U+2066-2069) make
+    'invoice\u202egpj.exe' read as 'invoiceexe.jpg'; zero-width spaces, word joiners and BOMs
+    hide inside names and tags. Tag characters (U+E0020-E007F) are Cf too, so the rare
+    subdivision flag emoji lose their tail (an invisible carrier of text is worth more to drop).
+    """
+    category = unicodedata.category(ch)
+    if category == "Cf":
+        return ch not in _JOINERS
+    return category in {"Cc", "Cs", "Zl", "Zp"}
+
+
+def clean_text(value: str, keep: str = "") -> str:
+    """Client text without the characters that never belong in it; those in ``keep`` (e.g. newline
+    and tab for a description) stay.
+
+    Every path that takes text from a client (titles, descriptions, tags, file names, names taken
+    from a URL) goes through here, so a new rule applies to all of them at once.
+    """
+    return "".join(ch for ch in value if ch in keep or not _is_dropped(ch))
 
 
 def absent(value: str | None) -> bool:
@@ -28,8 +52,7 @@ def absent(value: str | None) -> bool:
 
 def _one_line(value: str) -> str:
     """Controls removed, tabs and line breaks turned to spaces and every run of spaces collapsed."""
-    return " ".join("".join(" " if ch in "\t\n\r" else ch for ch in value
-                            if ch in "\t\n\r" or not _is_control(ch)).split())
+    return " ".join(clean_text(value, keep="\t\n\r").split())
 
 
 def clean_title(value: str) -> str:
@@ -45,7 +68,7 @@ def title_from_filename(filename: str) -> str:
 def clean_description(value: str, *, cut: bool = False) -> str | None:
     """Controls but newline and tab removed; past MAX_DESCRIPTION refused, or with ``cut`` (for a
     description read from the file's metadata) cut there."""
-    text = "".join(ch for ch in value if ch in "\n\t" or not _is_control(ch))
+    text = clean_text(value, keep="\n\t")
     if len(text) > MAX_DESCRIPTION:
         if not cut:
             raise InvalidParameter("Description too long")
@@ -54,19 +77,43 @@ def clean_description(value: str, *, cut: bool = False) -> str | None:
     return text or None
 
 
+def clean_tag(value: str) -> str | None:
+    """One tag as stored: NFKC-normalised (so 'café' typed in NFC or NFD, or 'ＡＢＣ' in full width,
+    is one tag), cleaned, whitespace collapsed; None when it is refused.
+
+    The rules are checked after normalising, since NFKC can make a '/' (from '／'), dots (from '．'),
+    a comma (from '，') or a longer text (a ligature).
+    """
+    tag = _one_line(unicodedata.normalize("NFKC", value))
+    # a tag of dots only would make its page URL /tag/.. (the site's root)
+    if not tag.strip(".") or len(tag) > MAX_TAG or any(ch in tag for ch in "/#,"):
+        return None
+    return tag
+
+
+def tag_key(name: str) -> str:
+    """The URL key of a tag: NFKC case-folded (NFKC again, since folding can undo it), whitespace
+    as '-'.
+
+    ASCII tags keep the key they always had (lower case, '-' for spaces), so their URLs stay.
+    """
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return "-".join(folded.split())
+
+
 def parse_tags(value: str | None) -> list[str]:
-    """Comma separated; trimmed, whitespace collapsed; empty, dots-only, duplicate, long, '/' or '#'
-    dropped; 50 kept."""
+    """Comma separated; each cleaned by ``clean_tag``; refused ones and those whose key an earlier
+    one has dropped; 50 kept."""
     if absent(value):
         return []
     kept: list[str] = []
     seen: set[str] = set()
-    for raw in (value or "").split(","):
-        tag = _one_line(raw)
-        # a tag of dots only would make its page URL /tag/.. (the site's root)
-        if not tag.strip(".") or len(tag) > MAX_TAG or "/" in tag or "#" in tag:
+    # normalised before splitting, so a full-width comma separates tags like a comma
+    for raw in unicodedata.normalize("NFKC", value or "").split(","):
+        tag = clean_tag(raw)
+        if tag is None:
             continue
-        key = tag.casefold()
+        key = tag_key(tag)
         if key in seen:
             continue
         seen.add(key)
@@ -103,5 +150,5 @@ def client_basename(filename: str | None) -> str:
     if not filename:
         return ""
     base = re.split(r"[\\/]", filename)[-1]
-    base = "".join(ch for ch in base if not _is_control(ch)).strip()
+    base = clean_text(base).strip()
     return "" if base in {".", ".."} else base[:255]

@@ -83,23 +83,39 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# The calendar a stored upload can have: Unix time starts in 1970 and file URLs are YYYY/MM/DD.
+FIRST_YEAR, LAST_YEAR = 1970, 9999
+
+
 def exif_moment(date_taken: str | None, offset: str | None, zone: str) -> datetime | None:
-    """EXIF 'YYYY:MM:DD HH:MM:SS' as an aware datetime: in its OffsetTime when given, else in zone."""
+    """EXIF 'YYYY:MM:DD HH:MM:SS' as an aware datetime: in its OffsetTime when given, else in zone.
+
+    None (the upload date stays) when there is no readable date, or when the instant, in UTC or in
+    the site's zone where its folder is named, falls outside 1970-9999: year 0999 would name a
+    folder no file URL matches, and 0001-01-01 at +14:00 is before the calendar's start in UTC.
+    """
     if not date_taken:
         return None
     try:
         naive = datetime.strptime(date_taken.strip()[:19], "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
+    tz: timezone | ZoneInfo = ZoneInfo(zone)
     if offset:
         try:
             sign = -1 if offset.strip().startswith("-") else 1
             hours, minutes = offset.strip().lstrip("+-").split(":")
             tz = timezone(sign * timedelta(hours=int(hours), minutes=int(minutes)))
-            return naive.replace(tzinfo=tz)
         except ValueError:
             pass
-    return naive.replace(tzinfo=ZoneInfo(zone))
+    moment = naive.replace(tzinfo=tz)
+    try:
+        years = {moment.astimezone(timezone.utc).year, moment.astimezone(ZoneInfo(zone)).year}
+    except (OverflowError, ValueError):
+        return None
+    if min(years) < FIRST_YEAR or max(years) > LAST_YEAR:
+        return None
+    return moment
 
 
 class Service:
@@ -272,14 +288,21 @@ class Service:
                     raise
         raise RuntimeError("could not find a free public id")
 
-    def delete(self, upload: Upload) -> None:
+    def delete(self, upload: Upload) -> bool:
         """Remove an upload's row, then its files (a crash in between leaves orphan files for
-        ``check --repair``, never a row pointing at nothing)."""
+        ``check --repair``, never a row pointing at nothing).
+
+        False when the row was already gone: of two deletions at once, both of which found the
+        upload, only the one that removed the row succeeds (and removes the files).
+        """
         conn = self.connection()
         with db.transaction(conn):
             paths = db.delete_upload(conn, upload.id)
+        if paths is None:
+            return False
         self.deletions += 1
         storage.delete_files(self.data, paths)
+        return True
 
     def purge_expired(self, now: datetime | None = None, batch: int = 500) -> int:
         """Delete every upload expired at ``now``: rows in short transactions, then their files."""
@@ -391,8 +414,7 @@ class Service:
         stored = db.get_delete_hash(conn, public_id)
         if upload is None or stored is None or not ids.secret_matches(secret, stored):
             return False
-        self.delete(upload)
-        return True
+        return self.delete(upload)
 
     def secret_valid(self, public_id: str, secret: str) -> bool:
         stored = db.get_delete_hash(self.connection(), public_id)

@@ -179,7 +179,8 @@ def remove_work_dir(path: Path) -> None:
 
 
 def date_folder(moment: datetime) -> str:
-    return moment.strftime("%Y/%m/%d")
+    """'YYYY/MM/DD', always zero-padded (strftime's %Y gives '999' for year 999 on glibc)."""
+    return f"{moment.year:04d}/{moment.month:02d}/{moment.day:02d}"
 
 
 def clean_name(text: str) -> str:

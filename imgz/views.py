@@ -98,20 +98,26 @@ def delete(route: str, public_id: str, secret: str) -> Response | str:
     service = current_app.config["IMGZ_SERVICE"]
     upload = service.get_live(public_id)
     if upload is None or not service.secret_valid(public_id, secret):
-        if wants_json():
-            return _json_error(404, "Not found")
-        abort(404, "There is nothing to delete here: the link is wrong or the upload is gone.")
+        return _nothing_to_delete()
     if request.method in {"GET", "HEAD"}:
         site = _site()
         image = chevereto.image_object(upload, site)
         return render_template("delete.html", upload=upload, image=image, timezone=site.timezone)
-    service.delete(upload)
+    if not service.delete(upload):
+        # another deletion of the same upload removed it first: only that one succeeded
+        return _nothing_to_delete()
     if wants_json():
         return json_response(chevereto.deleted_answer())
     if request.form.get("confirm") == "page":
         # after the page's button: a reload or Back must not send the deletion again
         return redirect("/?deleted=1", code=303)
     return render_template("deleted.html", upload=upload)
+
+
+def _nothing_to_delete() -> Response:
+    if wants_json():
+        return _json_error(404, "Not found")
+    abort(404, "There is nothing to delete here: the link is wrong or the upload is gone.")
 
 
 def wants_json() -> bool:

@@ -169,3 +169,13 @@ def test_sweep_removes_rows_tags_and_every_file(tmp_path):
     assert db.get_upload(conn, kept.public_id).tags == ("shared",)
     names = [p.name for p in storage.images_dir(service.data).rglob("*") if p.is_file()]
     assert len(names) == 3 and not any(n.startswith(gone.name) for n in names)
+
+
+@pytest.mark.parametrize("value", ["P1000000000D", "PT99999999999999999999S", "P1M1000000000D",
+                                   "99999999999999999999", "P9999999999Y", "PT" + "9" * 5_000 + "S"])
+def test_long_valid_expiration_is_clamped_to_the_maximum(server, value):
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    image = assert_upload_ok(server.upload(media.png(20, 20), expiration=value))
+    expiry = datetime.strptime(image["expiration_date_gmt"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    assert before + timedelta(days=366) <= expiry <= before + timedelta(days=366, seconds=5)
+    assert server.get(image["url"]).status_code == 200

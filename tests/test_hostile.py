@@ -14,6 +14,7 @@ import http.client
 import io
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -651,6 +652,89 @@ def test_thousands_of_tags_keep_the_first_50(hostile):
 def test_hostile_tags(hostile, tags, expected):
     image = assert_upload_ok(hostile.upload(PNG, tags=tags))
     assert [t["name"] for t in image["tags"]] == expected
+
+
+# Invisible format characters (Unicode Cf): bidi overrides and isolates make
+# 'invoice\u202egpj.exe' read as 'invoiceexe.jpg'; zero-width ones hide inside names and tags.
+# All are dropped from client text but the joiners U+200C and U+200D, which emoji sequences and
+# scripts such as Persian need.
+
+JOINERS = "\u200c\u200d"
+DROPPED_FORMAT = [chr(c) for c in range(0x110000)
+                  if unicodedata.category(chr(c)) == "Cf" and chr(c) not in JOINERS]
+SPOOFERS = "\u202e\u202d\u202a\u202b\u202c\u2066\u2067\u2068\u2069\u200b\u200e\u200f\ufeff\u2060\u00ad"
+JOINED = "\U0001F468\u200d\U0001F469\u200d\U0001F467 \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+
+
+def _no_format(text: str) -> bool:
+    return not any(unicodedata.category(ch) == "Cf" and ch not in JOINERS for ch in text)
+
+
+def sprinkled(text: str, seed: int) -> str:
+    """``text`` with format characters put between its characters: every spoofer once (in a
+    shuffled order) and a few others drawn from all of Unicode's Cf."""
+    rng = random.Random(seed)
+    extra = list(SPOOFERS) + rng.sample(DROPPED_FORMAT, 6)
+    rng.shuffle(extra)
+    out = list(text)
+    for ch in extra:
+        out.insert(rng.randrange(len(out) + 1), ch)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("name,text", [
+    ("title", "invoice gpj.exe"), ("description", "line one\n\tline two"),
+    ("tags", "invoice, report 2024"), ("title", JOINED), ("tags", JOINED),
+    ("description", JOINED + "\n" + JOINED),
+])
+def test_format_characters_in_text_fields_are_dropped(hostile, name, text, seed):
+    sent = sprinkled(text, seed)
+    image = assert_upload_ok(hostile.upload(PNG, **{name: sent}))
+    if name == "tags":
+        assert [t["name"] for t in image["tags"]] == [t.strip() for t in text.split(",")]
+        for tag in image["tags"]:
+            assert _no_format(tag["url_key"]) and _no_format(tag["url"])
+    else:
+        assert image[name] == text
+    assert _no_format(image["title"]) and _no_format(image["title_truncated"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("stem", ["invoice\u202egpj.exe", "report\u2067 draft\u2069", JOINED])
+def test_format_characters_in_a_file_name_are_dropped(hostile, stem, seed):
+    name = sprinkled(stem, seed) + ".png"
+    clean = "".join(ch for ch in stem if _no_format(ch))
+    image = assert_upload_ok(post_parts(hostile, Part(b"source", PNG, name.encode())))
+    assert image["original_filename"] == clean + ".png"
+    assert image["title"] == params_title(clean)
+    assert SAFE_NAME.fullmatch(image["name"])
+    page = hostile.get(image["url_viewer"])
+    assert page.status_code == 200 and _no_format(html_text(page.text))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_format_characters_in_a_url_source_name_are_dropped(hostile, webhost, seed):
+    name = sprinkled("invoice\u202egpj.exe", seed) + ".png"
+    url = webhost.add(f"/format-{seed}/{quote(name)}", body=PNG, content_type="image/png")
+    image = assert_upload_ok(hostile.upload(url))
+    assert image["original_filename"] == "invoicegpj.exe.png"
+    assert image["title"] == "invoicegpj.exe"
+
+
+def test_format_characters_in_file_metadata_are_dropped(hostile):
+    xmp = media.xmp_packet(title=sprinkled("shot\u202egpj.exe", 1), description=sprinkled("a\nb", 2))
+    image = assert_upload_ok(hostile.upload(media.jpeg(24, 16, xmp=xmp), filename="x.jpg"))
+    assert image["title"] == "shotgpj.exe" and image["description"] == "a\nb"
+
+
+def params_title(stem: str) -> str:
+    """The title SPEC §2 makes of a file name: runs of '-', '_' and spaces as one space."""
+    return " ".join(re.sub(r"[-_]+", " ", stem).split())
+
+
+def html_text(page: str) -> str:
+    return re.sub(r"<[^>]*>", " ", page)
 
 
 @pytest.mark.parametrize("width", [

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import unicodedata
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -188,10 +189,27 @@ def test_ids_and_secrets():
     ("0000:00:00 00:00:00", None, "UTC", None),
     ("garbage", None, "UTC", None),
     (None, None, "UTC", None),
+    ("0999:06:15 12:00:00", None, "UTC", None),
+    ("0001:01:01 00:00:00", "+14:00", "UTC", None),
+    ("9999:12:31 23:59:59", "-14:00", "UTC", None),
+    ("9999:12:31 23:59:59", "+14:00", "UTC", "9999-12-31T09:59:59+00:00"),
+    ("9999:12:31 12:00:00", "+00:00", "Etc/GMT-14", None),        # 10000 in the site's zone
+    ("1970:01:01 00:00:00", "+00:00", "UTC", "1970-01-01T00:00:00+00:00"),
+    ("1970:01:01 00:00:00", "+00:30", "UTC", None),
+    ("1970:01:01 05:00:00", None, "Etc/GMT+12", "1970-01-01T17:00:00+00:00"),
+    ("2019:05:04 10:00:00", "+99:00", "UTC", "2019-05-04T10:00:00+00:00"),  # no such offset
 ])
 def test_exif_moment(taken, offset, zone, expected):
     moment = exif_moment(taken, offset, zone)
     assert (moment.astimezone(timezone.utc).isoformat() if moment else None) == expected
+
+
+@pytest.mark.parametrize("moment,folder", [
+    (datetime(999, 6, 15), "0999/06/15"), (datetime(1, 1, 1), "0001/01/01"),
+    (datetime(2025, 3, 9), "2025/03/09"), (datetime(9999, 12, 31), "9999/12/31"),
+])
+def test_date_folder_is_always_zero_padded(moment, folder):
+    assert storage.date_folder(moment) == folder
 
 
 @pytest.mark.parametrize("number", [28, 122, 27])  # ENOSPC, EDQUOT, EFBIG
@@ -205,3 +223,18 @@ def test_full_disk_errors_become_507(number):
 def test_other_os_errors_stay_themselves():
     with pytest.raises(PermissionError):
         storage.raise_storage_error(PermissionError(13, "denied"))
+
+
+FORMAT = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]
+
+
+@pytest.mark.parametrize("ch", [pytest.param(ch, id=f"U+{ord(ch):04X}") for ch in FORMAT])
+def test_every_format_character_but_the_joiners_is_dropped(ch):
+    kept = ch in "\u200c\u200d"
+    text = f"ab{ch}cd"
+    expected = text if kept else "abcd"
+    assert params.clean_title(text) == expected
+    assert params.clean_description(f"x\n\t{text}") == f"x\n\t{expected}"
+    assert params.parse_tags(f"{text}, z") == [expected, "z"]
+    assert params.client_basename(f"{text}.png") == f"{expected}.png"
+    assert params.title_from_filename(f"{text}.png") == expected
