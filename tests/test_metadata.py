@@ -62,6 +62,12 @@ def _extended_xmp() -> bytes:
                     + struct.pack(">II", len(XMP), 0) + XMP)
 
 
+def _jfxx_thumbnail() -> bytes:
+    """An APP0 JFXX segment whose thumbnail is a whole JPEG with GPS in its own EXIF (code 0x10)."""
+    thumb = _save(_noise((16, 12)), "JPEG", exif=_gps_exif())
+    return _segment(0xE0, b"JFXX\x00\x10" + thumb)
+
+
 def _photo_jpeg(**params) -> bytes:
     """A JPEG as a phone writes it, before the extra segments are spliced in."""
     return _save(_noise(), "JPEG", exif=_gps_exif(), xmp=XMP, comment="taken at home",
@@ -215,7 +221,8 @@ def test_phone_jpeg_keeps_only_jfif_icc_and_tables(run):
 
 @pytest.mark.parametrize("name, segment, kept", [
     ("jfif", _segment(0xE0, b"JFIF\x00\x01\x02\x00\x00\x01\x00\x01\x00\x00"), True),
-    ("jfxx", _segment(0xE0, b"JFXX\x00\x13thumb"), True),
+    ("jfxx", _segment(0xE0, b"JFXX\x00\x13thumb"), False),
+    ("jfxx_jpeg_with_gps", _jfxx_thumbnail(), False),
     ("icc", _segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + ICC[:100]), True),
     ("adobe", _segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x01"), True),
     ("exif", _segment(0xE1, b"Exif\x00\x00MM\x00*\x00\x00\x00\x08"), False),
@@ -228,6 +235,11 @@ def test_phone_jpeg_keeps_only_jfif_icc_and_tables(run):
     ("app14_other", _segment(0xEE, b"Other"), False),
     ("app15", _segment(0xEF, b"vendor notes"), False),
     ("comment", _segment(0xFE, b"a comment"), False),
+    ("jpg0_extension", _segment(0xF0, b"GPS 52N 13E"), False),
+    ("jpg13_extension", _segment(0xFD, b"GPS 52N 13E"), False),
+    ("app0_unknown", _segment(0xE0, b"CIFF\x00GPS"), False),
+    ("app2_icc_without_nul", _segment(0xE2, b"ICC_PROFILEGPS"), False),
+    ("app1_empty", _segment(0xE1, b""), False),
 ])
 def test_jpeg_segment_rule(run, name, segment, kept):
     plain = _save(_noise(), "JPEG")
@@ -385,14 +397,14 @@ def test_animated_webp_keeps_its_frames(run):
     assert _frames_of(out) == _frames_of(source)
 
 
-def test_webp_odd_sized_chunks_keep_their_padding(run):
+def test_webp_odd_sized_chunks_go_with_their_padding(run):
     plain = _save(_noise(), "WEBP", lossless=True, icc_profile=ICC)
     unknown = _webp_chunk(b"ABCD", b"odd")
     source = _with_chunks(plain, _webp_chunk(b"EXIF", b"MM\x00*\x00"), unknown,
                           _webp_chunk(b"XMP ", b"<x/>\n"))
     changed, out = run("webp", source)
     assert changed
-    assert out == _with_chunks(plain, unknown)
+    assert out == plain
     _riff_chunks(out)
 
 
@@ -437,13 +449,21 @@ def test_gif_application_extension_rule(run, ident, kept):
     assert out == (source if kept else plain)
 
 
-def test_gif_keeps_plain_text_and_graphic_control(run):
+def test_gif_keeps_graphic_control_and_loses_plain_text(run):
     plain = _save(_frames(1)[0], "GIF")
     at = _gif_header_end(plain)
     control = b"\x21\xf9\x04\x00\x0a\x00\x00\x00"
     text = b"\x21\x01\x0c" + bytes(12) + b"\x02hi\x00"
-    source = plain[:at] + control + text + plain[at:]
-    assert run("gif", source) == (False, source)
+    assert run("gif", plain[:at] + control + plain[at:]) == (False, plain[:at] + control + plain[at:])
+    assert run("gif", plain[:at] + control + text + plain[at:]) == (True, plain[:at] + control + plain[at:])
+
+
+@pytest.mark.parametrize("label", [0x01, 0x02, 0x7F, 0xF8])
+def test_gif_plain_text_and_unknown_extensions_are_dropped(run, label):
+    plain = _save(_frames(1)[0], "GIF")
+    at = _gif_header_end(plain)
+    extension = bytes((0x21, label, 0x05)) + b"52N13" + b"\x00"
+    assert run("gif", plain[:at] + extension + plain[at:]) == (True, plain)
 
 
 def test_gif_without_metadata_is_copied_byte_for_byte(run):
