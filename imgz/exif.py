@@ -1,7 +1,9 @@
 """Metadata read from images: EXIF, XMP, IPTC and PNG text, as Pillow finds them in a header.
 
 Camera boilerplate ("OLYMPUS DIGITAL CAMERA", "DCIM") is not a title or a description. XMP is
-parsed with the standard library and refused when it declares a DTD or entities.
+parsed with the standard library and refused when it declares a DTD or entities. Metadata that
+cannot be read (an XML encoding expat lacks, PNG text past Pillow's limits) is ignored: it never
+makes an upload fail.
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image, TiffImagePlugin
+from typing import Callable
+
+from PIL import ExifTags, Image, ImageFile, PngImagePlugin, TiffImagePlugin
 
 _XMP_NS = {"dc": "http://purl.org/dc/elements/1.1/",
            "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
@@ -90,7 +94,9 @@ def _parse_xmp(raw: object) -> ET.Element | None:
         return None
     try:
         return ET.fromstring(raw)
-    except ET.ParseError:
+    # expat knows few encodings: a declared Shift_JIS or UTF-32 is a ValueError, an unknown
+    # name a LookupError
+    except (ET.ParseError, ValueError, LookupError):
         return None
 
 
@@ -228,3 +234,49 @@ def _exif_json(exif: Image.Exif) -> str:
             if converted is not None:
                 out[names.get(tag, f"0x{tag:04X}")] = converted
     return json.dumps(out, ensure_ascii=False, allow_nan=False)
+
+
+# --- PNG text past Pillow's limits ----------------------------------------------------------------
+
+_PngHandler = Callable[[PngImagePlugin.PngStream, int, int], bytes]
+
+
+def _text_within_limits(handler: _PngHandler) -> _PngHandler:
+    """A PNG text chunk handler that drops the chunk's text instead of failing the image.
+
+    Pillow refuses a whole PNG whose text chunk inflates past MAX_TEXT_CHUNK, or whose text adds
+    up past MAX_TEXT_MEMORY, with a ValueError. Those limits stay (text never costs more memory
+    than they allow); only the text is given up, and the chunk's bytes are handed back so the
+    CRC check goes on as usual.
+    """
+    def chunk(self: PngImagePlugin.PngStream, pos: int, length: int) -> bytes:
+        assert self.fp is not None
+        start = self.fp.tell()
+        try:
+            return handler(self, pos, length)
+        except ValueError:
+            self.fp.seek(start)
+            data = ImageFile._safe_read(self.fp, length)
+            key = data.split(b"\0", 1)[0].decode("latin-1")
+            for found in (self.im_info, self.im_text):
+                found.pop(key, None)
+            if key == "XML:com.adobe.xmp":
+                self.im_info.pop("xmp", None)
+            return data
+    chunk.__name__ = handler.__name__
+    chunk.__wrapped__ = handler  # type: ignore[attr-defined]
+    return chunk
+
+
+def _tolerate_png_text() -> None:
+    """Install the handlers above in Pillow's PNG reader, once per process."""
+    stream = PngImagePlugin.PngStream
+    for name in ("chunk_tEXt", "chunk_zTXt", "chunk_iTXt"):
+        handler = getattr(stream, name)
+        if not hasattr(handler, "__wrapped__"):
+            setattr(stream, name, _text_within_limits(handler))
+
+
+# Pillow's PNG reader is module state: every image this process opens goes through it, so the
+# rule "metadata never makes a valid image invalid" is set where the metadata is read.
+_tolerate_png_text()

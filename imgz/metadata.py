@@ -1,9 +1,12 @@
 """Lossless metadata removal for stored images: JPEG segments, PNG and WebP chunks, GIF blocks.
 
 Each format is walked structurally and streamed from file to file, so memory stays bounded by one
-JPEG segment or one read chunk. Only whole metadata units are dropped (plus anything after the
-format's end marker); everything kept is copied byte-for-byte, except WebP's RIFF size and VP8X
-flags, which must follow the dropped chunks. A broken structure raises ``InvalidImage``.
+JPEG segment or one read chunk. What stays is an allow-list per format (SPEC §3): what renders
+the image and its colour profile; everything else goes, unknown and future chunks included (C2PA
+manifests, private chunks), and so does anything after the format's end marker. Everything kept
+is copied byte-for-byte, except WebP's RIFF and ANMF sizes and VP8X flags, which must follow the
+dropped chunks. A broken structure raises ``InvalidImage``; more chunks or blocks than MAX_CHUNKS
+raise ``TooComplex``, which bounds the Python work per file.
 
 Stripping a JPEG drops its EXIF orientation with the rest: the caller decides beforehand whether
 the image must be rotated and re-encoded instead.
@@ -15,14 +18,22 @@ import struct
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from imgz.errors import InvalidImage
+from imgz.errors import InvalidImage, TooComplex
 from imgz.jpeg import JpegStripper
 
 _CHUNK = 1 << 16
 
-_PNG_DROP = {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
+# Each chunk or block is a step of Python work here (and in Pillow's readers). Real files stay far
+# below: libpng cuts IDAT into 8 KB chunks, so a 200 MB PNG holds about 25,000; an animation has
+# two or three per frame; a GIF's data sub-blocks are walked apart and not counted.
+MAX_CHUNKS = 100_000
+
+_PNG_KEEP = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"iCCP", b"sRGB", b"gAMA", b"cHRM",
+             b"cICP", b"sBIT", b"pHYs", b"acTL", b"fcTL", b"fdAT"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_WEBP_DROP = {b"EXIF", b"XMP "}
+_WEBP_KEEP = {b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF", b"ICCP"}
+# Inside an animation frame: its alpha and bitstream; the format allows unknown chunks there too.
+_WEBP_FRAME_KEEP = {b"ALPH", b"VP8 ", b"VP8L"}
 _WEBP_FLAG_EXIF, _WEBP_FLAG_XMP = 0x08, 0x04
 # Looping control, plus the ICC profile extension: colour profiles are kept in every format.
 _GIF_KEEP_APP = {b"NETSCAPE2.0", b"ANIMEXTS1.0", b"ICCRGBG1012"}
@@ -78,11 +89,30 @@ class _Reader:
 class _Discard:
     """A sink that only pretends to write, for checking a file without copying it."""
 
+    def __init__(self) -> None:
+        self._pos = 0
+
     def write(self, data: bytes | memoryview) -> int:
+        self._pos += len(data)
         return len(data)
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return 0
+
+    def tell(self) -> int:
+        return self._pos
+
+
+class _Counter:
+    """Counts chunks or blocks and refuses a file past MAX_CHUNKS."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def step(self) -> None:
+        self.count += 1
+        if self.count > MAX_CHUNKS:
+            raise TooComplex()
 
 
 # --- JPEG ---------------------------------------------------------------------------------------
@@ -106,13 +136,15 @@ def _walk_png(r: _Reader, out: BinaryIO) -> bool:
     out.write(signature)
     removed = False
     first = True
+    chunks = _Counter()
     while True:
+        chunks.step()
         head = r.read(8)
         length, kind = struct.unpack(">I4s", head)
         if length > 0x7FFFFFFF or not kind.isalpha() or (first and kind != b"IHDR"):
             raise InvalidImage()
         first = False
-        if kind in _PNG_DROP:
+        if kind not in _PNG_KEEP:
             r.copy(length + 4, None)
             removed = True
             continue
@@ -124,6 +156,43 @@ def _walk_png(r: _Reader, out: BinaryIO) -> bool:
 
 # --- WebP ---------------------------------------------------------------------------------------
 
+def _walk_webp_frame(r: _Reader, out: BinaryIO, size: int, pad: int,
+                     chunks: _Counter) -> tuple[int, int, bool]:
+    """Copy an ANMF chunk's payload keeping only the frame's alpha and bitstream; returns the
+    payload size and pad written (the header's size field is patched when it shrank) and whether
+    anything was dropped. ``out`` is just past the ANMF chunk header."""
+    if size < 16:
+        raise InvalidImage()
+    size_at = out.tell() - 4
+    r.copy(16, out)  # position, size, duration, flags
+    left, written, dropped = size - 16, 16, False
+    while left:
+        chunks.step()
+        if left < 8:
+            raise InvalidImage()
+        fourcc, inner = struct.unpack("<4sI", r.read(8))
+        if 8 + inner > left:
+            raise InvalidImage()
+        inner_pad = inner & 1 if 8 + inner < left else 0
+        left -= 8 + inner + inner_pad
+        if fourcc in _WEBP_FRAME_KEEP:
+            out.write(struct.pack("<4sI", fourcc, inner))
+            r.copy(inner + inner_pad, out)
+            written += 8 + inner + inner_pad
+        else:
+            r.copy(inner + inner_pad, None)
+            dropped = True
+    if not dropped:
+        r.copy(pad, out)
+        return size, pad, False
+    r.copy(pad, None)
+    out.write(b"\0" * (written & 1))
+    out.seek(size_at)
+    out.write(struct.pack("<I", written))
+    out.seek(0, 2)
+    return written, written & 1, True
+
+
 def _walk_webp(r: _Reader, out: BinaryIO) -> bool:
     head = r.read(12)
     riff, riff_size, form = struct.unpack("<4sI4s", head)
@@ -134,7 +203,9 @@ def _walk_webp(r: _Reader, out: BinaryIO) -> bool:
     remaining = riff_size - 4
     written = 4
     first = True
+    chunks = _Counter()
     while remaining:
+        chunks.step()
         if remaining < 8:
             raise InvalidImage()
         chunk_head = r.read(8)
@@ -146,7 +217,7 @@ def _walk_webp(r: _Reader, out: BinaryIO) -> bool:
         # Tolerate a last chunk whose pad byte the writer left out.
         pad = size & 1 if 8 + size < remaining else 0
         remaining -= 8 + size + pad
-        if fourcc in _WEBP_DROP:
+        if fourcc not in _WEBP_KEEP:
             r.copy(size + pad, None)
             changed = True
             continue
@@ -158,6 +229,9 @@ def _walk_webp(r: _Reader, out: BinaryIO) -> bool:
             flags = payload[0] & ~(_WEBP_FLAG_EXIF | _WEBP_FLAG_XMP)
             changed |= flags != payload[0]
             out.write(bytes((flags,)) + payload[1:])
+        elif fourcc == b"ANMF":
+            size, pad, dropped = _walk_webp_frame(r, out, size, pad, chunks)
+            changed |= dropped
         else:
             r.copy(size + pad, out)
         written += 8 + size + pad
@@ -207,7 +281,9 @@ def _walk_gif(r: _Reader, out: BinaryIO) -> bool:
     out.write(head)
     r.copy(_color_table_size(head[10]), out)
     removed = False
+    blocks = _Counter()
     while True:
+        blocks.step()
         introducer = r.read(1)
         if introducer == b"\x3b":
             out.write(introducer)
@@ -235,9 +311,12 @@ def _walk_gif(r: _Reader, out: BinaryIO) -> bool:
                 else:
                     _copy_subblocks(r, None)
                     removed = True
-            else:
+            elif label == b"\xf9":  # graphic control: delay, disposal, transparency
                 out.write(introducer + label)
                 _copy_subblocks(r, out)
+            else:  # plain text and unknown extensions: text no browser draws
+                _copy_subblocks(r, None)
+                removed = True
         else:
             raise InvalidImage()
 
@@ -321,15 +400,16 @@ def strip_jpeg(src: Path, dst: Path) -> bool:
 
 
 def strip_png(src: Path, dst: Path) -> bool:
-    """Strip a PNG of eXIf, text and tIME chunks; stop after IEND."""
+    """Strip a PNG to its image, animation and colour chunks; stop after IEND."""
     return strip("png", src, dst)
 
 
 def strip_webp(src: Path, dst: Path) -> bool:
-    """Strip a WebP of its EXIF and XMP chunks and flags; stop at the RIFF size."""
+    """Strip a WebP to its image, animation and ICC chunks (and frames to their image data),
+    clearing the EXIF and XMP flags; stop at the RIFF size."""
     return strip("webp", src, dst)
 
 
 def strip_gif(src: Path, dst: Path) -> bool:
-    """Strip a GIF of comments and of application extensions but looping and ICC ones."""
+    """Strip a GIF to its images, palettes, graphic controls, looping and ICC extensions."""
     return strip("gif", src, dst)

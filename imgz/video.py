@@ -154,12 +154,16 @@ def probe_video(path: Path, fmt: str, *, timeout: float) -> VideoProbe:
 def _remux(src: Path, probe: VideoProbe, dest: Path, deadline: float) -> None:
     """Copy the streams into a fresh container without metadata, keeping the rotation.
 
-    Only video, audio and subtitle streams are kept: data streams carry camera telemetry such
-    as GPS tracks. The display matrix is stream side data, not metadata, so it survives
-    ``-map_metadata -1``; the result is read back to make sure, and set explicitly if lost.
+    An allow-list (SPEC §3): only video streams that are no attached picture (``0:V``) and audio
+    streams stay. Subtitle, data and timed-metadata tracks go (drones and dashcams write GPS
+    there), as do cover art, attachments, chapters and every container and stream tag. The
+    display matrix is stream side data, not metadata, so it survives ``-map_metadata -1``; the
+    result is read back to make sure, and set explicitly if lost.
     """
-    output = ["-map", "0:v", "-map", "0:a?", "-map", "0:s?", "-c", "copy", "-map_metadata", "-1",
-              *(["-movflags", "+faststart"] if probe.fmt in ("mp4", "mov") else []),
+    output = ["-map", "0:V", "-map", "0:a?", "-c", "copy", "-map_metadata", "-1",
+              "-map_metadata:s", "-1", "-map_chapters", "-1", "-fflags", "+bitexact",
+              *(["-movflags", "+faststart", "-write_tmcd", "0"]
+                if probe.fmt in ("mp4", "mov") else []),
               "-f", _MUXER[probe.fmt], f"file:{dest}"]
     rotate: list[str] = []
     for attempt in range(2):

@@ -12,11 +12,14 @@ import pytest
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
 from imgz import jpeg, metadata
-from imgz.errors import InvalidImage
+from imgz.errors import InvalidImage, TooComplex
 
 # --- builders -----------------------------------------------------------------------------------
 
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+# A C2PA manifest is a JUMBF box; what it holds here (a location assertion) is what must go.
+JUMBF_GPS = (struct.pack(">I", 60) + b"jumb" + struct.pack(">I", 52) + b"json"
+             + b'{"exif:GPSLatitude": "52,22.1N", "exif:GPS": 1}'[:44])
 XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:title>Secret place</dc:title></x:xmpmeta>'
 
 
@@ -60,6 +63,12 @@ def _extended_xmp() -> bytes:
     guid = b"0123456789ABCDEF0123456789ABCDEF"
     return _segment(0xE1, b"http://ns.adobe.com/xmp/extension/\x00" + guid
                     + struct.pack(">II", len(XMP), 0) + XMP)
+
+
+def _jfxx_thumbnail() -> bytes:
+    """An APP0 JFXX segment whose thumbnail is a whole JPEG with GPS in its own EXIF (code 0x10)."""
+    thumb = _save(_noise((16, 12)), "JPEG", exif=_gps_exif())
+    return _segment(0xE0, b"JFXX\x00\x10" + thumb)
 
 
 def _photo_jpeg(**params) -> bytes:
@@ -215,7 +224,8 @@ def test_phone_jpeg_keeps_only_jfif_icc_and_tables(run):
 
 @pytest.mark.parametrize("name, segment, kept", [
     ("jfif", _segment(0xE0, b"JFIF\x00\x01\x02\x00\x00\x01\x00\x01\x00\x00"), True),
-    ("jfxx", _segment(0xE0, b"JFXX\x00\x13thumb"), True),
+    ("jfxx", _segment(0xE0, b"JFXX\x00\x13thumb"), False),
+    ("jfxx_jpeg_with_gps", _jfxx_thumbnail(), False),
     ("icc", _segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + ICC[:100]), True),
     ("adobe", _segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x01"), True),
     ("exif", _segment(0xE1, b"Exif\x00\x00MM\x00*\x00\x00\x00\x08"), False),
@@ -228,6 +238,11 @@ def test_phone_jpeg_keeps_only_jfif_icc_and_tables(run):
     ("app14_other", _segment(0xEE, b"Other"), False),
     ("app15", _segment(0xEF, b"vendor notes"), False),
     ("comment", _segment(0xFE, b"a comment"), False),
+    ("jpg0_extension", _segment(0xF0, b"GPS 52N 13E"), False),
+    ("jpg13_extension", _segment(0xFD, b"GPS 52N 13E"), False),
+    ("app0_unknown", _segment(0xE0, b"CIFF\x00GPS"), False),
+    ("app2_icc_without_nul", _segment(0xE2, b"ICC_PROFILEGPS"), False),
+    ("app1_empty", _segment(0xE1, b""), False),
 ])
 def test_jpeg_segment_rule(run, name, segment, kept):
     plain = _save(_noise(), "JPEG")
@@ -323,6 +338,16 @@ def test_png_loses_text_exif_and_time_and_keeps_icc(run):
     (b"cHRM", bytes(32), True),
     (b"sRGB", b"\x00", True),
     (b"pHYs", struct.pack(">IIB", 2835, 2835, 1), True),
+    (b"sBIT", b"\x08\x08\x08", True),
+    (b"cICP", b"\x01\x0d\x00\x01", True),
+    (b"caBX", JUMBF_GPS, False),
+    (b"prVt", b"GPS 52.37N 4.89E", False),
+    (b"gpSt", b"GPS 52.37N 4.89E", False),
+    (b"bKGD", b"\x00\x00\x00\x00\x00\x00", False),
+    (b"sPLT", b"GPS 52N\x00\x08", False),
+    (b"hIST", b"GPS 52N\x00", False),
+    (b"vpAg", b"GPS 52N 13E", False),
+    (b"PRVT", b"GPS 52.37N 4.89E", False),   # no critical chunk of the standard
 ])
 def test_png_chunk_rule(run, kind, data, kept):
     plain = _save(_noise(), "PNG")
@@ -385,15 +410,49 @@ def test_animated_webp_keeps_its_frames(run):
     assert _frames_of(out) == _frames_of(source)
 
 
-def test_webp_odd_sized_chunks_keep_their_padding(run):
+def test_webp_odd_sized_chunks_go_with_their_padding(run):
     plain = _save(_noise(), "WEBP", lossless=True, icc_profile=ICC)
     unknown = _webp_chunk(b"ABCD", b"odd")
     source = _with_chunks(plain, _webp_chunk(b"EXIF", b"MM\x00*\x00"), unknown,
                           _webp_chunk(b"XMP ", b"<x/>\n"))
     changed, out = run("webp", source)
     assert changed
-    assert out == _with_chunks(plain, unknown)
+    assert out == plain
     _riff_chunks(out)
+
+
+@pytest.mark.parametrize("fourcc, data", [
+    (b"C2PA", JUMBF_GPS), (b"EXIF", _gps_exif().tobytes()), (b"XMP ", XMP),
+    (b"GPS ", b"52.37N 4.89E"), (b"ABCD", b"odd"), (b"ICCp", b"not the profile chunk"),
+])
+def test_webp_unknown_and_metadata_chunks_are_dropped(run, fourcc, data):
+    plain = _save(_noise(), "WEBP", lossless=True, icc_profile=ICC)
+    changed, out = run("webp", _with_chunks(plain, _webp_chunk(fourcc, data)))
+    assert changed and out == plain
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.info.get("icc_profile") == ICC
+
+
+def _anmf_with(webp: bytes, extra: bytes) -> bytes:
+    """The animated WebP with ``extra`` appended inside each of its frames (ANMF chunks)."""
+    body = b""
+    for fourcc, data in _riff_chunks(webp):
+        if fourcc == b"ANMF":
+            data += extra
+        body += _webp_chunk(fourcc, data)
+    return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
+
+
+@pytest.mark.parametrize("extra", [_webp_chunk(b"C2PA", JUMBF_GPS), _webp_chunk(b"GPS ", b"odd"),
+                                   _webp_chunk(b"EXIF", b"MM\x00*\x00") + _webp_chunk(b"XYZ ", b"")],
+                         ids=["c2pa", "odd", "two"])
+def test_animated_webp_frames_lose_unknown_chunks(run, extra):
+    frames = [_noise((24, 16), seed=n) for n in range(3)]
+    plain = _save(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100,
+                  lossless=True)
+    changed, out = run("webp", _anmf_with(plain, extra))
+    assert changed and out == plain
+    assert _frames_of(out) == _frames_of(plain)
 
 
 def test_webp_without_metadata_is_copied_byte_for_byte(run):
@@ -437,13 +496,21 @@ def test_gif_application_extension_rule(run, ident, kept):
     assert out == (source if kept else plain)
 
 
-def test_gif_keeps_plain_text_and_graphic_control(run):
+def test_gif_keeps_graphic_control_and_loses_plain_text(run):
     plain = _save(_frames(1)[0], "GIF")
     at = _gif_header_end(plain)
     control = b"\x21\xf9\x04\x00\x0a\x00\x00\x00"
     text = b"\x21\x01\x0c" + bytes(12) + b"\x02hi\x00"
-    source = plain[:at] + control + text + plain[at:]
-    assert run("gif", source) == (False, source)
+    assert run("gif", plain[:at] + control + plain[at:]) == (False, plain[:at] + control + plain[at:])
+    assert run("gif", plain[:at] + control + text + plain[at:]) == (True, plain[:at] + control + plain[at:])
+
+
+@pytest.mark.parametrize("label", [0x01, 0x02, 0x7F, 0xF8])
+def test_gif_plain_text_and_unknown_extensions_are_dropped(run, label):
+    plain = _save(_frames(1)[0], "GIF")
+    at = _gif_header_end(plain)
+    extension = bytes((0x21, label, 0x05)) + b"52N13" + b"\x00"
+    assert run("gif", plain[:at] + extension + plain[at:]) == (True, plain)
 
 
 def test_gif_without_metadata_is_copied_byte_for_byte(run):
@@ -674,3 +741,159 @@ def test_arrival_gives_up_on_a_header_past_the_limit(monkeypatch):
     sink = _Sink()
     assert _arrive(upload, [256], sink) is None
     assert bytes(sink.data) == upload and not sink.headers
+
+
+# --- structure no encoder writes ----------------------------------------------------------------
+
+def _progressive(size: tuple[int, int] = (64, 64)) -> bytes:
+    return _save(Image.new("RGB", size, (120, 130, 140)), "JPEG", progressive=True)
+
+
+def _repeated_scans(total: int, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A progressive JPEG whose last scan (an AC refinement) is repeated to ``total`` scans: the
+    decoder accepts it and runs every copy over the whole image."""
+    source = _progressive(size)
+    last = source.rindex(b"\xff\xda")
+    scan = source[last:-2]
+    extra = total - source.count(b"\xff\xda")
+    assert extra >= 0
+    return source[:-2] + scan * extra + b"\xff\xd9"
+
+
+def test_repeated_scans_are_a_valid_jpeg():
+    data = _repeated_scans(jpeg.MAX_SCANS + 50)
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        assert im.size == (64, 64)
+
+
+def test_jpeg_with_scans_up_to_the_cap_is_kept(run):
+    data = _repeated_scans(jpeg.MAX_SCANS)
+    assert run("jpeg", data) == (False, data)
+
+
+@pytest.mark.parametrize("scans", [jpeg.MAX_SCANS + 1, 5000])
+def test_jpeg_with_more_scans_is_too_complex(tmp_path, scans):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.write_bytes(_repeated_scans(scans))
+    with pytest.raises(TooComplex):
+        metadata.strip("jpeg", src, dst)
+    assert not dst.exists()
+
+
+def _arrival_outcome(data: bytes, pieces: list[int], allow: object) -> object:
+    try:
+        return _arrive(data, pieces, _Sink(allow))
+    except TooComplex as exc:
+        return exc
+
+
+# the scans are counted whether the upload is stripped, declined (re-encoded later), or its
+# header broken by the walk's standard (libjpeg reads past an APPn of length 0)
+ARRIVALS = {
+    "stripped": (lambda d: d, True),
+    "declined": (lambda d: d, False),
+    "header_broken": (lambda d: _after_soi(d, b"\xff\xe1\x00\x00"), True),
+    "header_too_long": (lambda d: _after_soi(d, *[_segment(0xE1, bytes(60000))] * 20), True),
+}
+
+
+@pytest.mark.parametrize("pieces", [[1000], [65536], [1 << 30]])
+@pytest.mark.parametrize("case", list(ARRIVALS))
+def test_arrival_of_too_many_scans_is_refused_at_finish(case, pieces):
+    change, allow = ARRIVALS[case]
+    sink = _Sink(allow)
+    with pytest.raises(TooComplex):
+        _arrive(change(_repeated_scans(jpeg.MAX_SCANS * 3)), pieces, sink)
+    if pieces == [1000]:  # nothing past the refusal was written
+        assert len(sink.data) < len(change(_repeated_scans(jpeg.MAX_SCANS * 3)))
+
+
+@pytest.mark.parametrize("pieces", [[1000], [1 << 30]])
+@pytest.mark.parametrize("case", list(ARRIVALS))
+def test_arrival_of_scans_up_to_the_cap_is_answered_as_before(case, pieces):
+    change, allow = ARRIVALS[case]
+    outcome = _arrival_outcome(change(_repeated_scans(jpeg.MAX_SCANS)), pieces, allow)
+    assert not isinstance(outcome, TooComplex)
+
+
+def _empty_segments_after_scan(count: int) -> bytes:
+    plain = _save(_noise(), "JPEG")
+    return plain[:-2] + b"\xff\xef\x00\x02" * count + b"\xff\xd9"
+
+
+def test_many_empty_segments_after_the_scan_stop_the_walk_at_the_cap():
+    data = _empty_segments_after_scan(1_000_000)
+    stripper = jpeg.JpegStripper(lambda piece: None)
+    with pytest.raises(TooComplex):
+        for at in range(0, len(data), 1 << 16):
+            stripper.feed(data[at:at + (1 << 16)])
+    assert stripper.steps == jpeg.MAX_SEGMENTS + 1
+
+
+def test_segments_up_to_the_cap_are_walked(run):
+    plain = _save(_noise(), "JPEG")
+    data = _empty_segments_after_scan(jpeg.MAX_SEGMENTS - 20)
+    assert run("jpeg", data) == (True, plain)
+
+
+@pytest.mark.parametrize("junk", [b"\x00", b"\xff\x00", b"\x00\xff\x00"])
+def test_many_stray_runs_between_segments_count_too(junk):
+    plain = _save(_noise(), "JPEG")
+    data = plain[:-2] + (junk + b"\xff\xef\x00\x02") * (jpeg.MAX_SEGMENTS // 2) + b"\xff\xd9"
+    stripper = jpeg.JpegStripper(lambda piece: None)
+    with pytest.raises(TooComplex):
+        stripper.feed(data)
+    assert stripper.steps == jpeg.MAX_SEGMENTS + 1
+
+
+def test_a_megabyte_of_fill_is_walked_and_kept(run):
+    plain = _save(_noise(), "JPEG")
+    padded = plain[:-2] + b"\xff" * (1 << 20) + b"\xff\xd9"
+    assert run("jpeg", padded) == (False, padded)
+
+
+class _CountingFile(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.handed = 0
+
+    def read(self, n: int = -1) -> bytes:
+        piece = super().read(n)
+        self.handed += len(piece)
+        return piece
+
+
+def _png_with_empty_chunks(count: int) -> bytes:
+    plain = _save(_noise(), "PNG")
+    return plain[:-12] + _png_chunk(b"prVt", b"") * count + plain[-12:]
+
+
+def _webp_with_empty_chunks(count: int) -> bytes:
+    return _with_chunks(_save(_noise(), "WEBP", lossless=True), _webp_chunk(b"prVt", b"") * count)
+
+
+def _gif_with_empty_extensions(count: int) -> bytes:
+    plain = _save(_frames(1)[0], "GIF")
+    return plain[:-1] + b"\x21\xfe\x00" * count + b";"
+
+
+STRUCTURES = {"png": _png_with_empty_chunks, "webp": _webp_with_empty_chunks,
+              "gif": _gif_with_empty_extensions}
+
+
+@pytest.mark.parametrize("fmt", list(STRUCTURES))
+def test_too_many_chunks_stop_the_walk_early(fmt):
+    data = STRUCTURES[fmt](4 * metadata.MAX_CHUNKS)
+    source = _CountingFile(data)
+    walk = {"png": metadata._walk_png, "webp": metadata._walk_webp, "gif": metadata._walk_gif}[fmt]
+    with pytest.raises(TooComplex):
+        walk(metadata._Reader(source), metadata._Discard())
+    # it stopped near the cap: a quarter of the file, and a read chunk more
+    assert source.handed < len(data) // 4 + (1 << 17)
+
+
+@pytest.mark.parametrize("fmt", list(STRUCTURES))
+def test_chunks_below_the_cap_are_walked(run, fmt):
+    changed, out = run(fmt, STRUCTURES[fmt](metadata.MAX_CHUNKS // 2))
+    assert changed and len(out) < 10_000

@@ -307,3 +307,80 @@ def test_keep_metadata_stores_the_upload_as_is(tmp_path):
     assert not out.changed
     assert out.original.path.read_bytes() == data
     assert opened(out.frame).size == (64, 48)
+
+
+# Tracks beside the picture and the sound: what drones, dashcams and editors add.
+SUBTITLE = "1\n00:00:00,000 --> 00:00:01,000\nGPS 52.3702N 4.8952E secretsub\n"
+CHAPTERS = ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=200\ntitle=secretchapter\n"
+_SUBTITLE_CODEC = {"mp4": "mov_text", "mov": "mov_text", "webm": "webvtt"}
+_CODECS = {"mp4": (["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], ["-c:a", "aac"]),
+           "mov": (["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"], ["-c:a", "aac"]),
+           "webm": (["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"], ["-c:a", "libopus"])}
+
+
+def crowded_clip(tmp_path: Path, fmt: str, *, subtitle: bool = True, timecode: bool = False,
+                 chapters: bool = False, rotation: int = 90) -> bytes:
+    """A clip with a subtitle track (a GPS line), a timecode data track, chapters and stream
+    tags, as asked, made by the bundled ffmpeg from files written here."""
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    (tmp_path / "s.srt").write_text(SUBTITLE)
+    (tmp_path / "chapters.txt").write_text(CHAPTERS)
+    video_args, audio_args = _CODECS[fmt]
+    # -display_rotation counts anticlockwise; -noautorotate keeps the encoder from turning the
+    # pixels, so the rotation reaches the file as a display matrix, as phones write it
+    args = [ffmpeg, "-v", "error", "-y", "-noautorotate", "-display_rotation", str(-rotation),
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-f", "lavfi", "-i", "sine=duration=0.5"]
+    maps = ["-map", "0", "-map", "1"]
+    extra: list[str] = []
+    inputs = 2
+    if subtitle:
+        args += ["-i", str(tmp_path / "s.srt")]
+        maps += ["-map", str(inputs)]
+        extra += ["-c:s", _SUBTITLE_CODEC[fmt]]
+        inputs += 1
+    if chapters:
+        args += ["-i", str(tmp_path / "chapters.txt")]
+        extra += ["-map_chapters", str(inputs)]
+        inputs += 1
+    if timecode:
+        extra += ["-timecode", "01:02:03:04"]
+    out = tmp_path / f"crowded.{fmt}"
+    subprocess.run([*args, *maps, "-frames:v", "5", *video_args, *audio_args, *extra,
+                    "-metadata:s:v:0", "title=secretstream", "-metadata:s:a:0", "title=secretaudio",
+                    "-f", fmt, str(out)], check=True, capture_output=True, timeout=60)
+    return out.read_bytes()
+
+
+def streams(header: str) -> list[str]:
+    """The kinds of the streams ffmpeg lists: 'Video', 'Audio', 'Subtitle', 'Data'..."""
+    return [line.split(": ")[1] for line in header.splitlines()
+            if line.strip().startswith("Stream #") and ": " in line]
+
+
+CROWDED = [
+    ("mp4", dict(subtitle=True)), ("mov", dict(subtitle=True)), ("webm", dict(subtitle=True)),
+    ("mp4", dict(subtitle=False, timecode=True)), ("mov", dict(subtitle=False, timecode=True)),
+    ("mp4", dict(subtitle=True, timecode=True, chapters=True)),
+    ("mov", dict(subtitle=True, chapters=True)), ("webm", dict(subtitle=True, chapters=True)),
+]
+
+
+@pytest.mark.parametrize("fmt, tracks", CROWDED,
+                         ids=[f"{f}-{'+'.join(k for k, v in t.items() if v)}" for f, t in CROWDED])
+def test_remux_keeps_only_video_and_audio(tmp_path, fmt, tracks):
+    data = crowded_clip(tmp_path, fmt, **tracks)
+    before = ffmpeg_header(write(tmp_path, data, "before"))
+    kinds = streams(before)
+    assert "Subtitle" in kinds or "Data" in kinds or "Chapter" in before  # it carries an extra
+    out = render(tmp_path, data)
+    stored = out.original.path.read_bytes()
+    assert b"secret" not in stored and b"GPS" not in stored and b"01:02:03" not in stored
+    header = ffmpeg_header(out.original.path)
+    assert streams(header) == ["Video", "Audio"]
+    assert "Chapter" not in header
+    again = video.probe_video(out.original.path, fmt, timeout=TIMEOUT)
+    assert (again.rotation, again.width, again.height) == (90, 240, 320)
+    decoded = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i",
+                              str(out.original.path), "-f", "null", "-"], capture_output=True,
+                             timeout=60)
+    assert decoded.returncode == 0 and not decoded.stderr
