@@ -133,6 +133,7 @@ def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
             f"not IMGZ_CONNECTIONS={cfg.connections}")
     limits = server_mod.Limits(
         head_timeout=cfg.header_timeout, body_min_rate=cfg.body_min_rate_kb * 1000,
+        body_grace=cfg.header_timeout,
         per_address=cfg.connections_per_address,
         spool_bytes=int(cfg.keyless_spool_mb * 1_000_000))
     return server_mod.create_server(

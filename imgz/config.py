@@ -168,8 +168,8 @@ SETTINGS: tuple[Setting, ...] = (
             _int(0)),
     Setting("header_timeout", "20", "Seconds a connection has to send a request line and headers; also "
             "how long an idle keep-alive connection stays open.", _decimal(DAY)),
-    Setting("body_min_rate_kb", "8", "Slowest average rate (KB/s) a request body may arrive at after its "
-            "first 10 seconds; slower clients are disconnected.", _decimal()),
+    Setting("body_min_rate_kb", "8", "Slowest average rate (KB/s) a request body may arrive at once it "
+            "has had IMGZ_HEADER_TIMEOUT seconds; slower clients are disconnected.", _decimal()),
     Setting("keyless_spool_mb", "1000", "MB that bodies of requests without a valid key in X-API-Key or "
             "the query string may hold at once (memory or <data>/tmp); past it they get 503.", _decimal()),
 )
