@@ -173,6 +173,17 @@ def test_one_address_gets_no_more_than_its_connections(make_server):
             assert other.recv(65536).startswith(b"HTTP/1.1 200")
 
 
+def test_behind_a_trusted_proxy_there_is_no_per_address_cap(make_server):
+    srv = make_server(connections_per_address="2", trust_proxy="1")
+    with held(srv, 4, ["127.0.4.3"], b"GET / HT"):
+        with connect(srv, "127.0.4.3") as extra:
+            extra.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.7\r\n"
+                          b"Connection: close\r\n\r\n")
+            assert extra.recv(65536).startswith(b"HTTP/1.1 200")
+        head = upload_head("", {"X-API-Key": "imgz_wrong", "X-Forwarded-For": "192.0.2.7"})
+        assert_error(answer_to_head(srv, head, source="127.0.4.3"), 401, 100, "Invalid API key.")
+
+
 # ---------------------------------------------------------------------------------------------
 # Bodies without a valid key
 
