@@ -30,11 +30,19 @@ def presented_key(request: Request) -> str | None:
     return (request.form.get("key", "").strip() or request.args.get("key", "").strip()) or None
 
 
+def live_key(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+    """The key's row when it is known and not revoked, looked up by its SHA-256.
+
+    Never cached, so a revoked key fails at once. A read only: the server's gate calls it too.
+    """
+    return db.find_key(conn, ids.digest(key))
+
+
 def actor_for_key(conn: sqlite3.Connection, key: str | None, now: datetime) -> Actor:
-    """Look the key up by its SHA-256 (never cached, so a revoked key fails at once)."""
+    """The actor for a presented key; a missing or unknown one is refused (401)."""
     if not key:
         raise Unauthorized("No key provided")
-    row = db.find_key(conn, ids.digest(key))
+    row = live_key(conn, key)
     if row is None:
         raise Unauthorized()
     # One write a minute is enough to tell when a key was last used; one per upload is not.

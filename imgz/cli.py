@@ -72,8 +72,6 @@ def main(ctx: click.Context, data: str | None) -> None:
 @click.pass_obj
 def serve(obj: Context, host: str | None = None, port: int | None = None, data: str | None = None) -> None:
     """Start the server (the default command)."""
-    import waitress
-
     from . import create_app, jobs, workers
     from .api import body_limit
 
@@ -91,16 +89,7 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
     app = create_app(cfg=cfg)
     try:
         try:
-            server = waitress.create_server(
-                # The uploads admitted to processing each hold a thread while they wait for a
-                # worker; they get threads of their own, so pages and files always have
-                # IMGZ_THREADS.
-                app, host=cfg.host, port=cfg.port,
-                threads=cfg.threads + cfg.workers + cfg.upload_queue,
-                max_request_body_size=body_limit(cfg.max_upload_bytes) + 1_000_000,
-                ident="imgz", channel_timeout=120,
-                # with trusted proxies ProxyFix reads X-Forwarded-*; without, waitress drops them
-                clear_untrusted_proxy_headers=not cfg.trust_proxy)
+            server = _create_server(app, cfg, body_limit(cfg.max_upload_bytes))
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or exc
             raise ConfigError(f"IMGZ_HOST={cfg.host!r} IMGZ_PORT={cfg.port}: cannot listen there: "
@@ -131,6 +120,36 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
         jobs.stop()
         app.config["IMGZ_CONNECTIONS"].close_all()
     say("imgz: stopped")
+
+
+def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
+    """waitress, guarded (imgz/server.py), with a gate that refuses keyless uploads early."""
+    from . import server as server_mod
+    from .gate import KeyGate
+
+    open_files = server_mod.raise_open_files()
+    connections = min(cfg.connections, max(10, open_files - server_mod.FD_RESERVE))
+    if connections < cfg.connections:
+        say(f"imgz: the open-file limit ({open_files}) allows {connections} connections, "
+            f"not IMGZ_CONNECTIONS={cfg.connections}")
+    limits = server_mod.Limits(
+        head_timeout=cfg.header_timeout, body_min_rate=cfg.body_min_rate_kb * 1000,
+        body_grace=cfg.header_timeout,
+        per_address=cfg.connections_per_address,
+        spool_bytes=int(cfg.keyless_spool_mb * 1_000_000))
+    return server_mod.create_server(
+        app, gate=KeyGate(app), limits=limits, trust_proxy=bool(cfg.trust_proxy),
+        host=cfg.host, port=cfg.port,
+        # The uploads admitted to processing each hold a thread while they wait for a worker;
+        # they get threads of their own, so pages and files always have IMGZ_THREADS.
+        threads=cfg.threads + cfg.workers + cfg.upload_queue,
+        max_request_body_size=max_body + 1_000_000, ident="imgz",
+        # poll() has no limit on descriptor numbers; select() fails past 1024
+        asyncore_use_poll=True, connection_limit=connections, backlog=2048,
+        # the idle timer; the read deadlines are checked at every cleanup
+        channel_timeout=120, cleanup_interval=1,
+        # with trusted proxies ProxyFix reads X-Forwarded-*; without, waitress drops them
+        clear_untrusted_proxy_headers=not cfg.trust_proxy)
 
 
 def _first_key(cfg: config_mod.Config) -> str | None:

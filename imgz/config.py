@@ -169,6 +169,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("accel", "none", "Let a front server send files: none, nginx (X-Accel-Redirect), sendfile.",
             _choice("none", "nginx", "sendfile")),
     Setting("public_tags", "0", "Public tag pages at /tag/<key>.", _bool),
+    Setting("connections", "4000", "Most open client connections at once (kept below the open-file "
+            "limit, which the server raises to its hard limit).", _int(10)),
+    Setting("connections_per_address", "64", "Most open connections from one client address (an IPv6 "
+            "/64 counts as one); more are answered 503. 0: no cap. Not applied with IMGZ_TRUST_PROXY.",
+            _int(0)),
+    Setting("header_timeout", "20", "Seconds a connection has to send a request line and headers; also "
+            "how long an idle keep-alive connection stays open.", _decimal(DAY)),
+    Setting("body_min_rate_kb", "8", "Slowest average rate (KB/s) a request body may arrive at once it "
+            "has had IMGZ_HEADER_TIMEOUT seconds; slower clients are disconnected.", _decimal()),
+    Setting("keyless_spool_mb", "1000", "MB that bodies of requests without a valid key in X-API-Key or "
+            "the query string may hold at once (memory or <data>/tmp); past it they get 503.", _decimal()),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -213,6 +224,11 @@ class Config:
     route_video: str
     accel: str
     public_tags: bool
+    connections: int
+    connections_per_address: int
+    header_timeout: float
+    body_min_rate_kb: float
+    keyless_spool_mb: float
 
     @property
     def data_dir(self) -> Path:

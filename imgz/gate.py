@@ -1,0 +1,124 @@
+"""The server's gate: refuse an upload without a valid key before its body is read.
+
+waitress reads a whole body before the application runs, so an upload the application would
+refuse for its key still costs the server the body, on disk. The server asks the gate once the
+headers are in. The gate refuses only where the application's answer does not depend on the
+body: a wrong key in ``X-API-Key``; a wrong ``key`` in the query string; or, with guest uploads
+off, no key anywhere and a body that is not a form (so it cannot carry one). Small bodies, up
+to api.KEYLESS_BODY, go on: for them the application learns the answer's format from the body.
+
+Its answers come from the application's own error handler, inside a request context built from
+the headers, after the checks the application makes first (the per-address rate limit, a body
+past the largest size, the free space), so they are the application's answers to the byte.
+The gate runs on the server's loop thread: one indexed read of the key, no write.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+from flask import Flask, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.test import EnvironBuilder
+
+from . import params
+from .api import KEYLESS_BODY, body_limit, throttle
+from .auth import live_key
+from .errors import Busy, ImgzError, TooBig, Unauthorized
+from .server import GO_ON, KEYED, Decision, Head, WSGIApp
+
+UPLOAD_PATHS = frozenset({"/api/1/upload", "/api/1/upload/"})
+FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+BUSY_RETRY = 10  # seconds
+
+
+class KeyGate:
+    """Decides on upload requests with a body; every other request goes on untouched."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.cfg = app.config["IMGZ"]
+        self.service = app.config["IMGZ_SERVICE"]
+
+    def decide(self, head: Head) -> Decision:
+        if head.method not in ("GET", "POST") or head.path not in UPLOAD_PATHS:
+            return GO_ON
+        conn = self.service.connection()
+        header = head.headers.get("X_API_KEY", "").strip()
+        if header:
+            if live_key(conn, header) is not None:
+                return KEYED
+            # as the application: a wrong header key is refused before anything but the rate limit
+            return self._refuse(head, Unauthorized(), []) if _large(head) else GO_ON
+        query = _first(head.query, "key")
+        if query:
+            if live_key(conn, query) is not None:
+                return KEYED
+            return self._refuse(head, Unauthorized(), self._body_checks(head)) if _large(head) else GO_ON
+        content_type = head.headers.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        if not self.cfg.guest_uploads and _large(head) and content_type not in FORMS:
+            return self._refuse(head, Unauthorized("No key provided"), self._body_checks(head))
+        return GO_ON
+
+    def busy(self, head: Head) -> WSGIApp:
+        return self._answer(head, Busy(BUSY_RETRY), [])
+
+    def _body_checks(self, head: Head) -> list[Callable[[], None]]:
+        """What the application checks, in its order, before it reads a body without a header key."""
+        cfg = self.cfg
+
+        def size() -> None:
+            if head.content_length is not None and head.content_length > body_limit(cfg.max_upload_bytes):
+                raise TooBig(cfg.max_upload_mb)
+
+        return [size, self.service.check_free_space]
+
+    def _refuse(self, head: Head, error: ImgzError, checks: list[Callable[[], None]]) -> Decision:
+        return Decision(answer=self._answer(head, error, [self._rate_limit, *checks]))
+
+    @staticmethod
+    def _rate_limit() -> None:
+        throttle("IP", request.remote_addr or "")
+
+    def _answer(self, head: Head, error: ImgzError, checks: list[Callable[[], None]]) -> WSGIApp:
+        """The application's answer to ``error`` (or to the first check that fails) for this head."""
+        app = self.app
+        environ = EnvironBuilder(
+            path=head.path, method=head.method, query_string=head.query,
+            headers=[(name.replace("_", "-"), value) for name, value in head.headers.items()],
+            environ_base={"REMOTE_ADDR": head.client}).get_environ()
+        if self.cfg.trust_proxy:
+            environ = _behind_proxy(environ, self.cfg.trust_proxy)
+        with app.request_context(environ):
+            g.api_format = params.parse_format(request.args.get("format"))
+            try:
+                for check in checks:
+                    check()
+                raise error
+            except ImgzError as exc:
+                response = app.make_response(app.handle_user_exception(exc))
+            response.get_data()  # rendered now, inside the request context
+        return response
+
+
+def _large(head: Head) -> bool:
+    return head.content_length is None or head.content_length > KEYLESS_BODY
+
+
+def _first(query: str, name: str) -> str:
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == name:
+            return value.strip()
+    return ""
+
+
+def _behind_proxy(environ: dict[str, Any], hops: int) -> dict[str, Any]:
+    """The environ as the application sees it behind ProxyFix (the client's address)."""
+    seen: dict[str, Any] = {}
+
+    def keep(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(env)
+        return []
+
+    ProxyFix(keep, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)(environ, None)
+    return seen
