@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import default_stream_factory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import chevereto, config as config_mod, db, storage
+from . import chevereto, config as config_mod, db, scratch, storage
 from .errors import ConfigError, ImgzError, NoStorage, TooBig
 from .files import FileInfo, FileResponder
 from .ratelimit import Limiter, parse_limit
@@ -50,9 +50,11 @@ class ImgzRequest(Request):
 
 
 def init_data(cfg: config_mod.Config) -> None:
-    """Create the data layout and schema and the admin user; clean ``tmp``.
+    """Create the data layout and schema and the admin user; ``tmp`` is not touched.
 
     A data directory or database that cannot be used raises ConfigError naming its setting.
+    Scratch folders are cleaned by those that write (``serve``, and commands that change files)
+    with clean_scratch: a command that only reads must not take away a running server's files.
     """
     try:
         storage.prepare(cfg.data_dir)
@@ -73,6 +75,15 @@ def init_data(cfg: config_mod.Config) -> None:
                           f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
+def clean_scratch(cfg: config_mod.Config) -> None:
+    """Remove the scratch folders of processes that are gone; a live process's folder stays."""
+    try:
+        scratch.clean(cfg.data_dir)
+    except OSError as exc:
+        raise ConfigError(f"IMGZ_DATA={cfg.data!r}: cannot use it as the data directory: "
+                          f"{exc.strerror or exc}") from None
+
+
 def create_app(overrides: Mapping[str, Any] | None = None, *,
                environ: Mapping[str, str] | None = None,
                cfg: config_mod.Config | None = None, jobs: bool = True) -> Flask:
@@ -82,6 +93,12 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
     """
     cfg = cfg or config_mod.load(environ, overrides=overrides)
     init_data(cfg)
+    clean_scratch(cfg)
+    try:
+        storage.tmp_dir(cfg.data_dir)  # made now: a tmp that cannot be written stops the start
+    except OSError as exc:
+        raise ConfigError(f"IMGZ_DATA={cfg.data!r}: cannot use it as the data directory: "
+                          f"{exc.strerror or exc}") from None
     # Our own header check refuses large images first; Pillow's guard must not undercut the setting.
     Image.MAX_IMAGE_PIXELS = max(cfg.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
     app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=None)

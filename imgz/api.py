@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import chevereto, params, sharex, sources, storage
+from . import chevereto, intake, params, sharex, sources, storage
 from .auth import actor_for_key, header_key, presented_key
 from .expiry import parse_expiration
 from .errors import Busy, EmptySource, ImgzError, InvalidParameter, InvalidURL, NoStorage, RateLimited, TooBig
@@ -25,6 +25,8 @@ MAX_FORM_PARTS = 10_000
 # File parts that get a temp file (an upload needs one: `source`, or imgBB's `image`). Later
 # ones are thrown away unopened and the request is refused: no request holds a file per part.
 MAX_FILE_PARTS = 2
+# The fields that may hold the source as a string: their first value is read by intake.py.
+SOURCE_FIELDS = ("source", "image")
 # Until a key is known, bodies above this are read one request at a time, and not at all once
 # the request is refused.
 KEYLESS_BODY = 1_000_000
@@ -128,9 +130,9 @@ def _upload(service: Any) -> Response:
         # The key may be inside the body: until it is known, large bodies are read one at a time,
         # so clients without a key cannot make the server hold many at once.
         with _KEYLESS_PARSES:
-            _parse_body(limit_mb)
+            _parse_body(writers, limit, limit_mb)
     else:
-        _parse_body(limit_mb)
+        _parse_body(writers, limit, limit_mb)
     g.api_format = params.parse_format(param("format"))
     for writer in writers:
         if writer.error is not None:  # a file part past the limit, or a full disk
@@ -146,8 +148,7 @@ def _upload(service: Any) -> Response:
             actor = Actor(user_id=None)
             limit, limit_mb = cfg.guest_max_upload_bytes, cfg.guest_max_upload_mb
 
-    imgbb = "source" not in request.files and params.absent(param("source")) and (
-        "image" in request.files or not params.absent(param("image")))
+    imgbb = not _given("source") and _given("image")
     options = _options(imgbb, now, actor)
     incoming = _incoming("image" if imgbb else "source", actor, limit, limit_mb)
     upload, secret = service.upload(incoming, actor, options)
@@ -165,10 +166,40 @@ def _upload(service: Any) -> Response:
     return json_response(chevereto.upload_answer(image))
 
 
-def _parse_body(limit_mb: float) -> None:
+def _read_form(writers: list[storage.HashingWriter], limit: int, limit_mb: float) -> None:
+    """Read the form, file parts to disk through the stream factory and a long base64 source
+    decoded on its way into a spool (intake.py): neither is ever whole in memory."""
+    cfg = current_app.config["IMGZ"]
+    arrival = current_app.config["IMGZ_SERVICE"].arrival
+    spools: dict[str, sources.Base64Spool] = {}
+    g.imgz_base64 = spools
+
+    def make_spool(name: str) -> sources.Base64Spool:
+        spool = sources.Base64Spool(cfg.data_dir, limit, limit_mb, arrival)
+        writers.append(spool.writer)  # removed with the request's other files
+        return spool
+
+    if request.mimetype == "multipart/form-data":
+        form, files, found = intake.read_multipart(
+            request.stream, request.mimetype_params.get("boundary", ""), divert=SOURCE_FIELDS,
+            make_spool=make_spool, stream_factory=request.environ["imgz.stream_factory"],
+            content_length=request.content_length,
+            max_form_memory_size=request.max_form_memory_size, max_parts=request.max_form_parts)
+    elif request.mimetype == "application/x-www-form-urlencoded":
+        form, found = intake.read_urlencoded(request.stream, divert=SOURCE_FIELDS,
+                                             make_spool=make_spool)
+        files = request.parameter_storage_class()
+    else:
+        request.form
+        return
+    spools.update(found)  # type: ignore[arg-type]
+    request.form, request.files = form, files
+
+
+def _parse_body(writers: list[storage.HashingWriter], limit: int, limit_mb: float) -> None:
     """Parse the form (file parts stream to disk here), turning a broken body into a clear error."""
     try:
-        request.form
+        _read_form(writers, limit, limit_mb)
         _release_spool()
     except UnicodeDecodeError:
         if request.mimetype == "multipart/form-data":
@@ -241,6 +272,13 @@ def throttle(kind: str, name: str) -> None:
             raise RateLimited(wait)
 
 
+def _given(field: str) -> bool:
+    """Whether the body or the query holds a source under this name (a file, a long base64
+    value streamed to disk, or a value that is not absent)."""
+    return (field in request.files or field in g.get("imgz_base64", {})
+            or not params.absent(param(field)))
+
+
 def _incoming(field: str, actor: Actor, limit: int, limit_mb: float) -> sources.Incoming:
     """The source as a file on disk, whichever form it came in."""
     cfg = current_app.config["IMGZ"]
@@ -253,6 +291,9 @@ def _incoming(field: str, actor: Actor, limit: int, limit_mb: float) -> sources.
         if writer.size > limit:
             raise TooBig(limit_mb)
         return sources.from_writer(writer, part.filename)
+    spool = g.get("imgz_base64", {}).get(field)
+    if spool is not None:  # a body value, so it beats the query's
+        return spool.incoming(limit, limit_mb)
     value = (param(field) or "").strip()
     if params.absent(value):
         raise EmptySource()

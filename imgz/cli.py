@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from . import config as config_mod, db, ids, init_data
+from . import clean_scratch, config as config_mod, db, ids, init_data, storage
 from .addresses import unspecified
 from .errors import ConfigError
 
@@ -47,6 +47,10 @@ class Context:
     def conn(self):
         return db.connect(self.cfg.db)
 
+    def clean_scratch(self) -> None:
+        """For commands that change files: remove what processes that are gone left in ``tmp``."""
+        clean_scratch(self.cfg)
+
 
 def _user_id(conn, name: str | None) -> int:
     row = db.get_user_by_name(conn, name or "admin")
@@ -72,7 +76,7 @@ def main(ctx: click.Context, data: str | None) -> None:
 @click.pass_obj
 def serve(obj: Context, host: str | None = None, port: int | None = None, data: str | None = None) -> None:
     """Start the server (the default command)."""
-    from . import create_app, jobs, workers
+    from . import create_app, jobs, scratch, workers
     from .api import body_limit
 
     if data:
@@ -84,9 +88,10 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
     # waitress warns of its task queue depth on every queued request under load
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     workers.start_fork_server()
-    # waitress spools large bodies with tempfile; keep them on the data disk, not a RAM-backed /tmp.
-    tempfile.tempdir = str(cfg.data_dir / "tmp")
     app = create_app(cfg=cfg)
+    # waitress spools large bodies with tempfile: on the data disk, not a RAM-backed /tmp, and in
+    # this process's own scratch folder, which no other process cleans while it runs.
+    tempfile.tempdir = str(storage.tmp_dir(cfg.data_dir))
     try:
         try:
             server = _create_server(app, cfg, body_limit(cfg.max_upload_bytes))
@@ -119,6 +124,7 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
     finally:
         jobs.stop()
         app.config["IMGZ_CONNECTIONS"].close_all()
+        scratch.of(cfg.data_dir).close()
     say("imgz: stopped")
 
 
@@ -171,6 +177,7 @@ def expire(obj: Context) -> None:
     """Run the expiry sweep once; prints how many uploads it removed."""
     from . import jobs
 
+    obj.clean_scratch()
     removed = jobs.sweep(_service(obj))
     if removed is None:
         raise click.ClickException("another process is sweeping this data directory; try again")
@@ -316,6 +323,7 @@ def upload_list(obj: Context, user_name: str | None) -> None:
 @click.pass_obj
 def upload_delete(obj: Context, ident: str) -> None:
     """Take an upload down: its row and every file (by id, viewer URL or file URL)."""
+    obj.clean_scratch()
     service = _service(obj)
     found = service.find_upload(ident)
     if found is None:
@@ -360,6 +368,8 @@ def sharex(obj: Context, user_name: str | None, given_key: str | None, base_url:
 @click.pass_obj
 def check(obj: Context, repair: bool) -> None:
     """Compare rows and files: report files no upload owns and uploads whose file is missing."""
+    if repair:
+        obj.clean_scratch()
     found = _service(obj).check(repair=repair)
     for path in found.orphans:
         click.echo(f"orphan file\timages/{path}")

@@ -79,6 +79,10 @@ def _jpeg_arrival(write: Callable[[bytes | memoryview], None]) -> jpeg.JpegArriv
     return jpeg.JpegArrival(write, media.strip_on_arrival)
 
 
+def _jpeg_counting(write: Callable[[bytes | memoryview], None]) -> jpeg.JpegArrival:
+    return jpeg.JpegArrival(write, lambda header: False)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -128,7 +132,8 @@ class Service:
         self._pool_lock = threading.Lock()
         self.admission = workers.Admission(config.workers + config.upload_queue, config.workers)
         # JPEG uploads lose their metadata on the way to the disk, unless it is kept.
-        self.arrival: storage.Arrival | None = None if config.keep_exif else _jpeg_arrival
+        # With metadata kept, JPEGs are written as they arrive, their scans still counted.
+        self.arrival: storage.Arrival = _jpeg_counting if config.keep_exif else _jpeg_arrival
         # Counts deletions made here, so that whoever remembers files can forget them at once.
         self.deletions = 0
 

@@ -1,9 +1,10 @@
 """Where files live: datefolder paths, stored names, the hashing writer, atomic placement, deletion.
 
 Layout: ``<data>/images/YYYY/MM/DD/<name>.<ext>`` with variants ``<name>.th.<ext>``,
-``<name>.md.<ext>`` and ``<name>.fr.jpeg`` beside it; work files live in ``<data>/tmp`` on the
-same filesystem so finished files are linked into place, never copied. This is the only module
-that builds paths under the data directory.
+``<name>.md.<ext>`` and ``<name>.fr.jpeg`` beside it; work files live in the process's own scratch
+folder under ``<data>/tmp`` (scratch.py), on the same filesystem, so finished files are linked into
+place, never copied. This is the only module, with scratch.py, that builds paths under the data
+directory.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import IO, Any, Callable, NoReturn
 from anyascii import anyascii
 from werkzeug.security import safe_join
 
-from . import ids
+from . import ids, scratch
 from .errors import ImgzError, NoStorage, TooBig
 
 CHUNK = 1 << 20
@@ -40,23 +41,13 @@ def images_dir(data: Path) -> Path:
 
 
 def tmp_dir(data: Path) -> Path:
-    return data / "tmp"
+    """This process's scratch folder under ``<data>/tmp``, made and locked on first use."""
+    return scratch.of(data).folder()
 
 
 def prepare(data: Path) -> None:
-    """Create the data layout and empty ``tmp``: what is left there belongs to no finished upload."""
+    """Create the data layout; ``tmp`` is left alone (scratch.clean removes what is dead there)."""
     images_dir(data).mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir(data)
-    if tmp.exists():
-        for entry in os.scandir(tmp):
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
-            except FileNotFoundError:
-                pass
-    tmp.mkdir(parents=True, exist_ok=True)
 
 
 def raise_storage_error(exc: OSError) -> NoReturn:
@@ -72,7 +63,7 @@ def free_bytes(data: Path) -> int:
 
 
 class HashingWriter:
-    """A temp file in ``<data>/tmp`` that computes md5 and size while it is written.
+    """A temp file in the process's scratch folder that computes md5 and size while it is written.
 
     It stops with TooBig past ``limit`` bytes and with NoStorage when the disk is full. Werkzeug
     uses it as the multipart stream factory, so an upload goes to disk once, hashed on the way.

@@ -125,7 +125,19 @@ class LiveServer:
         return sorted(str(p.relative_to(self.data)) for p in (self.data / "images").rglob("*") if p.is_file())
 
     def tmp_files(self) -> list[str]:
-        return sorted(str(p.relative_to(self.data)) for p in (self.data / "tmp").rglob("*"))
+        """What is left under tmp: the processes' scratch folders and their lock files not counted."""
+        tmp = self.data / "tmp"
+        found = []
+        for path in tmp.rglob("*"):
+            parts = path.relative_to(tmp).parts
+            if len(parts) == 1 and (path.is_dir() or path.name.endswith(".lock")):
+                continue
+            found.append(str(path.relative_to(self.data)))
+        return sorted(found)
+
+    def scratch_folders(self) -> list[str]:
+        """The scratch folders under tmp, one for each process that wrote there and was not cleaned."""
+        return sorted(p.name for p in (self.data / "tmp").glob("*") if p.is_dir())
 
 
 @pytest.fixture(scope="session")

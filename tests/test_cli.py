@@ -114,7 +114,8 @@ def test_first_start_prints_one_key_and_later_starts_none(tmp_path):
     try:
         assert second.key == ""
         assert "imgz_" not in "".join(second.stdout + second.stderr)
-        assert list((tmp_path / "d" / "tmp").iterdir()) == [], "start-up cleans tmp"
+        assert second.tmp_files() == [], "start-up cleans tmp"
+        assert len(second.scratch_folders()) == 1, "only the live server's own folder is left"
         second.key = first.key
         assert_upload_ok(second.upload(media.png(10, 10)))
     finally:

@@ -1,6 +1,7 @@
 """A large upload streams through the server: its memory does not grow with the file."""
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -81,3 +82,38 @@ def test_a_large_form_from_a_client_without_a_valid_key_is_not_held_twice(make_s
     print(f"peak RSS grew by {grew_mb:.0f} MB for 4 x {size // 1_000_000} MB bodies")
     # one body at a time: parsing holds about three copies of one body, never of four
     assert grew_mb < 4 * size / 1_048_576 + 30
+
+
+B64_MB = 30
+
+
+def _b64_jpeg() -> tuple[str, bytes]:
+    """A ~30 MB JPEG (a photo with data appended, which arrival strips) as base64 text."""
+    head = media.jpeg(800, 600)
+    block = bytes(range(256)) * 4096
+    body = head + block * (B64_MB * 1_000_000 // len(block))
+    return base64.b64encode(body).decode(), head
+
+
+@pytest.mark.parametrize("form", ["multipart", "urlencoded"])
+def test_a_30_mb_base64_source_costs_at_most_twice_its_size(make_server, form):
+    srv = make_server(max_upload_mb=B64_MB + 20)
+    text, _ = _b64_jpeg()
+    warm = srv.upload(base64.b64encode(media.jpeg(800, 600)).decode())
+    assert warm.status_code == 200, warm.text
+    before = _kib(srv.pid, "VmRSS")
+    headers = {"X-API-Key": srv.key}
+    if form == "multipart":
+        # a field without a file name: a string part, as browsers and curl -F source=<file send it
+        response = requests.post(srv.url + "/api/1/upload", files={"source": (None, text)},
+                                 headers=headers, timeout=300)
+    else:
+        response = requests.post(srv.url + "/api/1/upload", data={"source": text, "title": "big"},
+                                 headers=headers, timeout=300)
+    assert response.status_code == 200, response.text
+    image = response.json()["image"]
+    grew_mb = (_kib(srv.pid, "VmHWM") - before) / 1024
+    print(f"peak RSS grew by {grew_mb:.1f} MB for a {B64_MB} MB file sent as base64 ({form})")
+    assert grew_mb < 2 * B64_MB
+    assert image["width"] == 800 and image["size"] < 1_000_000, "the appended data was removed"
+    assert srv.rows() == 2 and srv.tmp_files() == []
