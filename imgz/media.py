@@ -22,10 +22,13 @@ from typing import Iterator
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 from imgz import animation, exif, filetype, jpeg, metadata
-from imgz.errors import ImageTooLarge, InvalidImage
+from imgz.errors import ImageTooLarge, InvalidImage, TooComplex
 
 MIME = filetype.MIME
 
+# Encoders write GIF data in sub-blocks of 255 bytes: a 200 MB GIF has under a million of them.
+# Far more means tiny blocks made to cost a walk one Python step each.
+MAX_GIF_BLOCKS = 2_000_000
 THUMB_SIDE = 320
 MEDIUM_WIDTH = 500
 
@@ -74,6 +77,10 @@ def probe_image(path: Path, fmt: str, *, max_pixels: int, max_animation_pixels: 
             raise ImageTooLarge()
 
     gif_frames = None
+    if fmt == "png":
+        # Pillow reads every chunk in Python, before and after the image data: a file of
+        # millions of empty chunks is refused by our own capped walk before Pillow sees it.
+        metadata.has_metadata("png", path)
     if fmt == "gif":
         gif_frames, width, height = _gif_canvas(path)
         check(gif_frames, width, height)
@@ -140,6 +147,7 @@ def _gif_canvas(path: Path) -> tuple[int, int, int]:
             width, height, flags = struct.unpack_from("<HHB", m, 6)
             pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
             frames = 0
+            blocks = 0
             while pos < n:
                 if m[pos] == 0x2C and pos + 11 <= n:
                     x, y, w, h, flags = struct.unpack_from("<HHHHB", m, pos + 1)
@@ -153,8 +161,11 @@ def _gif_canvas(path: Path) -> tuple[int, int, int]:
                 while pos < n:
                     size = m[pos]
                     pos += 1 + size
+                    blocks += 1
                     if not size:
                         break
+                if blocks > MAX_GIF_BLOCKS:
+                    raise TooComplex()
     return max(frames, 1), width, height
 
 

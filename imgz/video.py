@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, replace
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
-from imgz import exif, media
+from imgz import exif, media, workers
 from imgz.ffheader import Header, display_size, parse_header
-from imgz.errors import ImageTooLarge, InvalidImage, InvalidVideo
+from imgz.errors import ImageTooLarge, InvalidImage, InvalidVideo, TooComplex
 
 TIMED_OUT = "Invalid video file provided: processing timed out"
 
@@ -83,15 +84,29 @@ def _run(step: str, args: list[str], deadline: float) -> subprocess.CompletedPro
     left = deadline - time.monotonic()
     if left <= 0:
         raise InvalidVideo(TIMED_OUT) from FFmpegError(step, "timed out")
+    cpu = workers.cpu_left()
+    if cpu is not None and cpu <= 0:
+        raise TooComplex() from FFmpegError(step, "no CPU budget left")
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
     try:
-        # run() kills ffmpeg when the timeout strikes.
-        return subprocess.run(command, capture_output=True, timeout=left,
-                              stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise InvalidVideo(TIMED_OUT) from FFmpegError(step, "timed out", exc.stderr)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL)
     except OSError as exc:
         raise InvalidVideo() from FFmpegError(step, "could not start", str(exc))
+    with proc:
+        # In a media worker ffmpeg spends the upload's CPU budget too.
+        workers.limit_program(proc.pid)
+        try:
+            out, err = proc.communicate(timeout=left)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise InvalidVideo(TIMED_OUT) from FFmpegError(step, "timed out", err)
+    # ffmpeg ends itself on SIGXCPU, with an exit status of its own: what tells is the budget.
+    cpu = workers.cpu_left()
+    if proc.returncode == -signal.SIGXCPU or (cpu is not None and cpu <= 0):
+        raise TooComplex() from FFmpegError(step, "past its CPU budget", err)
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 def _source(path: Path, fmt: str) -> list[str]:

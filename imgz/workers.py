@@ -33,8 +33,8 @@ log = logging.getLogger("imgz")
 # A worker whose resident memory is above this after a job is replaced: the memory a large
 # animation or a huge image took goes back to the system instead of staying with the worker.
 RECYCLE_RSS = 192 * 1024 * 1024
-# A worker that has used this much CPU in all is replaced too: the CPU limit of a job is set
-# above the worker's total so far, and ffmpeg inherits that total as its own limit.
+# A worker that has used this much CPU in all is replaced too: a long-lived process only
+# gathers a fragmented heap, and a fresh one costs a fork.
 RECYCLE_CPU = 120.0
 # Modules the workers need, imported once by the fork server so a new worker starts at once.
 PRELOAD = ["imgz.render"]
@@ -71,7 +71,8 @@ class Budget:
 class Usage:
     """What a finished job used, as its worker measured it."""
 
-    cpu: float        # CPU seconds of the worker (not of ffmpeg) during the job
+    cpu: float        # CPU seconds of the worker itself during the job
+    programs: float   # CPU seconds of the programs it ran (ffmpeg)
     peak_rss: int     # the worker's peak resident memory during the job, bytes
 
 
@@ -86,9 +87,39 @@ def _describe(exitcode: int | None) -> str:
     return f"exit {exitcode}"
 
 
-def _cpu_used() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def _cpu_used(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
+
+
+# In a worker, during a job: (its CPU budget, the worker's and its children's CPU at the start).
+_job: tuple[float, float, float] | None = None
+
+
+def cpu_left() -> float | None:
+    """CPU seconds the job running in this worker has left, its programs' included; None
+    outside a worker."""
+    if _job is None:
+        return None
+    budget, own, children = _job
+    spent = (_cpu_used() - own) + (_cpu_used(resource.RUSAGE_CHILDREN) - children)
+    return budget - spent
+
+
+def limit_program(pid: int) -> None:
+    """Hold a program the job started (ffmpeg) to what is left of the job's CPU budget.
+
+    Its CPU counts against the job once it has ended; a program past the limit is ended by the
+    kernel (SIGXCPU), which the caller reports as TooComplex.
+    """
+    left = cpu_left()
+    if left is None:
+        return
+    seconds = max(1, math.ceil(left))
+    try:
+        resource.prlimit(pid, resource.RLIMIT_CPU, (seconds, seconds + 1))
+    except (ProcessLookupError, PermissionError, OSError):
+        pass  # it has ended already
 
 
 def _status_kb(field: str) -> int:
@@ -124,7 +155,10 @@ def _child(conn: Any, memory: int) -> None:
         if job is None:
             return
         fn, args, cpu = job
+        global _job
         before = _cpu_used()
+        _job_children = _cpu_used(resource.RUSAGE_CHILDREN)
+        _job = (cpu, before, _job_children)
         # The soft limit is absolute: the worker's CPU so far plus this job's budget. The hard
         # limit stays where it was, so the next job can be given its own.
         _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
@@ -138,7 +172,11 @@ def _child(conn: Any, memory: int) -> None:
             reply = ("err", TooComplex())
         except BaseException as exc:  # everything goes back to the parent, which raises it
             reply = ("err", exc)
-        usage = Usage(_cpu_used() - before, _status_kb("VmHWM:") * 1024)
+        finally:
+            _job = None
+        own = _cpu_used() - before
+        programs = _cpu_used(resource.RUSAGE_CHILDREN) - _job_children
+        usage = Usage(own, programs, _status_kb("VmHWM:") * 1024)
         rss = _status_kb("VmRSS:") * 1024
         try:
             conn.send((reply, usage, rss))

@@ -286,3 +286,48 @@ def _kib(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise LookupError(field)
+
+
+# --- structures made to cost a walk -------------------------------------------------------------
+
+def _gif_of_tiny_blocks(blocks: int) -> bytes:
+    """One frame whose image data comes in sub-blocks of a single byte each."""
+    import struct
+
+    head = b"GIF89a" + struct.pack("<HHBBB", 64, 64, 0x80, 0, 0) + bytes(6)
+    frame = b"," + struct.pack("<HHHHB", 0, 0, 64, 64, 0) + bytes([2])
+    return head + frame + b"\x01\x00" * blocks + b"\x00;"
+
+
+def _png_of_empty_chunks(count: int, *, before: bool) -> bytes:
+    import struct
+    import zlib
+
+    plain = media.png(32, 24)
+    empty = struct.pack(">I4s", 0, b"zzZz") + struct.pack(">I", zlib.crc32(b"zzZz"))
+    cut = plain.index(b"IDAT") - 4 if before else plain.index(b"IEND") - 4
+    return plain[:cut] + empty * count + plain[cut:]
+
+
+def test_a_gif_of_millions_of_tiny_blocks_is_refused_before_it_is_decoded(make_server):
+    srv = make_server(max_upload_mb="10")
+    rows, files = srv.rows(), srv.stored_files()
+    answer = srv.upload(_gif_of_tiny_blocks(2_100_000), filename="blocks.gif")
+    assert_error(answer, 400, 400, "Image too complex")
+    _nothing_kept(srv, rows, files)
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before-idat", "after-idat"])
+@pytest.mark.parametrize("width", [None, "16"])
+def test_a_png_of_a_million_empty_chunks_is_refused_before_pillow_walks_it(make_server, before, width):
+    srv = make_server(max_upload_mb="20")
+    rows, files = srv.rows(), srv.stored_files()
+    answer = srv.upload(_png_of_empty_chunks(1_000_000, before=before), filename="chunks.png", width=width)
+    assert_error(answer, 400, 400, "Image too complex")
+    _nothing_kept(srv, rows, files)
+
+
+def test_a_gif_or_png_below_the_caps_is_stored(make_server):
+    srv = make_server()
+    image = assert_upload_ok(srv.upload(_png_of_empty_chunks(5_000, before=True), filename="ok.png"))
+    assert image["width"] == 32

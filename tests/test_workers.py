@@ -49,6 +49,14 @@ def test_a_job_past_its_cpu_budget_is_stopped_and_the_worker_replaced(pool):
     assert pool.run(workerjobs.pid, (), budget()) > 0
 
 
+def test_the_programs_a_job_runs_spend_its_cpu_budget_too(pool):
+    with pytest.raises(TooComplex):
+        pool.run(workerjobs.ffmpeg_spin, (), budget(cpu=2, wall=120))
+    # the worker answered (the clock did not have to kill it) after ffmpeg's CPU ran out
+    assert pool.last_usage is not None and 1 <= pool.last_usage.programs <= 4
+    assert workers.cpu_left() is None, "outside a worker nothing is limited"
+
+
 def test_a_job_past_its_wall_clock_deadline_is_killed_with_what_it_started(pool, tmp_path):
     pid_file = tmp_path / "child.pid"
     with pytest.raises(TooComplex):

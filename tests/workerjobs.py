@@ -60,3 +60,11 @@ def refuse(message: str) -> None:
 
 def full_disk() -> None:
     raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def ffmpeg_spin() -> None:
+    """Make ffmpeg work without end, as a costly video would."""
+    from imgz import video
+
+    video._run("spin", ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=1000", "-f", "null", "-"],
+               time.monotonic() + 120)
