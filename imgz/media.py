@@ -312,7 +312,11 @@ def _frames(src: Path, fmt: str, orientation: int, size: tuple[int, int]
                 if index == 0:
                     raise
                 return
-            frame = _fit(_orient(im.convert("RGBA"), orientation), size)
+            # a decoder that gives RGBA already is used as it is: no copy of a large canvas
+            rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+            frame = _fit(_orient(rgba, orientation), size)
+            if frame is im:
+                frame = im.copy()  # the decoder's own canvas changes with the next frame
             frame.info = {}  # per-frame comments and extensions must not reach the encoder
             yield frame, int(im.info.get("duration") or 0)
 

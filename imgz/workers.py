@@ -162,7 +162,11 @@ def _child(conn: Any, memory: int) -> None:
         # The soft limit is absolute: the worker's CPU so far plus this job's budget. The hard
         # limit stays where it was, so the next job can be given its own.
         _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        soft = math.ceil(before + cpu)
+        # Whole seconds, rounded down so a job never gets more than its budget (but at least
+        # the rest of the second it is in).
+        soft = math.floor(before + cpu)
+        if soft <= before:
+            soft = math.floor(before) + 1
         resource.setrlimit(resource.RLIMIT_CPU,
                            (soft, hard if hard == resource.RLIM_INFINITY else max(hard, soft)))
         _reset_peak()
