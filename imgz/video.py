@@ -31,7 +31,7 @@ _JPEG_SCALE = "out_color_matrix=bt601:out_range=full"
 _STDERR_TAIL = 2000
 _TIME_RE = re.compile(r"^out_time_us=(\d+)\s*$", re.MULTILINE)
 # What ffmpeg's decoders say of a picture past -max_pixels
-_TOO_LARGE = re.compile(rb"Picture size \d+x\d+ is invalid")
+_TOO_LARGE = re.compile(rb"Picture size \d+x\d+ (?:is invalid|exceeds)")
 
 
 class FFmpegError(Exception):
@@ -224,9 +224,10 @@ def _extract_frame(src: Path, probe: VideoProbe, dest: Path, deadline: float,
         result = _run("frame", _frame_args(src, probe, dest, position, max_pixels), deadline)
         if result.returncode == 0 and dest.is_file() and dest.stat().st_size:
             return
+        if _TOO_LARGE.search(result.stderr):
+            # not a seek that found nothing: the stream grew past the limit after its header
+            raise ImageTooLarge() from FFmpegError("frame", result.returncode, result.stderr)
     assert result is not None
-    if _TOO_LARGE.search(result.stderr):
-        raise ImageTooLarge() from FFmpegError("frame", result.returncode, result.stderr)
     raise InvalidVideo() from FFmpegError("frame", result.returncode, result.stderr)
 
 

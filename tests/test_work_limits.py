@@ -136,7 +136,9 @@ def test_an_avif_animation_needs_no_more_memory_for_more_frames(pool, tmp_path, 
     """libaom keeps a lookahead of its own whatever the length: what must not grow is ours."""
     limits = render.Limits(100_000_000, 1_000_000_000, False, 300)
     peaks = []
-    for frames in (50, 120):  # both past the encoder's lookahead (35 frames)
+    # The first AVIF job of a worker also loads the codecs: that one is not measured. Held
+    # frames would cost 80 x (1.4 MB RGBA + 0.5 MB YUV) more for the longer one.
+    for frames in (8, 40, 120):
         src = tmp_path / f"anim{frames}.avif"
         src.write_bytes(_animation("avif", frames=frames, size=(600, 600)))
         work = tmp_path / f"work{frames}"
@@ -144,7 +146,7 @@ def test_an_avif_animation_needs_no_more_memory_for_more_frames(pool, tmp_path, 
         peaks.append(_work_peak(pool, render.image, (src, "avif", "avif", width, None, limits, work)))
         with Image.open(work / "medium.avif") as im:
             assert im.n_frames == frames
-    assert peaks[1] <= peaks[0] + 16 * MB, [p / MB for p in peaks]
+    assert peaks[2] <= peaks[1] + 24 * MB, [p / MB for p in peaks]
 
 
 def test_the_gif_of_300_tiny_frames_stays_under_256_mib(pool, tmp_path):
@@ -219,9 +221,11 @@ def _joined(tmp: Path, codec: list[str], ext: str, small: int, big: int) -> byte
 def growing_videos():
     with tempfile.TemporaryDirectory() as tmp:
         yield {
-            "mjpeg-mov": (_joined(Path(tmp), ["-c:v", "mjpeg", "-q:v", "31"], "mov", 64, 2000), "mov"),
-            "vp8-webm": (_joined(Path(tmp), ["-c:v", "libvpx", "-b:v", "50k", "-deadline", "realtime",
-                                             "-cpu-used", "8"], "webm", 64, 2000), "webm"),
+            "mjpeg-mov": (_joined(Path(tmp), ["-c:v", "mjpeg", "-q:v", "31"], "mov", 64, 1200), "mov"),
+            # no frame may be dropped (libvpx drops frames to keep a bitrate when it is slow)
+            "vp8-webm": (_joined(Path(tmp), ["-c:v", "libvpx", "-b:v", "0", "-crf", "60",
+                                             "-drop-threshold", "0", "-deadline", "good",
+                                             "-cpu-used", "8"], "webm", 64, 1200), "webm"),
         }
 
 
