@@ -15,12 +15,15 @@ Frames arrive as ``(RGBA image, duration in ms)`` at the size to write.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import zlib
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
 from PIL import GifImagePlugin, Image
+
+from imgz.errors import TooComplex
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PIL_FORMAT = {"webp": "WEBP", "avif": "AVIF"}
@@ -59,29 +62,78 @@ def _visible(frame: Image.Image) -> tuple[Image.Image, tuple[int, int]]:
 # ---------------------------------------------------------------------------------------------
 # GIF
 
+# Frames of more pixels than this are put on a palette a band of rows at a time.
+PALETTE_SAMPLE = 1_000_000
+_BAND_ROWS = 256
+
+
 def _gif_frame(frame: Image.Image) -> tuple[Image.Image, int | None]:
-    """An RGBA frame as a palette image, index 255 standing for transparent when it is used."""
-    alpha = frame.getchannel("A")
-    clear = alpha.getextrema()[0] < 128
-    indexed = frame.convert("RGB").quantize(colors=255 if clear else 256,
-                                            method=Image.Quantize.FASTOCTREE)
+    """An RGBA frame as a palette image, index 255 standing for transparent when it is used.
+
+    A large frame gets its palette from an evenly spread sample of its pixels and is then
+    mapped to it band by band, so no RGB copy of the whole frame is made.
+    """
+    clear = frame.getextrema()[3][0] < 128
+    colours = 255 if clear else 256
+    width, height = frame.size
+    try:
+        if width * height <= PALETTE_SAMPLE:
+            indexed = frame.convert("RGB").quantize(colours, method=Image.Quantize.FASTOCTREE)
+        else:
+            shrink = math.sqrt(width * height / PALETTE_SAMPLE)
+            sample = frame.resize((max(1, int(width / shrink)), max(1, int(height / shrink))),
+                                  Image.Resampling.NEAREST)
+            palette = sample.convert("RGB").quantize(colours, method=Image.Quantize.FASTOCTREE)
+            del sample
+            indexed = Image.new("P", frame.size)
+            indexed.putpalette(palette.getpalette() or [])
+            for top in range(0, height, _BAND_ROWS):
+                band = frame.crop((0, top, width, min(height, top + _BAND_ROWS))).convert("RGB")
+                indexed.paste(band.quantize(palette=palette, dither=Image.Dither.NONE), (0, top))
+    except ValueError:
+        # Pillow's word when the quantizer cannot get its memory: the worker's limit, reached
+        raise TooComplex() from None
     if not clear:
         return indexed, None
-    palette = indexed.getpalette() or []
-    indexed.putpalette(palette + [0] * (768 - len(palette)))
-    indexed.paste(255, mask=alpha.point(lambda a: 255 if a < 128 else 0, "1"))
+    palette_values = indexed.getpalette() or []
+    indexed.putpalette(palette_values + [0] * (768 - len(palette_values)))
+    for top in range(0, height, _BAND_ROWS):
+        bottom = min(height, top + _BAND_ROWS)
+        alpha = frame.crop((0, top, width, bottom)).getchannel("A")
+        indexed.paste(255, (0, top, width, bottom), mask=alpha.point(lambda a: 255 if a < 128 else 0, "1"))
     return indexed, 255
 
 
 def _write_gif(fp: IO[bytes], frames: Iterator[tuple[Image.Image, int]], loop: int | None,
                params: dict[str, Any]) -> tuple[int, int]:
-    first = next(frames)
-    width, height = first[0].size
+    size: tuple[int, int] | None = None
+    for frame, duration in frames:
+        if size is None:
+            size = frame.size
+            _gif_header(fp, size, loop, params.get("comment"))
+        visible, offset = _visible(frame)
+        del frame  # each frame may be a whole canvas: none is held while the next is made
+        indexed, clear = _gif_frame(visible)
+        del visible
+        options: dict[str, Any] = {"include_color_table": True, "disposal": 2,
+                                   "duration": max(0, duration)}
+        if clear is not None:
+            options["transparency"] = clear
+        for piece in GifImagePlugin.getdata(indexed, offset, **options):
+            fp.write(piece)
+        del indexed
+    if size is None:
+        raise EOFError("no frames")
+    fp.write(b";")
+    return size
+
+
+def _gif_header(fp: IO[bytes], size: tuple[int, int], loop: int | None,
+                comment: str | bytes | None) -> None:
     # a header without a global palette: every frame brings its own
-    fp.write(b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0))
+    fp.write(b"GIF89a" + struct.pack("<HHBBB", size[0], size[1], 0, 0, 0))
     if loop is not None:
         fp.write(b"!\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", min(loop, 0xFFFF)) + b"\x00")
-    comment = params.get("comment")
     if comment:
         text = comment.encode("utf-8") if isinstance(comment, str) else bytes(comment)
         fp.write(b"!\xfe")
@@ -89,23 +141,6 @@ def _write_gif(fp: IO[bytes], frames: Iterator[tuple[Image.Image, int]], loop: i
             piece = text[start:start + 255]
             fp.write(bytes([len(piece)]) + piece)
         fp.write(b"\x00")
-    for frame, duration in _chain(first, frames):
-        visible, offset = _visible(frame)
-        indexed, clear = _gif_frame(visible)
-        options: dict[str, Any] = {"include_color_table": True, "disposal": 2,
-                                   "duration": max(0, duration)}
-        if clear is not None:
-            options["transparency"] = clear
-        for piece in GifImagePlugin.getdata(indexed, offset, **options):
-            fp.write(piece)
-    fp.write(b";")
-    return width, height
-
-
-def _chain(first: tuple[Image.Image, int],
-           rest: Iterator[tuple[Image.Image, int]]) -> Iterator[tuple[Image.Image, int]]:
-    yield first
-    yield from rest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +175,10 @@ def _write_apng(fp: IO[bytes], frames: Iterator[tuple[Image.Image, int]], loop: 
         buffer = io.BytesIO()
         piece.save(buffer, "PNG", **(params if count == 0 else
                                      {k: v for k, v in params.items() if k == "compress_level"}))
+        width, height = piece.size
+        del frame, piece  # each frame may be a whole canvas: none is held while the next is made
         chunks = list(_png_chunks(buffer.getvalue()))
+        del buffer
         if count == 0:
             fp.write(PNG_SIGNATURE)
             for kind, data in chunks:
@@ -151,7 +189,7 @@ def _write_apng(fp: IO[bytes], frames: Iterator[tuple[Image.Image, int]], loop: 
                 elif kind not in (b"IDAT", b"IEND"):
                     fp.write(_chunk(kind, data))  # the colour profile, kept text
         delay = max(0, min(duration, 0xFFFF))
-        fp.write(_chunk(b"fcTL", struct.pack(">IIIIIHHBB", sequence, piece.size[0], piece.size[1],
+        fp.write(_chunk(b"fcTL", struct.pack(">IIIIIHHBB", sequence, width, height,
                                              offset[0], offset[1], delay, 1000, 1, 0)))
         sequence += 1
         for kind, data in chunks:

@@ -19,7 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
-from PIL import Image, JpegImagePlugin, PngImagePlugin
+from PIL import GifImagePlugin, Image, JpegImagePlugin, PngImagePlugin
 
 from imgz import animation, exif, filetype, jpeg, metadata
 from imgz.errors import ImageTooLarge, InvalidImage, TooComplex
@@ -38,6 +38,9 @@ _EXT_FORMAT = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "gif": "gif", "webp"
                "avif": "avif"}
 _ANIMATABLE = {"gif", "png", "webp", "avif"}
 _RESAMPLE = dict(resample=Image.LANCZOS, reducing_gap=3.0)
+# GIF frames that share a palette stay palette images while decoding (a quarter of RGBA): the
+# decoder keeps the frame and the one before it, and a 10000x10000 screen is 100 MB, not 400.
+GifImagePlugin.LOADING_STRATEGY = GifImagePlugin.LoadingStrategy.RGB_AFTER_DIFFERENT_PALETTE_ONLY
 # What a damaged file makes Pillow raise while opening or decoding it.
 # Pillow's AVIF plugin reports damaged files as RuntimeError.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
@@ -302,7 +305,8 @@ def _frames(src: Path, fmt: str, orientation: int, size: tuple[int, int]
             ) -> Iterator[tuple[Image.Image, int]]:
     """Decode an animation's frames one at a time, upright and at size, with their durations.
 
-    A file with fewer frames than it announces ends where decoding ends, as browsers do.
+    A file with fewer frames than it announces ends where decoding ends, as browsers do. No
+    frame is kept here once it is handed on: a frame may be a whole canvas.
     """
     with Image.open(src, formats=[_PIL_FORMAT[fmt]]) as im:
         for index in itertools.count():
@@ -312,19 +316,63 @@ def _frames(src: Path, fmt: str, orientation: int, size: tuple[int, int]
                 if index == 0:
                     raise
                 return
-            # a decoder that gives RGBA already is used as it is: no copy of a large canvas
-            rgba = im if im.mode == "RGBA" else im.convert("RGBA")
-            frame = _fit(_orient(rgba, orientation), size)
-            if frame is im:
-                frame = im.copy()  # the decoder's own canvas changes with the next frame
-            frame.info = {}  # per-frame comments and extensions must not reach the encoder
-            yield frame, int(im.info.get("duration") or 0)
+            yield _frame_at(im, orientation, size), int(im.info.get("duration") or 0)
+
+
+def _frame_at(im: Image.Image, orientation: int, size: tuple[int, int]) -> Image.Image:
+    """The decoder's current frame as RGBA, upright and at size: a new image of its own."""
+    if orientation == 1 and im.size != size:
+        return _banded_fit(im, size)
+    # a decoder that gives RGBA already is used as it is: no copy of a large canvas
+    rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+    frame = _fit(_orient(rgba, orientation), size)
+    if frame is im:
+        frame = im.copy()  # the decoder's own canvas changes with the next frame
+    frame.info = {}  # per-frame comments and extensions must not reach the encoder
+    return frame
+
+
+# Source rows converted and resampled at a time by _banded_fit.
+BAND_SOURCE_ROWS = 256
+
+
+def _banded_fit(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """im as RGBA at size, made a band of rows at a time.
+
+    Neither an RGBA copy of the whole canvas nor the resampler's intermediate image is made: a
+    frame of a large animation costs its output and a band. Each band is cut from the source
+    with a margin as wide as the filter reaches, so the bands meet without seams.
+    """
+    width, height = im.size
+    scale = height / size[1]
+    margin = math.ceil(3 * max(scale, 1.0)) + 2  # LANCZOS reaches 3 source pixels per unit of scale
+    step = max(1, int(BAND_SOURCE_ROWS / scale))
+    out = Image.new("RGBA", size)
+    for top in range(0, size[1], step):
+        bottom = min(size[1], top + step)
+        y0, y1 = top * scale, bottom * scale
+        c0, c1 = max(0, math.floor(y0) - margin), min(height, math.ceil(y1) + margin)
+        strip = im.crop((0, c0, width, c1))
+        if strip.mode != "RGBA":
+            strip = strip.convert("RGBA")
+        band = strip.resize((size[0], bottom - top), box=(0, y0 - c0, width, y1 - c0), **_RESAMPLE)
+        out.paste(band, (0, top))
+    return out
 
 
 def _first_frame_thumb(im: Image.ImageFile.ImageFile, probe: ImageProbe, plan: Plan) -> Image.Image:
-    """The static thumb of an animation, from its first frame."""
-    frame = _orient(im.convert("RGBA"), probe.orientation)
-    source = _fit(frame, plan.medium) if plan.medium and plan.thumb_from_medium else frame
+    """The static thumb of an animation, from its first frame.
+
+    Only what the thumb needs is made RGBA: the medium-sized frame, or the frame's centre
+    square (a square is the same cut before or after turning the frame upright).
+    """
+    if plan.medium and plan.thumb_from_medium:
+        source = _frame_at(im, probe.orientation, plan.medium)
+    else:
+        w, h = im.size
+        c = min(w, h)
+        box = ((w - c) // 2, (h - c) // 2, (w - c) // 2 + c, (h - c) // 2 + c)
+        source = _orient(im.crop(box).convert("RGBA"), probe.orientation)
     thumb = _square(source, plan.thumb_side)
     if thumb.getchannel("A").getextrema()[0] == 255:
         thumb = thumb.convert("RGB")  # an opaque still needs no alpha channel

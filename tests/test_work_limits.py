@@ -337,3 +337,55 @@ def test_a_gif_or_png_below_the_caps_is_stored(make_server):
     srv = make_server()
     image = assert_upload_ok(srv.upload(_png_of_empty_chunks(5_000, before=True), filename="ok.png"))
     assert image["width"] == 32
+
+
+def _blocks(size: tuple[int, int], clear: bool) -> Image.Image:
+    """Big blocks of a few colours, with a clear square when asked."""
+    from PIL import ImageDraw
+
+    picture = Image.new("RGBA", size, (20, 30, 40, 255))
+    draw = ImageDraw.Draw(picture)
+    colours = [(250, 10, 10, 255), (10, 250, 10, 255), (10, 10, 250, 255), (240, 240, 20, 255)]
+    for index, colour in enumerate(colours):
+        draw.rectangle((index * size[0] // 5, 0, (index + 1) * size[0] // 5 - 1, size[1] // 2), fill=colour)
+    if clear:
+        draw.rectangle((0, size[1] * 3 // 4, size[0] // 3, size[1] - 1), fill=(0, 0, 0, 0))
+    return picture
+
+
+@pytest.mark.parametrize("clear", [False, True], ids=["opaque", "with-clear-area"])
+def test_a_large_gif_frame_keeps_its_colours_when_put_on_a_palette_by_bands(tmp_path, clear):
+    from imgz import animation
+
+    picture = _blocks((1500, 1000), clear)  # past PALETTE_SAMPLE: sampled palette, mapped by bands
+    assert picture.width * picture.height > animation.PALETTE_SAMPLE
+    out = tmp_path / "big.gif"
+    animation.write(out, "gif", iter([(picture, 50), (picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 50)]),
+                    count=2, loop=0, params={})
+    with Image.open(out) as written:
+        assert written.n_frames == 2
+        back = written.convert("RGBA")
+        assert back.size == picture.size
+        for xy in [(10, 10), (400, 100), (700, 400), (1000, 300), (1400, 900), (100, 900)]:
+            assert back.getpixel(xy) == picture.getpixel(xy) or (
+                back.getpixel(xy)[3] == 0 and picture.getpixel(xy)[3] == 0), xy
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "RGB"])
+@pytest.mark.parametrize("size", [(700, 500), (1999, 1000), (500, 2)])
+def test_a_frame_resized_in_bands_matches_one_resized_whole(mode, size):
+    from PIL import ImageChops, ImageStat
+
+    from imgz import media as imgz_media
+
+    source = _blocks((2000, 1000), clear=True)
+    if mode != "RGBA":
+        source = source.convert(mode) if mode == "RGB" else source.quantize(16)
+    whole = source.convert("RGBA").resize(size, **imgz_media._RESAMPLE)
+    banded = imgz_media._banded_fit(source, size)
+    assert banded.size == whole.size and banded.mode == "RGBA"
+    diff = ImageChops.difference(whole.getchannel("A"), banded.getchannel("A"))
+    assert diff.getextrema()[1] <= 8
+    visible = ImageChops.difference(Image.alpha_composite(Image.new("RGBA", size, "white"), whole),
+                                    Image.alpha_composite(Image.new("RGBA", size, "white"), banded))
+    assert max(ImageStat.Stat(visible).mean) < 1.0
