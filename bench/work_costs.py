@@ -64,11 +64,13 @@ def solid(fmt: str, size: tuple[int, int], **params: object) -> bytes:
 
 
 def scan_bomb(copies: int) -> bytes:
-    """A progressive JPEG whose last scan is repeated: valid, and costly per copy to decode."""
+    """An 8192x8192 progressive JPEG whose last (small) scan is repeated: valid, and costly per
+    copy to decode, as each scan walks the whole image."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.effect_noise((2048, 2048), 40).convert("RGB").save(buffer, "JPEG", progressive=True)
+    Image.linear_gradient("L").resize((8192, 8192)).convert("RGB").save(buffer, "JPEG",
+                                                                        progressive=True)
     data = buffer.getvalue()
     last = data.rindex(b"\xff\xda")
     return data[:-2] + data[last:-2] * copies + b"\xff\xd9"
@@ -81,7 +83,7 @@ def long_gop_video(tmp: Path) -> bytes:
     out = tmp / "gop.mp4"
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi",
                     "-i", "testsrc2=size=1920x1080:rate=30", "-frames:v", "1800",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000", "-crf", "40",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000", "-crf", "51",
                     "-pix_fmt", "yuv420p", str(out)], check=True, timeout=600)
     return out.read_bytes()
 
@@ -148,7 +150,8 @@ def guest_cpu(tmp: Path) -> bool:
         ("progressive JPEG 10000x10000", solid("JPEG", (10000, 10000), progressive=True, quality=95),
          "d.jpg", None),
         ("JPEG 10000x10000, width=9999", solid("JPEG", (10000, 10000), quality=95), "e.jpg", "9999"),
-        ("progressive JPEG, last scan x 5000", scan_bomb(5000), "f.jpg", None),
+        ("progressive JPEG 8192x8192, last scan x 90", scan_bomb(90), "f.jpg", None),
+        ("progressive JPEG 8192x8192, last scan x 5000", scan_bomb(5000), "f2.jpg", None),
         ("WebP 16383x6100, width=16000", solid("WEBP", (16383, 6100), lossless=True), "g.webp", "16000"),
         ("AVIF 10000x10000", solid("AVIF", (10000, 10000)), "h.avif", None),
         ("H.264 1080p, 60 s, one keyframe", long_gop_video(tmp), "i.mp4", None),

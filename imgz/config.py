@@ -135,7 +135,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Retry-After; default 4 per worker.", _int(0, 10_000)),
     Setting("work_budget", "60", "CPU seconds the media work of one keyed upload may use; past it "
             "the upload is refused as too complex.", _decimal(DAY)),
-    Setting("guest_work_budget", "10", "CPU seconds the media work of one guest upload may use.",
+    Setting("guest_work_budget", "9", "CPU seconds the media work of one guest upload may use.",
             _decimal(DAY)),
     Setting("worker_memory_mb", "3072", "Address space of each media worker process, in MB.",
             _int(256)),
