@@ -11,7 +11,11 @@ and measures a fresh ``GET /`` and a fresh file GET, one after another on new co
 printing p50 and p99 against the targets (p50 <= 50 ms, p99 <= 200 ms) as PASS or MISS.
 Loopback only; everything it starts is stopped at the end.
 
-    .venv/bin/python bench/attack.py [--seconds 30] [--sockets 1000] [--uploads 20]
+Then, unless ``--latency-only``, the two figures of ``bench/work_costs.py``: the peak memory of
+the work for the largest animations the defaults accept, and the most CPU one guest upload can
+cost.
+
+    .venv/bin/python bench/attack.py [--seconds 30] [--sockets 1000] [--uploads 20] [--latency-only]
 """
 from __future__ import annotations
 
@@ -176,7 +180,21 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--uploads", type=int, default=20)
+    parser.add_argument("--latency-only", action="store_true",
+                        help="leave out the animation memory and guest CPU figures")
     args = parser.parse_args()
+    latency = _latency(args)
+    if args.latency_only:
+        return latency
+    import work_costs
+
+    with tempfile.TemporaryDirectory(prefix="imgz-work-") as tmp:
+        memory = work_costs.animation_memory(Path(tmp))
+        cpu = work_costs.guest_cpu(Path(tmp))
+    return 0 if latency == 0 and memory and cpu else 1
+
+
+def _latency(args: argparse.Namespace) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 

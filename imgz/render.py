@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from . import jpeg, media, video
 from .errors import ImageTooLarge, InvalidVideo, NoStorage
 
@@ -62,9 +64,16 @@ def _disk_full_in(cause: BaseException | None) -> bool:
     return "No space left on device" in text or "Disk quota exceeded" in text
 
 
+def _follow(limits: Limits) -> None:
+    """Pillow's own guard against large images must not undercut the setting: ours, checked from
+    the header first, is the one that refuses."""
+    Image.MAX_IMAGE_PIXELS = max(limits.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
+
+
 def image(src: Path, fmt: str, ext: str, width: int | None, stripped: jpeg.Stripped | None,
           limits: Limits, work: Path) -> Made:
     """Probe and render an image upload into work."""
+    _follow(limits)
     probe = media.probe_image(src, fmt, max_pixels=limits.max_pixels,
                               max_animation_pixels=limits.max_animation_pixels,
                               header=stripped.header if stripped is not None else None)
@@ -82,6 +91,7 @@ def image(src: Path, fmt: str, ext: str, width: int | None, stripped: jpeg.Strip
 
 def clip(src: Path, fmt: str, limits: Limits, work: Path) -> Made:
     """Probe and render a video upload into work: the remuxed original and its frame."""
+    _follow(limits)
     try:
         probe = video.probe_video(src, fmt, timeout=limits.ffmpeg_timeout)
         if probe.width * probe.height > limits.max_pixels:
@@ -104,6 +114,7 @@ def clip(src: Path, fmt: str, limits: Limits, work: Path) -> Made:
 def variants(src: Path, fmt: str, kind: str, ext: str, limits: Limits,
              work: Path) -> dict[str, media.Variant | None]:
     """The thumb, medium (and a video's frame) of a stored original, made again into work."""
+    _follow(limits)
     if kind == "video":
         probe = video.probe_video(src, fmt, timeout=limits.ffmpeg_timeout)
         made = video.render_video(src, probe, work_dir=work, keep_metadata=True,

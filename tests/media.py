@@ -419,3 +419,23 @@ def _lzw_run(pixels: int) -> bytes:
         piece = data[start:start + 255]
         blocks += bytes([len(piece)]) + piece
     return bytes(blocks)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data and CRC."""
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_chunks(png: bytes) -> list[bytes]:
+    """The chunk types of a PNG, in order."""
+    import struct
+
+    kinds, i = [], 8
+    while i < len(png):
+        length, kind = struct.unpack(">I4s", png[i:i + 8])
+        kinds.append(kind)
+        i += 12 + length
+    return kinds

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
+import media
 from imgz import jpeg, metadata
 from imgz.errors import InvalidImage, TooComplex
 
@@ -101,19 +102,6 @@ def _from_sos(jpeg: bytes) -> bytes:
     while jpeg[i + 1] != 0xDA:
         i += 2 + struct.unpack(">H", jpeg[i + 2:i + 4])[0]
     return jpeg[i:]
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _png_chunks(png: bytes) -> list[bytes]:
-    kinds, i = [], 8
-    while i < len(png):
-        length, kind = struct.unpack(">I4s", png[i:i + 8])
-        kinds.append(kind)
-        i += 12 + length
-    return kinds
 
 
 def _meta_png() -> bytes:
@@ -315,11 +303,11 @@ def test_jpeg_trailing_video_bytes_are_dropped(run):
 
 def test_png_loses_text_exif_and_time_and_keeps_icc(run):
     source = _meta_png()
-    assert {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME", b"iCCP"} <= set(_png_chunks(source))
+    assert {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME", b"iCCP"} <= set(media.png_chunks(source))
     changed, out = run("png", source)
     assert changed
     dropped = {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
-    assert _png_chunks(out) == [k for k in _png_chunks(source) if k not in dropped]
+    assert media.png_chunks(out) == [k for k in media.png_chunks(source) if k not in dropped]
     with Image.open(io.BytesIO(out)) as im:
         assert im.info.get("icc_profile") == ICC
         assert not im.getexif()
@@ -351,7 +339,7 @@ def test_png_loses_text_exif_and_time_and_keeps_icc(run):
 ])
 def test_png_chunk_rule(run, kind, data, kept):
     plain = _save(_noise(), "PNG")
-    chunk = _png_chunk(kind, data)
+    chunk = media.png_chunk(kind, data)
     source = plain[:33] + chunk + plain[33:]  # right after IHDR
     changed, out = run("png", source)
     assert changed is not kept
@@ -376,8 +364,8 @@ def test_apng_keeps_its_frames(run):
                    loop=0, pnginfo=info)
     changed, out = run("png", source)
     assert changed
-    assert {b"acTL", b"fcTL", b"fdAT"} <= set(_png_chunks(out))
-    assert b"tEXt" not in _png_chunks(out)
+    assert {b"acTL", b"fcTL", b"fdAT"} <= set(media.png_chunks(out))
+    assert b"tEXt" not in media.png_chunks(out)
     assert len(_frames_of(out)) == 3 and _frames_of(out) == _frames_of(source)
 
 
@@ -598,7 +586,7 @@ CORRUPT = {
         "cut_in_chunk": lambda: _save(_noise(), "PNG")[:100],
         "no_iend": lambda: _save(_noise(), "PNG")[:-12],
         "cut_iend_crc": lambda: _save(_noise(), "PNG")[:-2],
-        "first_not_ihdr": lambda: _save(_noise(), "PNG")[:8] + _png_chunk(b"tEXt", b"a\x00b")
+        "first_not_ihdr": lambda: _save(_noise(), "PNG")[:8] + media.png_chunk(b"tEXt", b"a\x00b")
         + _save(_noise(), "PNG")[8:],
         "huge_length": lambda: _set(_save(_noise(), "PNG"), 33, b"\xff\xff\xff\xf0"),
         "bad_chunk_type": lambda: _set(_save(_noise(), "PNG"), 37, b"I\x00AT"),
@@ -866,7 +854,7 @@ class _CountingFile(io.BytesIO):
 
 def _png_with_empty_chunks(count: int) -> bytes:
     plain = _save(_noise(), "PNG")
-    return plain[:-12] + _png_chunk(b"prVt", b"") * count + plain[-12:]
+    return plain[:-12] + media.png_chunk(b"prVt", b"") * count + plain[-12:]
 
 
 def _webp_with_empty_chunks(count: int) -> bytes:

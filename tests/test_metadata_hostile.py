@@ -56,19 +56,6 @@ def segment(marker: int, payload: bytes) -> bytes:
     return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
 
 
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_chunks(data: bytes) -> list[bytes]:
-    kinds, i = [], 8
-    while i < len(data):
-        length, kind = struct.unpack(">I4s", data[i:i + 8])
-        kinds.append(kind)
-        i += 12 + length
-    return kinds
-
-
 def riff_chunks(data: bytes) -> list[bytes]:
     kinds, i = [], 12
     while i < len(data):
@@ -121,16 +108,16 @@ def test_jfxx_thumbnail_with_gps_is_dropped(srv):
 
 
 @pytest.mark.parametrize("chunks", [
-    [png_chunk(b"caBX", JUMBF)],
-    [png_chunk(b"prVt", b"GPS 52.3702N 4.8952E")],
-    [png_chunk(b"gpSt", b"GPS 52.3702N 4.8952E")],
-    [png_chunk(b"caBX", JUMBF), png_chunk(b"gpSt", b"GPS 52.3702N"), png_chunk(b"eXIf", GPS[6:])],
+    [media.png_chunk(b"caBX", JUMBF)],
+    [media.png_chunk(b"prVt", b"GPS 52.3702N 4.8952E")],
+    [media.png_chunk(b"gpSt", b"GPS 52.3702N 4.8952E")],
+    [media.png_chunk(b"caBX", JUMBF), media.png_chunk(b"gpSt", b"GPS 52.3702N"), media.png_chunk(b"eXIf", GPS[6:])],
 ], ids=["caBX", "prVt", "gpSt", "all"])
 def test_png_private_and_c2pa_chunks_are_dropped(srv, chunks):
     data = png_with(*chunks)
     out = stored(srv, assert_upload_ok(srv.upload(data, filename="chunks.png")))
     assert b"GPS" not in out and b"Drone" not in out and b"jumb" not in out
-    assert png_chunks(out) == [k for k in png_chunks(data)
+    assert media.png_chunks(out) == [k for k in media.png_chunks(data)
                                if k not in (b"caBX", b"prVt", b"gpSt", b"eXIf")]
     assert decoded(out).info.get("icc_profile") == ICC
 
@@ -176,7 +163,7 @@ def xmp_declaring(encoding: str) -> bytes:
 
 XMP_CARRIERS: dict[str, Callable[[bytes], bytes]] = {
     "jpeg": lambda xmp: media.jpeg(40, 30, xmp=xmp),
-    "png": lambda xmp: media.png(40, 30)[:33] + png_chunk(
+    "png": lambda xmp: media.png(40, 30)[:33] + media.png_chunk(
         b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp) + media.png(40, 30)[33:],
     "webp": lambda xmp: media.encode(media.picture(40, 30), "WEBP", lossless=True, xmp=xmp),
 }
@@ -197,8 +184,8 @@ def png_with_text_chunk(kind: bytes, text: bytes, compress: bool) -> bytes:
     if kind == b"iTXt":
         payload = b"Comment\x00" + (b"\x01\x00" + b"\x00\x00" + zlib.compress(text) if compress
                                     else b"\x00\x00\x00\x00" + text)
-    titled = png_chunk(b"tEXt", b"Title\x00Valley at dawn")
-    return png_with(titled, png_chunk(kind, payload))
+    titled = media.png_chunk(b"tEXt", b"Title\x00Valley at dawn")
+    return png_with(titled, media.png_chunk(kind, payload))
 
 
 @pytest.mark.parametrize("kind, text, compress", [
@@ -210,7 +197,7 @@ def test_png_with_text_past_pillows_limits_is_still_an_image(srv, kind, text, co
     data = png_with_text_chunk(kind, text, compress)
     image = assert_upload_ok(srv.upload(data, filename="big-text.png"))
     out = stored(srv, image)
-    assert kind not in png_chunks(out) and b"tEXt" not in png_chunks(out)
+    assert kind not in media.png_chunks(out) and b"tEXt" not in media.png_chunks(out)
     assert decoded(out).info.get("icc_profile") == ICC
     assert image["title"] == "Valley at dawn"  # the text that could be read still is
 
@@ -263,7 +250,7 @@ def test_jpeg_with_a_megabyte_of_segments_before_the_scan_is_answered(srv, nothi
 @pytest.mark.parametrize("where", ["before_idat", "after_idat"])
 def test_png_with_a_million_empty_chunks_is_answered(srv, nothing_stored, where):
     plain = media.png(64, 48)
-    chunks = png_chunk(b"prVt", b"") * 1_000_000                       # 12 MB
+    chunks = media.png_chunk(b"prVt", b"") * 1_000_000                       # 12 MB
     at = 33 if where == "before_idat" else len(plain) - 12
     data = plain[:at] + chunks + plain[at:]
     response = srv.upload(data, filename="chunks.png")
@@ -272,6 +259,6 @@ def test_png_with_a_million_empty_chunks_is_answered(srv, nothing_stored, where)
 
 def test_png_with_many_private_chunks_below_the_cap_is_stored_without_them(srv):
     plain = media.png(64, 48)
-    data = plain[:-12] + png_chunk(b"prVt", b"GPS") * 20_000 + plain[-12:]
+    data = plain[:-12] + media.png_chunk(b"prVt", b"GPS") * 20_000 + plain[-12:]
     out = stored(srv, assert_upload_ok(srv.upload(data, filename="chunks.png")))
     assert out == plain

@@ -389,3 +389,10 @@ def test_a_frame_resized_in_bands_matches_one_resized_whole(mode, size):
     visible = ImageChops.difference(Image.alpha_composite(Image.new("RGBA", size, "white"), whole),
                                     Image.alpha_composite(Image.new("RGBA", size, "white"), banded))
     assert max(ImageStat.Stat(visible).mean) < 1.0
+
+
+def test_a_pixel_limit_raised_past_pillows_own_is_followed_by_the_workers(make_server):
+    srv = make_server(max_pixels="200000000")
+    # 190 Mpx: past twice Pillow's default guard, within the setting (one pixel of a large screen)
+    image = assert_upload_ok(srv.upload(media.sparse_gif((19000, 10000), 1), filename="wide.gif"))
+    assert (image["width"], image["height"]) == (19000, 10000)
