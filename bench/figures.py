@@ -201,7 +201,7 @@ def frame_timing(clip: Path, work: Path, repeats: int) -> FrameResult:
     for i in range(repeats):
         dest = folder / f"frame-{i}.jpeg"
         started = time.perf_counter()
-        video._extract_frame(clip, probe, dest, time.monotonic() + 120)
+        video._extract_frame(clip, probe, dest, time.monotonic() + 120, 100_000_000)
         frames.append(time.perf_counter() - started)
         out = folder / f"bare-{i}.jpg"
         started = time.perf_counter()

@@ -145,10 +145,11 @@ def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
         spool_bytes=int(cfg.keyless_spool_mb * 1_000_000))
     return server_mod.create_server(
         app, gate=KeyGate(app), limits=limits, trust_proxy=bool(cfg.trust_proxy),
-        host=cfg.host, port=cfg.port,
-        # The uploads admitted to processing each hold a thread while they wait for a worker;
-        # they get threads of their own, so pages and files always have IMGZ_THREADS.
-        threads=cfg.threads + cfg.workers + cfg.upload_queue,
+        host=cfg.host, port=cfg.port, threads=cfg.threads,
+        # Uploads admitted to processing each hold a thread while they wait for a worker: they
+        # get threads of their own, so pages and files always have IMGZ_THREADS, and two more,
+        # so that uploads past the queue hear their 503 at once.
+        upload_threads=cfg.workers + cfg.upload_queue + 2,
         max_request_body_size=max_body + 1_000_000, ident="imgz",
         # poll() has no limit on descriptor numbers; select() fails past 1024
         asyncore_use_poll=True, connection_limit=connections, backlog=2048,

@@ -293,15 +293,19 @@ class GuardedChannel(HTTPChannel):
 
     # -- closing ------------------------------------------------------------------------------
 
+    # readable() and writable() run for every channel on every turn of the loop: waitress's own
+    # tests are written out here (waitress is pinned) rather than reached through super().
     def readable(self) -> bool:
         if self.linger_until is not None:
             return True
-        return super().readable()
+        return not (self.will_close or self.close_when_flushed
+                    or len(self.requests) > self.adj.channel_request_lookahead
+                    or self.total_outbufs_len)
 
     def writable(self) -> bool:
         if self.linger_until is not None:
             return False
-        return super().writable()
+        return bool(self.total_outbufs_len or self.will_close or self.close_when_flushed)
 
     def handle_read(self) -> None:
         if self.linger_until is None:
@@ -334,6 +338,15 @@ class GuardedChannel(HTTPChannel):
             self.server.forget(self.group)
 
 
+UPLOAD_PATH = "/api/1/upload"
+
+
+def is_upload(request: HTTPRequestParser) -> bool:
+    """Whether a request is for the upload endpoint (with or without its trailing slash)."""
+    path = request.path or ""
+    return path == UPLOAD_PATH or path == UPLOAD_PATH + "/"
+
+
 def _plain_busy(environ: dict, start_response: Callable) -> list[bytes]:
     start_response("503 Service Unavailable", [("Retry-After", "10"), ("Content-Length", "0")])
     return [b""]
@@ -356,11 +369,13 @@ class GuardedServer(TcpWSGIServer):
     channel_class = GuardedChannel
 
     def __init__(self, application: WSGIApp, *, gate: Gate | None, limits: Limits,
-                 spool: Spool, per_address: int, **kw: Any) -> None:
+                 spool: Spool, per_address: int, uploads: ThreadedTaskDispatcher | None = None,
+                 **kw: Any) -> None:
         self.gate = gate
         self.limits = limits
         self.spool = spool
         self.per_address = per_address
+        self.uploads = uploads
         self.by_group: dict[str, int] = {}
         self._groups_lock = threading.Lock()
         super().__init__(application, **kw)
@@ -392,6 +407,20 @@ class GuardedServer(TcpWSGIServer):
         channel = self.channel_class(self, conn, addr, self.adj, map=self._map)
         channel.counted = True
 
+    def add_task(self, task: Any) -> None:
+        """Uploads go to threads of their own: one waiting for a media worker never holds a
+        thread that pages and files need, and many of them never crowd those threads."""
+        if self.uploads is not None and isinstance(task, GuardedChannel) and task.requests \
+                and is_upload(task.requests[0]):
+            self.uploads.add_task(task)
+        else:
+            super().add_task(task)
+
+    def close(self) -> None:
+        super().close()
+        if self.uploads is not None:
+            self.uploads.shutdown()
+
     def forget(self, group: str) -> None:
         with self._groups_lock:
             left = self.by_group.get(group, 1) - 1
@@ -414,21 +443,27 @@ class GuardedServer(TcpWSGIServer):
 
 
 def create_server(application: WSGIApp, *, gate: Gate | None = None, limits: Limits = Limits(),
-                  trust_proxy: bool = False, **kw: Any) -> Any:
+                  trust_proxy: bool = False, upload_threads: int = 0, **kw: Any) -> Any:
     """Like ``waitress.create_server``, with guarded channels.
 
     With a trusted proxy every client arrives from the proxy's address, so there is no
-    per-address cap: the proxy is the one to cap connections per client.
+    per-address cap: the proxy is the one to cap connections per client. ``upload_threads``
+    (when not 0) serve the upload endpoint apart from the ``threads`` that serve the rest.
     """
     adj = Adjustments(**kw)
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
+    uploads = None
+    if upload_threads:
+        uploads = ThreadedTaskDispatcher()
+        uploads.set_thread_count(upload_threads)
     spool = Spool(limits.spool_bytes)
     socket_map: dict = {}
     app = EarlyAnswers(application)
     servers = [GuardedServer(app, gate=gate, limits=limits, spool=spool,
                              per_address=0 if trust_proxy else limits.per_address,
-                             map=socket_map, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo)
+                             uploads=uploads, map=socket_map, dispatcher=dispatcher, adj=adj,
+                             sockinfo=sockinfo)
                for sockinfo in adj.listen]
     if len(servers) == 1:
         return servers[0]
