@@ -214,7 +214,7 @@ def frame_timing(clip: Path, work: Path, repeats: int) -> FrameResult:
         sub.mkdir()
         if (make_variants := getattr(video, "_frame_variants", None)) is not None:
             started = time.perf_counter()
-            make_variants(dest, sub)
+            make_variants(dest, sub, 100_000_000)
             variants.append(time.perf_counter() - started)
         if (remux := getattr(video, "_remux", None)) is not None:
             started = time.perf_counter()
