@@ -13,10 +13,13 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 import media
 from contract import assert_upload_ok
+
+pytestmark = pytest.mark.slow
 
 CLIENTS = 8
 UPLOAD_SECONDS = 61
