@@ -94,11 +94,11 @@ def long_gop_video(tmp: Path) -> bytes:
 def _render_peak(pool, src: Path, fmt: str, width: int | None, work: Path):
     from imgz import render, workers
 
-    pool.run(os.getpid, (), workers.budget_for(60, 3072))
+    pool.run(os.getpid, (), workers.budget_for(60))
     idle = pool.last_usage.peak_rss
     limits = render.Limits(100_000_000, 1_000_000_000, False, 300)
     started = time.monotonic()
-    pool.run(render.image, (src, fmt, fmt, width, None, limits, work), workers.budget_for(60, 3072))
+    pool.run(render.image, (src, fmt, fmt, width, None, limits, work), workers.budget_for(60))
     usage = pool.last_usage
     return usage.peak_rss - idle, usage.cpu, time.monotonic() - started
 

@@ -162,8 +162,7 @@ class Service:
     def budget(self, actor: Actor | None, kind: str) -> workers.Budget:
         cfg = self.config
         cpu = cfg.guest_work_budget if actor is not None and actor.user_id is None else cfg.work_budget
-        return workers.budget_for(cpu, cfg.worker_memory_mb,
-                                  video_timeout=cfg.ffmpeg_timeout if kind == "video" else None)
+        return workers.budget_for(cpu, video_timeout=cfg.ffmpeg_timeout if kind == "video" else None)
 
     def run_media(self, job: Callable[..., render.Made], args: tuple, budget: workers.Budget,
                kind: str) -> render.Made:

@@ -60,11 +60,10 @@ class WorkerDied(Exception):
 
 @dataclass(frozen=True)
 class Budget:
-    """What one job may use: CPU seconds, seconds on the clock, and bytes of address space."""
+    """What one job may use: CPU seconds, and seconds on the clock (its memory is the pool's)."""
 
     cpu: float
     wall: float
-    memory: int
 
 
 @dataclass(frozen=True)
@@ -317,10 +316,6 @@ class Pool:
         for worker in idle:
             worker.stop()
 
-    def pids(self) -> list[int]:
-        with self._cond:
-            return [w.pid for w in self._idle]
-
 
 class Admission:
     """At most ``limit`` uploads in processing or waiting for a worker; the rest hear 503.
@@ -355,11 +350,10 @@ class Admission:
             return max(1, min(120, math.ceil(self._seconds * self._inside / self.workers)))
 
 
-def budget_for(cpu: float, memory_mb: int, *, video_timeout: float | None = None) -> Budget:
+def budget_for(cpu: float, *, video_timeout: float | None = None) -> Budget:
     """The budget of one job: wall-clock time allows for waiting on a busy CPU; a video's
     ffmpeg runs keep their own timeout, within which they all fit."""
     wall = 3 * cpu + 5
     if video_timeout is not None:
         wall = max(wall, 2 * video_timeout + 10)
-    return Budget(cpu=cpu, wall=wall, memory=memory_mb * 1024 * 1024)
-
+    return Budget(cpu=cpu, wall=wall)

@@ -439,3 +439,18 @@ def png_chunks(png: bytes) -> list[bytes]:
         kinds.append(kind)
         i += 12 + length
     return kinds
+
+
+def webp_chunk(fourcc: bytes, data: bytes) -> bytes:
+    """One RIFF chunk of a WebP, padded to an even length."""
+    import struct
+
+    return fourcc + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
+
+
+def with_webp_chunks(webp: bytes, *chunks: bytes) -> bytes:
+    """A WebP with chunks added at its end and its RIFF size set to match."""
+    import struct
+
+    body = webp[12:] + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body

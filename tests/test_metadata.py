@@ -126,15 +126,6 @@ def _riff_chunks(webp: bytes) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-def _webp_chunk(fourcc: bytes, data: bytes) -> bytes:
-    return fourcc + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
-
-
-def _with_chunks(webp: bytes, *chunks: bytes) -> bytes:
-    body = webp[12:] + b"".join(chunks)
-    return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
-
-
 def _meta_webp() -> bytes:
     return _save(_noise(), "WEBP", lossless=True, exif=_gps_exif(), xmp=XMP, icc_profile=ICC)
 
@@ -400,9 +391,9 @@ def test_animated_webp_keeps_its_frames(run):
 
 def test_webp_odd_sized_chunks_go_with_their_padding(run):
     plain = _save(_noise(), "WEBP", lossless=True, icc_profile=ICC)
-    unknown = _webp_chunk(b"ABCD", b"odd")
-    source = _with_chunks(plain, _webp_chunk(b"EXIF", b"MM\x00*\x00"), unknown,
-                          _webp_chunk(b"XMP ", b"<x/>\n"))
+    unknown = media.webp_chunk(b"ABCD", b"odd")
+    source = media.with_webp_chunks(plain, media.webp_chunk(b"EXIF", b"MM\x00*\x00"), unknown,
+                          media.webp_chunk(b"XMP ", b"<x/>\n"))
     changed, out = run("webp", source)
     assert changed
     assert out == plain
@@ -415,7 +406,7 @@ def test_webp_odd_sized_chunks_go_with_their_padding(run):
 ])
 def test_webp_unknown_and_metadata_chunks_are_dropped(run, fourcc, data):
     plain = _save(_noise(), "WEBP", lossless=True, icc_profile=ICC)
-    changed, out = run("webp", _with_chunks(plain, _webp_chunk(fourcc, data)))
+    changed, out = run("webp", media.with_webp_chunks(plain, media.webp_chunk(fourcc, data)))
     assert changed and out == plain
     with Image.open(io.BytesIO(out)) as im:
         assert im.info.get("icc_profile") == ICC
@@ -427,12 +418,12 @@ def _anmf_with(webp: bytes, extra: bytes) -> bytes:
     for fourcc, data in _riff_chunks(webp):
         if fourcc == b"ANMF":
             data += extra
-        body += _webp_chunk(fourcc, data)
+        body += media.webp_chunk(fourcc, data)
     return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
 
 
-@pytest.mark.parametrize("extra", [_webp_chunk(b"C2PA", JUMBF_GPS), _webp_chunk(b"GPS ", b"odd"),
-                                   _webp_chunk(b"EXIF", b"MM\x00*\x00") + _webp_chunk(b"XYZ ", b"")],
+@pytest.mark.parametrize("extra", [media.webp_chunk(b"C2PA", JUMBF_GPS), media.webp_chunk(b"GPS ", b"odd"),
+                                   media.webp_chunk(b"EXIF", b"MM\x00*\x00") + media.webp_chunk(b"XYZ ", b"")],
                          ids=["c2pa", "odd", "two"])
 def test_animated_webp_frames_lose_unknown_chunks(run, extra):
     frames = [_noise((24, 16), seed=n) for n in range(3)]
@@ -596,13 +587,13 @@ CORRUPT = {
         "not_riff": lambda: b"RIFX" + _save(_noise(), "WEBP", lossless=True)[4:],
         "not_webp": lambda: _set(_save(_noise(), "WEBP", lossless=True), 8, b"WAVE"),
         "riff_size_past_end": lambda: _save(_noise(), "WEBP", lossless=True)[:-10],
-        "chunk_past_riff": lambda: _with_chunks(_save(_noise(), "WEBP", lossless=True),
+        "chunk_past_riff": lambda: media.with_webp_chunks(_save(_noise(), "WEBP", lossless=True),
                                                 b"EXIF\xff\x00\x00\x00MM"),
         "riff_too_small": lambda: b"RIFF\x04\x00\x00\x00WEBP",
-        "partial_chunk_header": lambda: _with_chunks(_save(_noise(), "WEBP", lossless=True),
+        "partial_chunk_header": lambda: media.with_webp_chunks(_save(_noise(), "WEBP", lossless=True),
                                                      b"EXI"),
-        "first_chunk_unknown": lambda: _with_chunks(b"RIFF\x04\x00\x00\x00WEBP",
-                                                    _webp_chunk(b"EXIF", b"MM"),
+        "first_chunk_unknown": lambda: media.with_webp_chunks(b"RIFF\x04\x00\x00\x00WEBP",
+                                                    media.webp_chunk(b"EXIF", b"MM"),
                                                     _save(_noise(), "WEBP", lossless=True)[12:]),
     },
     "gif": {
@@ -858,7 +849,7 @@ def _png_with_empty_chunks(count: int) -> bytes:
 
 
 def _webp_with_empty_chunks(count: int) -> bytes:
-    return _with_chunks(_save(_noise(), "WEBP", lossless=True), _webp_chunk(b"prVt", b"") * count)
+    return media.with_webp_chunks(_save(_noise(), "WEBP", lossless=True), media.webp_chunk(b"prVt", b"") * count)
 
 
 def _gif_with_empty_extensions(count: int) -> bytes:

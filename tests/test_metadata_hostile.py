@@ -65,15 +65,6 @@ def riff_chunks(data: bytes) -> list[bytes]:
     return kinds
 
 
-def webp_chunk(fourcc: bytes, data: bytes) -> bytes:
-    return fourcc + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
-
-
-def with_webp_chunks(webp: bytes, *chunks: bytes) -> bytes:
-    body = webp[12:] + b"".join(chunks)
-    return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
-
-
 JUMBF = (struct.pack(">I", 40) + b"jumb" + struct.pack(">I", 32) + b"json"
          + b'{"GPS": "52.3702N 4.8952E"}     ')
 
@@ -93,7 +84,7 @@ def png_with(*chunks: bytes) -> bytes:
 def webp_with_c2pa() -> bytes:
     base = media.encode(media.picture(64, 48), "WEBP", lossless=True, exif=GPS,
                         icc_profile=ICC, xmp=media.xmp_packet(title="Secret place"))
-    return with_webp_chunks(base, webp_chunk(b"C2PA", JUMBF))
+    return media.with_webp_chunks(base, media.webp_chunk(b"C2PA", JUMBF))
 
 
 # --- location data survives no container ----------------------------------------------------------

@@ -109,9 +109,9 @@ def _work_peak(pool, job, args) -> int:
     """The peak memory a job adds to an idle worker's."""
     import workerjobs
 
-    pool.run(workerjobs.pid, (), workers.budget_for(60, 2048))
+    pool.run(workerjobs.pid, (), workers.budget_for(60))
     idle = pool.last_usage.peak_rss
-    pool.run(job, args, workers.budget_for(120, 2048))
+    pool.run(job, args, workers.budget_for(120))
     return pool.last_usage.peak_rss - idle
 
 

@@ -22,8 +22,8 @@ def pool():
     made.close()
 
 
-def budget(cpu: float = 30, wall: float = 30, memory_mb: int = 1024) -> workers.Budget:
-    return workers.Budget(cpu=cpu, wall=wall, memory=memory_mb * MB)
+def budget(cpu: float = 30, wall: float = 30) -> workers.Budget:
+    return workers.Budget(cpu=cpu, wall=wall)
 
 
 def test_no_more_jobs_run_at_once_than_there_are_workers(pool):
