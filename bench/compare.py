@@ -70,6 +70,12 @@ def uploads(s: Session) -> list[Row]:
         ("mp4", "MP4 30 s 720p", ins.mp4, [("reference", 0.9)]),
         ("gif", "GIF 100 frames", ins.gif, [("reference", None)]),
     ]
+    baseline = s.baseline()
+    if baseline is not None:
+        # the same uploads to imgz as of --baseline REV: this tree must keep 0.95 of its rate
+        targets["baseline"] = (baseline[1] + "/api/1/upload", {"X-API-Key": baseline[2]})
+        cases = [(case, label, file, [("baseline", 0.95), *goals])
+                 for case, label, file, goals in cases]
     say(f"\n== uploads: concurrency {a.concurrency}, {a.rounds} rounds of {a.upload_seconds:g} s "
         f"per server, Python client (http.client threads, body sent from memory)")
     try:

@@ -133,16 +133,27 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def imgz_command(data: Path, port: int) -> list[str]:
-    return [sys.executable, str(ROOT / "app.py"), "serve", "--host", HOST, "--port", str(port),
+def imgz_command(data: Path, port: int, root: Path = ROOT) -> list[str]:
+    return [sys.executable, str(root / "app.py"), "serve", "--host", HOST, "--port", str(port),
             "--data", str(data)]
 
 
-def start_imgz(pool: Pool, data: Path, log: Path, *,
-               settings: dict[str, str] | None = None) -> tuple[Child, str, str]:
-    """``app.py serve`` on a new data dir; returns the child, its base URL and the first key."""
+def checkout(rev: str, dest: Path) -> Path:
+    """The tree of ``rev`` (any git revision of this repository) exported to ``dest``."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def start_imgz(pool: Pool, data: Path, log: Path, *, settings: dict[str, str] | None = None,
+               root: Path = ROOT, name: str = "imgz") -> tuple[Child, str, str]:
+    """``app.py serve`` on a new data dir; returns the child, its base URL and the first key.
+
+    ``root`` may be another checkout (the same Python and packages run it)."""
     env = clean_env(IMGZ_MIN_FREE_MB="0", **(settings or {}))
-    child = pool.add(Child("imgz", imgz_command(data, 0), log, env, ROOT))
+    child = pool.add(Child(name, imgz_command(data, 0, root), log, env, root))
     served = child.wait_for(r"serving .* on http://[^:]+:(\d+)", 60)
     # The key goes to stdout and the address to stderr: either may be read first.
     key = child.wait_for(r"once\): (imgz_\w+)", 10).group(1)

@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cases", help="comma-separated upload cases to run: png, jpeg, mp4, gif "
                                    "(default: all)")
     p.add_argument("--python-client", action="store_true", help="GETs from Python even with wrk")
+    p.add_argument("--baseline", metavar="REV",
+                   help="also upload to imgz as of this git revision (e.g. origin/main), started "
+                        "from an exported copy beside this one: imgz ÷ baseline is printed")
     p.add_argument("--no-nginx", action="store_true", help="leave nginx out")
     p.add_argument("--inputs", type=Path, help="make and keep inputs here, reusing what exists")
     p.add_argument("--workdir", type=Path, help="parent of the temporary work dir")
@@ -112,6 +115,7 @@ class Session:
         self.inputs_dir = args.inputs or work / "inputs"
         self._imgz: tuple[procs.Child, str, str] | None = None
         self.use_wrk = load.wrk_path() is not None and not args.python_client
+        self._baseline: tuple[procs.Child, str, str] | None = None
 
     def prepared(self) -> inputs.Inputs:
         if self.inputs is None:
@@ -130,6 +134,18 @@ class Session:
                           "IMGZ_THREADS": str(self.args.threads)})
             say(f"imgz serving on {self._imgz[1]} (data {self.work / 'data'})")
         return self._imgz
+
+    def baseline(self) -> tuple[procs.Child, str, str] | None:
+        """imgz as of ``--baseline REV``, exported and started beside this one, or None."""
+        rev = self.args.baseline
+        if rev and self._baseline is None:
+            root = procs.checkout(rev, self.work / "baseline-tree")
+            self._baseline = procs.start_imgz(
+                self.pool, self.work / "baseline-data", self.work / "baseline.log", root=root,
+                name="baseline", settings={"IMGZ_MAX_UPLOAD_MB": str(compare.MAX_UPLOAD_MB),
+                                           "IMGZ_THREADS": str(self.args.threads)})
+            say(f"baseline imgz ({rev}) serving on {self._baseline[1]}")
+        return self._baseline
 
     # -----------------------------------------------------------------------------------------
 
