@@ -104,18 +104,19 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
         port_used = server.effective_port
         shown_host = "127.0.0.1" if not cfg.host or unspecified(cfg.host) else cfg.host
         base = cfg.base_url or f"http://{shown_host}:{port_used}"
-        if new_key:
-            click.echo(f"imgz: created the first API key for user admin (shown only this once): {new_key}")
-            click.echo(f'imgz: upload with: curl --fail-with-body -H "X-API-Key: {new_key}" '
-                       f'-F "source=@file.png" {base}/api/1/upload')
-            sys.stdout.flush()
-        say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
 
         def stop(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
 
+        # SIGTERM stops the server cleanly from before the first line that says it is up.
         signal.signal(signal.SIGTERM, stop)
         try:
+            if new_key:
+                click.echo(f"imgz: created the first API key for user admin (shown only this once): {new_key}")
+                click.echo(f'imgz: upload with: curl --fail-with-body -H "X-API-Key: {new_key}" '
+                           f'-F "source=@file.png" {base}/api/1/upload')
+                sys.stdout.flush()
+            say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
             server.run()
         except KeyboardInterrupt:
             pass

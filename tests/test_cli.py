@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,33 @@ def test_a_start_that_cannot_listen_keeps_the_first_key_for_the_next(tmp_path):
         assert_upload_ok(second.upload(media.png(10, 10)))
     finally:
         second.stop()
+
+
+def test_a_stop_right_after_the_serving_line_exits_cleanly(tmp_path):
+    """The serving line is the sign the server may be stopped: SIGTERM is handled from then on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}
+    env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1"})
+    for attempt in range(10):
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "serve", "--host", "127.0.0.1",
+                                 "--port", "0", "--data", str(tmp_path / "d")],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        watchdog = threading.Timer(60, proc.kill)
+        watchdog.start()
+        try:
+            said = []
+            for line in proc.stderr:
+                said.append(line)
+                if "imgz: serving" in line:
+                    proc.send_signal(signal.SIGTERM)
+                    break
+            said.append(proc.stderr.read())
+            code = proc.wait()
+        finally:
+            watchdog.cancel()
+            proc.stderr.close()
+        assert code == 0, (attempt, code, "".join(said))
+        assert "imgz: stopped" in said[-1] and "Traceback" not in "".join(said)
 
 
 def test_the_video_route_may_be_called_video(make_server):
