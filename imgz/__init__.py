@@ -18,7 +18,7 @@ from werkzeug.formparser import default_stream_factory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import chevereto, config as config_mod, db, scratch, storage
-from .errors import ConfigError, ImgzError, NoStorage, TooBig
+from .errors import ImgzError, NoStorage, TooBig
 from .files import FileInfo, FileResponder
 from .ratelimit import Limiter, parse_limit
 from .service import Service
@@ -59,8 +59,7 @@ def init_data(cfg: config_mod.Config) -> None:
     try:
         storage.prepare(cfg.data_dir)
     except OSError as exc:
-        raise ConfigError(f"IMGZ_DATA={cfg.data!r}: cannot use it as the data directory: "
-                          f"{exc.strerror or exc}") from None
+        raise config_mod.refused("data", cfg.data, f"cannot use it: {exc.strerror or exc}") from None
     try:
         Path(cfg.db).parent.mkdir(parents=True, exist_ok=True)
         conn = db.connect(cfg.db)
@@ -71,8 +70,8 @@ def init_data(cfg: config_mod.Config) -> None:
         finally:
             conn.close()
     except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(f"IMGZ_DB={cfg.db!r}: cannot open the database: "
-                          f"{getattr(exc, 'strerror', None) or exc}") from None
+        raise config_mod.refused("db", cfg.db, "cannot open it: "
+                                f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 def clean_scratch(cfg: config_mod.Config) -> None:
@@ -80,8 +79,7 @@ def clean_scratch(cfg: config_mod.Config) -> None:
     try:
         scratch.clean(cfg.data_dir)
     except OSError as exc:
-        raise ConfigError(f"IMGZ_DATA={cfg.data!r}: cannot use it as the data directory: "
-                          f"{exc.strerror or exc}") from None
+        raise config_mod.refused("data", cfg.data, f"cannot use it: {exc.strerror or exc}") from None
 
 
 def create_app(overrides: Mapping[str, Any] | None = None, *,
@@ -97,8 +95,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
     try:
         storage.tmp_dir(cfg.data_dir)  # made now: a tmp that cannot be written stops the start
     except OSError as exc:
-        raise ConfigError(f"IMGZ_DATA={cfg.data!r}: cannot use it as the data directory: "
-                          f"{exc.strerror or exc}") from None
+        raise config_mod.refused("data", cfg.data, f"cannot use it: {exc.strerror or exc}") from None
     # Our own header check refuses large images first; Pillow's guard must not undercut the setting.
     Image.MAX_IMAGE_PIXELS = max(cfg.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
     app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=None)

@@ -204,7 +204,8 @@ def _parse_body(writers: list[storage.HashingWriter], limit: int, limit_mb: floa
     except UnicodeDecodeError:
         if request.mimetype == "multipart/form-data":
             raise InvalidParameter("Invalid multipart body: part headers must be UTF-8") from None
-        raise InvalidParameter("Invalid form body: it must be UTF-8") from None
+        raise InvalidParameter('Invalid form body: a urlencoded body must be UTF-8 text. Send a file as a '
+                               'multipart form field named source: curl -F "source=@file.png"') from None
     except ValueError:
         # A body that cannot be read as a form (wrong or missing boundary, cut short) holds no
         # usable source; what was read stays empty, as the answer will say.

@@ -5,6 +5,7 @@ message goes to stderr.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import sys
@@ -59,29 +60,36 @@ def _user_id(conn, name: str | None) -> int:
     return int(row["id"])
 
 
+def _serve_flags(command: Any) -> Any:
+    """The flags of ``serve``, which the bare command takes too; their values are checked as settings."""
+    command = click.option("--data", metavar="DIR", help="Data directory (IMGZ_DATA).")(command)
+    command = click.option("--port", metavar="PORT",
+                           help="Port to listen on (IMGZ_PORT); 0 picks a free one.")(command)
+    return click.option("--host", metavar="ADDRESS", help="Address to listen on (IMGZ_HOST).")(command)
+
+
 @click.group(invoke_without_command=True)
-@click.option("--data", help="Data directory (IMGZ_DATA).")
+@_serve_flags
 @click.pass_context
-def main(ctx: click.Context, data: str | None) -> None:
-    """imgz: a self-hosted image and video host speaking Chevereto's API V1."""
-    ctx.obj = Context({"data": data})
+def main(ctx: click.Context, host: str | None, port: str | None, data: str | None) -> None:
+    """imgz: a self-hosted image and video host speaking Chevereto's API V1.
+
+    Without a command it serves, like serve.
+    """
+    ctx.obj = Context({"data": data, "host": host, "port": port})
     if ctx.invoked_subcommand is None:
         ctx.invoke(serve)
 
 
 @main.command()
-@click.option("--host", help="Address to listen on (IMGZ_HOST).")
-@click.option("--port", type=int, help="Port to listen on (IMGZ_PORT); 0 picks a free one.")
-@click.option("--data", help="Data directory (IMGZ_DATA).")
+@_serve_flags
 @click.pass_obj
-def serve(obj: Context, host: str | None = None, port: int | None = None, data: str | None = None) -> None:
+def serve(obj: Context, host: str | None = None, port: str | None = None, data: str | None = None) -> None:
     """Start the server (the default command)."""
     from . import create_app, jobs, scratch, workers
     from .api import body_limit
 
-    if data:
-        obj.flags["data"] = data
-    obj.flags.update({"host": host, "port": port})
+    obj.flags.update({k: v for k, v in {"data": data, "host": host, "port": port}.items() if v is not None})
     cfg = obj.cfg
     logging.basicConfig(level=logging.INFO, format="imgz: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -96,26 +104,30 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
         try:
             server = _create_server(app, cfg, body_limit(cfg.max_upload_bytes))
         except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
-            raise ConfigError(f"IMGZ_HOST={cfg.host!r} IMGZ_PORT={cfg.port}: cannot listen there: "
-                              f"{reason}") from None
+            # a port taken or kept for root is the port's fault; an unknown address the host's
+            name = "port" if getattr(exc, "errno", None) in {errno.EADDRINUSE, errno.EACCES} else "host"
+            raise config_mod.refused(name, getattr(cfg, name), f"cannot listen on {cfg.host}:{cfg.port}: "
+                                     f"{str(getattr(exc, 'strerror', None) or exc).rstrip('.')}",
+                                     flag=obj.flags.get(name) is not None) from None
         # Only once the address is ours: a failed start must not use up the one showing of the key.
         new_key = _first_key(cfg)
         port_used = server.effective_port
         shown_host = "127.0.0.1" if not cfg.host or unspecified(cfg.host) else cfg.host
         base = cfg.base_url or f"http://{shown_host}:{port_used}"
-        if new_key:
-            click.echo(f"imgz: created the first API key for user admin (shown only this once): {new_key}")
-            click.echo(f'imgz: upload with: curl --fail-with-body -H "X-API-Key: {new_key}" '
-                       f'-F "source=@file.png" {base}/api/1/upload')
-            sys.stdout.flush()
-        say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
 
         def stop(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
 
+        # SIGTERM stops the server cleanly from before the first line that says it is up.
         signal.signal(signal.SIGTERM, stop)
         try:
+            if new_key:
+                click.echo("imgz: created the first API key for user admin (shown only this once): "
+                           + new_key)
+                click.echo(f'imgz: upload with: curl --fail-with-body -H "X-API-Key: {new_key}" '
+                           f'-F "source=@file.png" {base}/api/1/upload')
+                sys.stdout.flush()
+            say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
             server.run()
         except KeyboardInterrupt:
             pass

@@ -1,119 +1,25 @@
 """The settings table and the loader that turns environment variables and flags into a Config.
 
-Every setting has one row here: its name, default and help. It is read from the environment
-variable ``IMGZ_<NAME>``; a few common ones also have command-line flags. A bad value raises
-``ConfigError`` naming the setting, and ``app.py`` prints that one line and stops.
+Every setting has one row here: its name, default, help and kind (``kinds.py``: how its text is
+read and what it takes, in words). It is read from the environment variable ``IMGZ_<NAME>``; a
+few common ones also have command-line flags. A bad value raises ``ConfigError`` with one line
+naming the setting, its value and what it takes (``refused``); ``app.py`` prints it and stops.
 """
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
+from typing import Any, Mapping
 
-from .addresses import unspecified
 from .errors import ConfigError
+from .kinds import BaseURL, Choice, Flag, Kind, Nets, Number, Place, Rate, Refused, Route, Text, Whole, Zone
 
 APP_DIR = Path(__file__).resolve().parent.parent
-RESERVED_ROUTES = {"api", "images", "tag", "static", "oembed", "sharex.sxcu", "_imgz_media"}
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError("expected on/off, 1/0, true/false or yes/no")
-
-
-def _int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text.strip())
-        if minimum is not None and value < minimum:
-            raise ValueError(f"must be at least {minimum}")
-        if maximum is not None and value > maximum:
-            raise ValueError(f"must be at most {maximum}")
-        return value
-    return parse
-
-
-def _decimal(maximum: float | None = None) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = float(text.strip())
-        if not value > 0 or value != value or value == float("inf"):
-            raise ValueError("must be a positive number")
-        if maximum is not None and value > maximum:
-            raise ValueError(f"must be at most {maximum:.0f}")
-        return value
-    return parse
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in options:
-            raise ValueError("must be one of " + ", ".join(options))
-        return value
-    return parse
-
-
-def _base_url(text: str) -> str:
-    value = text.strip().rstrip("/")
-    if not value:
-        return ""
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ValueError("must look like https://host[:port]")
-    if parts.path or parts.query or parts.fragment:
-        raise ValueError("a path prefix is not supported; give scheme://host[:port] only")
-    parts.port  # raises ValueError for a port that is no number from 0 to 65535
-    if unspecified(parts.hostname):
-        raise ValueError("0.0.0.0 is where the server listens, not an address clients can reach")
-    return value
-
-
-def _route(text: str) -> str:
-    value = text.strip()
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", value):
-        raise ValueError("must be lowercase letters, digits, - or _")
-    if value in RESERVED_ROUTES:
-        raise ValueError(f"'{value}' is reserved")
-    return value
-
-
-def _nets(text: str) -> tuple[str, ...]:
-    from .addresses import parse_allow_nets
-
-    items = tuple(part.strip() for part in re.split(r"[,\s]+", text) if part.strip())
-    parse_allow_nets(items)
-    return items
-
-
-def _limit(text: str) -> str:
-    from .ratelimit import parse_limit
-
-    parse_limit(text)
-    return text.strip()
-
-
-def _timezone(text: str) -> str:
-    from zoneinfo import ZoneInfo
-
-    value = text.strip()
-    if value:
-        ZoneInfo(value)
-    return value
-
-
-def _path(text: str) -> str:
-    return str(Path(text).expanduser().resolve()) if text.strip() else ""
-
-
 DAY = 86_400
 YEAR = 31_557_600  # a Julian year: 365.25 days
+MANY = 1_000_000  # a bound for sizes (MB), rates and counts that no machine comes near
+SECONDS = " of seconds"
 
 
 @dataclass(frozen=True)
@@ -121,70 +27,81 @@ class Setting:
     name: str
     default: str
     help: str
-    parse: Callable[[str], Any]
+    kind: Kind
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("data", "", "Data directory (database, images/, tmp/); default data/ beside app.py.", _path),
-    Setting("db", "", "SQLite database path; default <data>/imgz.db. WAL needs a local disk, not NFS/SMB.", _path),
-    Setting("host", "0.0.0.0", "Address to listen on.", str.strip),
-    Setting("port", "8080", "Port to listen on.", _int(0, 65535)),
-    Setting("threads", "8", "waitress worker threads.", _int(1)),
-    Setting("workers", "", "Uploads processed at once; default the CPU count.", _int(1)),
+    Setting("data", "", "Data directory (database, images/, tmp/); default data/ beside app.py.",
+            Place("a path to a directory this user can create and write", True, "data/ beside app.py")),
+    Setting("db", "", "SQLite database path; default <data>/imgz.db. WAL needs a local disk, not NFS/SMB.",
+            Place("a path to a database file this user can create and write", False, "<data>/imgz.db")),
+    Setting("host", "0.0.0.0", "Address to listen on.",
+            Text("an address or host name of this machine (0.0.0.0: every IPv4 address)")),
+    Setting("port", "8080", "Port to listen on.", Whole(0, 65535, note=" (0: any free port)")),
+    Setting("threads", "8", "waitress worker threads.", Whole(1, 1000)),
+    Setting("workers", "", "Uploads processed at once; default the CPU count.",
+            Whole(1, 1000, blank="the CPU count")),
     Setting("upload_queue", "", "Uploads that may wait for a worker; more are answered 503 with "
-            "Retry-After; default 4 per worker.", _int(0, 10_000)),
+            "Retry-After; default 4 per worker.", Whole(0, 10_000, blank="4 per worker")),
     Setting("work_budget", "60", "CPU seconds the media work of one keyed upload may use; past it "
-            "the upload is refused as too complex.", _decimal(DAY)),
+            "the upload is refused as too complex.", Number(DAY, " of CPU seconds")),
     Setting("guest_work_budget", "9", "CPU seconds the media work of one guest upload may use.",
-            _decimal(DAY)),
+            Number(DAY, " of CPU seconds")),
     Setting("worker_memory_mb", "3072", "Address space of each media worker process, in MB.",
-            _int(256)),
-    Setting("base_url", "", "Public scheme://host[:port] used in answers; default from the request.", _base_url),
-    Setting("trust_proxy", "0", "Trusted reverse-proxy hops for X-Forwarded-For/Proto/Host.", _int(0)),
-    Setting("max_upload_mb", "200", "Largest upload in MB (decimal, 1 MB = 1,000,000 bytes).", _decimal()),
-    Setting("max_pixels", "100000000", "Most pixels in one image frame.", _int(1)),
-    Setting("max_animation_pixels", "1000000000", "Most decoded pixels over all frames of an animation.", _int(1)),
-    Setting("min_free_mb", "500", "Refuse uploads when the data disk has less free space (MB).", _int(0)),
-    Setting("timezone", "", "IANA time zone for local dates; default the machine's zone, else UTC.", _timezone),
+            Whole(256, 2**24, " of MB")),
+    Setting("base_url", "", "Public scheme://host[:port] used in answers; default from the request.",
+            BaseURL()),
+    Setting("trust_proxy", "0", "Trusted reverse-proxy hops for X-Forwarded-For/Proto/Host.", Whole(0, 32)),
+    Setting("max_upload_mb", "200", "Largest upload in MB (decimal, 1 MB = 1,000,000 bytes).",
+            Number(MANY, " of MB")),
+    # ffmpeg takes at most 2**31 - 1 for its -max_pixels
+    Setting("max_pixels", "100000000", "Most pixels in one image frame.", Whole(1, 2**31 - 1)),
+    Setting("max_animation_pixels", "1000000000", "Most decoded pixels over all frames of an animation.",
+            Whole(1, MANY * MANY)),
+    Setting("min_free_mb", "500", "Refuse uploads when the data disk has less free space (MB).",
+            Whole(0, MANY * MANY, " of MB")),
+    Setting("timezone", "", "IANA time zone for local dates; default the machine's zone, else UTC.",
+            Zone("the machine's zone")),
     Setting("filenaming", "mixed", "Stored names: mixed (name + random), original, random.",
-            _choice("mixed", "original", "random")),
-    Setting("id_length", "8", "Length of public ids (base62).", _int(5)),
-    Setting("keep_exif", "0", "Keep metadata in stored files (off removes it).", _bool),
-    Setting("url_sources", "1", "Allow URL sources for keyed uploads.", _bool),
-    Setting("url_allow_nets", "", "CIDRs or host names that URL sources may reach although private.", _nets),
-    Setting("url_timeout", "30", "Deadline in seconds for a whole URL download.", _decimal(DAY)),
+            Choice("mixed", "original", "random")),
+    Setting("id_length", "8", "Length of public ids (base62).", Whole(5, 64)),
+    Setting("keep_exif", "0", "Keep metadata in stored files (off removes it).", Flag()),
+    Setting("url_sources", "1", "Allow URL sources for keyed uploads.", Flag()),
+    Setting("url_allow_nets", "", "CIDRs or host names that URL sources may reach although private.", Nets()),
+    Setting("url_timeout", "30", "Deadline in seconds for a whole URL download.", Number(DAY, SECONDS)),
     Setting("ffmpeg_timeout", "300", "Seconds one ffmpeg run may take before the upload is refused.",
-            _decimal(DAY)),
-    Setting("guest_uploads", "0", "Accept uploads without a key.", _bool),
-    Setting("guest_max_upload_mb", "20", "Largest guest upload in MB.", _decimal()),
+            Number(DAY, SECONDS)),
+    Setting("guest_uploads", "0", "Accept uploads without a key.", Flag()),
+    Setting("guest_max_upload_mb", "20", "Largest guest upload in MB.", Number(MANY, " of MB")),
     Setting("rate_limit_key", "", "Uploads allowed per API key, as N/SECONDS (e.g. 120/60); empty: no limit.",
-            _limit),
+            Rate()),
     Setting("rate_limit_ip", "", "API requests allowed per client address, as N/SECONDS; empty: no limit.",
-            _limit),
-    Setting("expiration_min", "300", "Shortest expiration in seconds.", _int(1)),
-    Setting("expiration_max", "31622400", "Longest expiration in seconds (366 days).", _int(1, 100 * YEAR)),
-    Setting("expiry_interval", "60", "Seconds between expiry sweeps.", _decimal(30 * DAY)),
-    Setting("route_image", "image", "Route of image viewer pages.", _route),
-    Setting("route_video", "clip", "Route of video viewer pages.", _route),
+            Rate()),
+    Setting("expiration_min", "300", "Shortest expiration in seconds.", Whole(1, 100 * YEAR, SECONDS)),
+    Setting("expiration_max", "31622400", "Longest expiration in seconds (366 days).",
+            Whole(1, 100 * YEAR, SECONDS)),
+    Setting("expiry_interval", "60", "Seconds between expiry sweeps.", Number(30 * DAY, SECONDS)),
+    Setting("route_image", "image", "Route of image viewer pages.", Route()),
+    Setting("route_video", "clip", "Route of video viewer pages.", Route()),
     Setting("accel", "none", "Let a front server send files: none, nginx (X-Accel-Redirect), sendfile.",
-            _choice("none", "nginx", "sendfile")),
-    Setting("public_tags", "0", "Public tag pages at /tag/<key>.", _bool),
+            Choice("none", "nginx", "sendfile")),
+    Setting("public_tags", "0", "Public tag pages at /tag/<key>.", Flag()),
     Setting("connections", "4000", "Most open client connections at once (kept below the open-file "
-            "limit, which the server raises to its hard limit).", _int(10)),
+            "limit, which the server raises to its hard limit).", Whole(10, MANY)),
     Setting("connections_per_address", "64", "Most open connections from one client address (an IPv6 "
             "/64 counts as one); more are answered 503. 0: no cap. Not applied with IMGZ_TRUST_PROXY.",
-            _int(0)),
+            Whole(0, MANY, note=" (0: no cap)")),
     Setting("header_timeout", "20", "Seconds a connection has to send a request line and headers; also "
-            "how long an idle keep-alive connection stays open.", _decimal(DAY)),
+            "how long an idle keep-alive connection stays open.", Number(DAY, SECONDS)),
     Setting("body_min_rate_kb", "8", "Slowest average rate (KB/s) a request body may arrive at once it "
-            "has had IMGZ_HEADER_TIMEOUT seconds; slower clients are disconnected.", _decimal()),
+            "has had IMGZ_HEADER_TIMEOUT seconds; slower clients are disconnected.",
+            Number(MANY, " of KB/s")),
     Setting("keyless_spool_mb", "1000", "MB that bodies of requests without a valid key in X-API-Key or "
-            "the query string may hold at once (memory or <data>/tmp); past it they get 503.", _decimal()),
+            "the query string may hold at once (memory or <data>/tmp); past it they get 503.",
+            Number(MANY, " of MB")),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
-# Settings whose empty value means "work it out at load time".
-_COMPUTED = {"data", "db", "workers", "upload_queue", "timezone"}
 
 
 @dataclass(frozen=True)
@@ -247,6 +164,19 @@ def env_name(name: str) -> str:
     return "IMGZ_" + name.upper()
 
 
+def refused(name: str, value: Any, reason: str = "", *, flag: bool = False) -> ConfigError:
+    """The one line a bad setting gets: the setting, its value, why if need be, what it takes.
+
+    ``IMGZ_PORT='abc': it takes a whole number from 0 to 65535 (0: any free port)``
+    """
+    shown = str(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    source = f" (from --{name})" if flag else ""
+    why = f"{reason}; " if reason else ""
+    return ConfigError(f"{env_name(name)}={shown!r}{source}: {why}it takes {_BY_NAME[name].kind.accepts}")
+
+
 def load(environ: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None,
          overrides: Mapping[str, Any] | None = None) -> Config:
     """Build the Config: defaults, then environment, then flags, then overrides (tests).
@@ -258,6 +188,7 @@ def load(environ: Mapping[str, str] | None = None, flags: Mapping[str, Any] | No
     for s in SETTINGS:
         if env_name(s.name) in environ:
             raw[s.name] = environ[env_name(s.name)]
+    flagged: set[str] = set()
     for source in (flags or {}, overrides or {}):
         for name, value in source.items():
             if name not in _BY_NAME:
@@ -266,15 +197,20 @@ def load(environ: Mapping[str, str] | None = None, flags: Mapping[str, Any] | No
                 value = str(value)  # a number from a flag is checked like the same text
             if value is not None:
                 raw[name] = value
+                if source is flags:
+                    flagged.add(name)
+                else:
+                    flagged.discard(name)
     values: dict[str, Any] = {}
     for s in SETTINGS:
         value = raw[s.name]
-        if isinstance(value, str) and not (value.strip() == "" and s.name in _COMPUTED):
+        if isinstance(value, str) and value.strip() == "" and s.kind.blank:
+            value = ""  # worked out below
+        elif isinstance(value, str):
             try:
-                value = s.parse(value)
-            except (ValueError, LookupError, OSError) as exc:
-                detail = str(exc) or type(exc).__name__
-                raise ConfigError(f"{env_name(s.name)}={raw[s.name]!r}: {detail}") from None
+                value = s.kind(value)
+            except Refused as exc:
+                raise refused(s.name, raw[s.name], exc.reason, flag=s.name in flagged) from None
         values[s.name] = value
     if not values["data"]:
         values["data"] = str((APP_DIR / "data").resolve())
@@ -288,9 +224,10 @@ def load(environ: Mapping[str, str] | None = None, flags: Mapping[str, Any] | No
     if not values["timezone"]:
         values["timezone"] = _machine_timezone()
     if values["route_image"] == values["route_video"]:
-        raise ConfigError("IMGZ_ROUTE_IMAGE and IMGZ_ROUTE_VIDEO must differ")
+        raise refused("route_video", raw["route_video"], "the same as IMGZ_ROUTE_IMAGE")
     if values["expiration_min"] > values["expiration_max"]:
-        raise ConfigError("IMGZ_EXPIRATION_MIN must not exceed IMGZ_EXPIRATION_MAX")
+        raise refused("expiration_min", raw["expiration_min"],
+                      f"more than IMGZ_EXPIRATION_MAX ({values['expiration_max']})")
     names = {f.name for f in fields(Config)}
     return Config(**{k: v for k, v in values.items() if k in names})
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import shutil
+import subprocess
 import zipfile
 
 import pytest
@@ -11,6 +14,9 @@ import requests
 import media
 from conftest import LiveServer
 from contract import assert_error, assert_upload_ok
+
+RAW_BODY = ('Invalid form body: a urlencoded body must be UTF-8 text. Send a file as a multipart form '
+            'field named source: curl -F "source=@file.png"')
 
 LIMIT_MB = 1
 PNG = media.png(32, 24)
@@ -80,6 +86,23 @@ def test_bad_file(strict, nothing_stored, case):
 ])
 def test_bad_source_value(strict, nothing_stored, fields, status, code, message):
     assert_error(strict.upload(**fields), status, code, message)
+
+
+def test_a_file_sent_as_the_raw_body_hears_how_to_send_it(strict, nothing_stored, tmp_path):
+    """``curl --data-binary @file`` sends the file as the whole body and calls it urlencoded."""
+    headers = {"X-API-Key": strict.key, "Content-Type": "application/x-www-form-urlencoded"}
+    for data in (PNG, media.jpeg(40, 30), media.gif(30, 20, frames=2)):
+        response = requests.post(strict.url + "/api/1/upload", data=data, headers=headers, timeout=30)
+        assert_error(response, 400, 400, RAW_BODY)
+    if shutil.which("curl") is None:
+        return
+    (tmp_path / "f.png").write_bytes(PNG)
+    run = subprocess.run(["curl", "-sS", "--data-binary", "@f.png", "-H", f"X-API-Key: {strict.key}",
+                          "-w", "\n%{http_code}", strict.url + "/api/1/upload"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    body, status = run.stdout.rsplit("\n", 1)
+    assert status == "400" and json.loads(body) == {
+        "status_code": 400, "error": {"message": RAW_BODY, "code": 400}, "status_txt": "Bad Request"}
 
 
 @pytest.mark.parametrize("width", ["-5", "0", "1.5", "abc", "999999", "1e3", " "])

@@ -244,3 +244,41 @@ def test_no_page_scrolls_sideways(browser, site, long_pages, width):
         assert tab.foreign() == []
     finally:
         tab.close()
+
+
+def _drawn(tab: Tab, url: str) -> dict:
+    tab.open(url)
+    return tab.page.eval_on_selector("#media", """img => {
+        const stage = img.closest('.stage'), style = getComputedStyle(stage);
+        return {complete: img.complete, width: img.getBoundingClientRect().width,
+                height: img.getBoundingClientRect().height,
+                stage: stage.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)};
+    }""")
+
+
+@pytest.mark.parametrize("data,width,height", [
+    (media.png(800, 500), 800, 500),
+    (media.gif(300, 200, frames=3), 300, 200),
+], ids=["png-800", "gif-300"])
+def test_an_image_narrower_than_the_stage_is_drawn_at_its_own_width(browser, site, data, width, height):
+    image = _upload(site, data, filename=f"small.{'gif' if data[:3] == b'GIF' else 'png'}")
+    for scale in (1, 2):
+        tab = Tab(browser, site.url, device_scale_factor=scale)
+        try:
+            drawn = _drawn(tab, image["url_viewer"])
+            assert drawn["complete"] and drawn["stage"] > width
+            assert (drawn["width"], drawn["height"]) == (width, height), scale
+        finally:
+            tab.close()
+
+
+def test_a_wide_image_fits_the_stage(browser, site):
+    image = _upload(site, media.png(2400, 600), filename="wide.png")
+    for viewport in ({"width": 1280, "height": 800}, {"width": 390, "height": 844}):
+        tab = Tab(browser, site.url, viewport=viewport)
+        try:
+            drawn = _drawn(tab, image["url_viewer"])
+            assert drawn["complete"] and drawn["width"] == pytest.approx(drawn["stage"], abs=1)
+            assert drawn["height"] == pytest.approx(drawn["width"] / 4, abs=1)
+        finally:
+            tab.close()

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
+import requests
 
 import media
 from conftest import ROOT, LiveServer
@@ -20,6 +26,17 @@ def run(data: Path, *args: str, env: dict | None = None) -> subprocess.Completed
     full_env.update(env or {})
     return subprocess.run([sys.executable, str(ROOT / "app.py"), "--data", str(data), *args],
                           cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60)
+
+
+def _printed_key(srv: LiveServer) -> str:
+    """The first key as printed on stdout: before the serving line, but read by its own thread."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for line in list(srv.stdout):
+            if "API key" in line:
+                return line.rsplit(" ", 1)[1].strip()
+        time.sleep(0.05)
+    return ""
 
 
 def test_readme_lists_every_setting():
@@ -77,12 +94,94 @@ def test_a_start_that_cannot_listen_keeps_the_first_key_for_the_next(tmp_path):
         assert len(lines) == 1 and "IMGZ_PORT" in lines[0], failed.stderr
     finally:
         taken.stop()
+    # The failed start made the database (without a key), so LiveServer does not wait for one.
     second = LiveServer(tmp_path / "second")
     try:
+        second.key = _printed_key(second)
         assert re.fullmatch(r"imgz_[0-9A-Za-z]{32}", second.key)
         assert_upload_ok(second.upload(media.png(10, 10)))
     finally:
         second.stop()
+
+
+def serve_and_stop(*args: str, on_serving: Callable[[str], None] = lambda line: None) -> tuple[int, str]:
+    """Run ``python app.py ARGS``, send SIGTERM as soon as it says it is serving; its exit code and stderr.
+
+    ``on_serving`` is called with the serving line first. A start that never says so is read to its end.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}
+    env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    said = []
+    try:
+        for line in proc.stderr:
+            said.append(line)
+            if "imgz: serving" in line:
+                try:
+                    on_serving(line)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                break
+        said.append(proc.stderr.read())
+        return proc.wait(), "".join(said)
+    finally:
+        watchdog.cancel()
+        proc.stderr.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_stop_right_after_the_serving_line_exits_cleanly(tmp_path):
+    """The serving line is the sign the server may be stopped: SIGTERM is handled from then on."""
+    for attempt in range(10):
+        code, said = serve_and_stop("serve", "--host", "127.0.0.1", "--port", "0",
+                                    "--data", str(tmp_path / "d"))
+        assert code == 0, (attempt, code, said)
+        assert said.endswith("imgz: stopped\n") and "Traceback" not in said
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", [[], ["serve"]], ids=["bare", "serve"])
+def test_the_bare_command_takes_the_flags_of_serve(tmp_path, command):
+    port = _free_port()
+    answers = []
+
+    def get_home(line: str) -> None:
+        assert f"on http://127.0.0.1:{port} " in line
+        answers.append(requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code)
+
+    code, said = serve_and_stop(*command, "--host", "127.0.0.1", "--port", str(port), "--data", str(tmp_path),
+                                on_serving=get_home)
+    assert (code, answers) == (0, [200]), said
+    assert said.startswith(f"imgz: serving {tmp_path} on http://127.0.0.1:{port} ")
+
+
+BAD_PORT = "it takes a whole number from 0 to 65535 (0: any free port)"
+
+
+@pytest.mark.parametrize("args,env,line", [
+    ([], {"IMGZ_PORT": "abc"}, f"IMGZ_PORT='abc': {BAD_PORT}"),
+    (["serve"], {"IMGZ_PORT": "abc"}, f"IMGZ_PORT='abc': {BAD_PORT}"),
+    (["--port", "abc"], {}, f"IMGZ_PORT='abc' (from --port): {BAD_PORT}"),
+    (["serve", "--port", "70000"], {"IMGZ_PORT": "8080"}, f"IMGZ_PORT='70000' (from --port): {BAD_PORT}"),
+    (["--port", "99999", "serve"], {}, f"IMGZ_PORT='99999' (from --port): {BAD_PORT}"),
+    (["user", "list"], {"IMGZ_EXPIRY_INTERVAL": "1e12"},
+     "IMGZ_EXPIRY_INTERVAL='1e12': it takes a number of seconds above 0 and at most 2592000"),
+    (["serve"], {"IMGZ_KEEP_EXIF": "maybe"},
+     "IMGZ_KEEP_EXIF='maybe': it takes 1/0, on/off, true/false or yes/no (empty is off)"),
+], ids=["env-bare", "env-serve", "flag-bare", "flag-serve", "flag-before-serve", "command", "flag-setting"])
+def test_a_bad_setting_is_one_line_on_stderr(tmp_path, args, env, line):
+    result = run(tmp_path, *args, env=env)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"imgz: bad setting: {line}\n")
 
 
 def test_the_video_route_may_be_called_video(make_server):

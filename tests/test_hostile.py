@@ -592,7 +592,8 @@ def test_invalid_utf8_in_part_headers_is_a_clear_error(hostile, nothing_stored):
 def test_binary_urlencoded_body_is_a_clear_error(hostile, nothing_stored):
     body = bytes(range(256)).replace(b"=", b"") * 64
     response = post_body(hostile, body, "application/x-www-form-urlencoded")
-    assert_error(response, 400, 400, "Invalid form body: it must be UTF-8")
+    assert_error(response, 400, 400, 'Invalid form body: a urlencoded body must be UTF-8 text. Send a '
+                 'file as a multipart form field named source: curl -F "source=@file.png"')
 
 
 HOSTILE_NAMES = {
