@@ -26,7 +26,7 @@ from .api import throttle
 from .auth import live_key
 from .body import KEYLESS_BODY, body_limit
 from .errors import Busy, ImgzError, TooBig, Unauthorized
-from .server import GO_ON, KEYED, Decision, Head, WSGIApp
+from .channel import GO_ON, KEYED, Decision, Head, WSGIApp
 
 UPLOAD_PATHS = frozenset({"/api/1/upload", "/api/1/upload/"})
 FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
