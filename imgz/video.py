@@ -16,7 +16,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
-from imgz import exif, media, workers
+from imgz import exif, media, worker
 from imgz.ffheader import Header, display_size, parse_header
 from imgz.probe import MIME, probe_image
 from imgz.errors import ImageTooLarge, InvalidImage, InvalidVideo, TooComplex
@@ -85,7 +85,7 @@ def _run(step: str, args: list[str], deadline: float) -> subprocess.CompletedPro
     left = deadline - time.monotonic()
     if left <= 0:
         raise InvalidVideo(TIMED_OUT) from FFmpegError(step, "timed out")
-    cpu = workers.cpu_left()
+    cpu = worker.cpu_left()
     if cpu is not None and cpu <= 0:
         raise TooComplex() from FFmpegError(step, "no CPU budget left")
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
@@ -96,7 +96,7 @@ def _run(step: str, args: list[str], deadline: float) -> subprocess.CompletedPro
         raise InvalidVideo() from FFmpegError(step, "could not start", str(exc))
     with proc:
         # In a media worker ffmpeg spends the upload's CPU budget too.
-        workers.limit_program(proc.pid)
+        worker.limit_program(proc.pid)
         try:
             out, err = proc.communicate(timeout=left)
         except subprocess.TimeoutExpired:
@@ -104,7 +104,7 @@ def _run(step: str, args: list[str], deadline: float) -> subprocess.CompletedPro
             out, err = proc.communicate()
             raise InvalidVideo(TIMED_OUT) from FFmpegError(step, "timed out", err)
     # ffmpeg ends itself on SIGXCPU, with an exit status of its own: what tells is the budget.
-    cpu = workers.cpu_left()
+    cpu = worker.cpu_left()
     if proc.returncode == -signal.SIGXCPU or (cpu is not None and cpu <= 0):
         raise TooComplex() from FFmpegError(step, "past its CPU budget", err)
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
