@@ -72,6 +72,16 @@ def file_url(site: Site, relpath: str) -> str:
     return f"{site.base_url}/images/{quote(relpath)}"
 
 
+def display_variant(upload: Upload) -> tuple[str, int, int]:
+    """The file a page shows of an upload, with its size: the medium, else a video's frame, else
+    the original (variant 'md', 'fr' or '')."""
+    if upload.medium_size:
+        return "md", upload.medium_width, upload.medium_height
+    if upload.frame_size:
+        return "fr", upload.frame_width, upload.frame_height
+    return "", upload.width, upload.height
+
+
 def _file_object(site: Site, upload: Upload, variant: str, size: int) -> dict[str, Any]:
     relpath = upload.relpath(variant)
     filename = relpath.rsplit("/", 1)[1]
@@ -108,12 +118,8 @@ def image_object(upload: Upload, site: Site, *, delete_secret: str | None = None
     thumb = _file_object(site, upload, "th", upload.thumb_size) if upload.thumb_size else _absent_object()
     medium = _file_object(site, upload, "md", upload.medium_size) if upload.medium_size else _absent_object()
     frame = _file_object(site, upload, "fr", upload.frame_size) if upload.frame_size else None
-    if upload.medium_size:
-        display_url, display_w, display_h = medium["url"], upload.medium_width, upload.medium_height
-    elif frame is not None:
-        display_url, display_w, display_h = frame["url"], upload.frame_width, upload.frame_height
-    else:
-        display_url, display_w, display_h = original["url"], upload.width, upload.height
+    shown, display_w, display_h = display_variant(upload)
+    display_url = file_url(site, upload.relpath(shown))
     # 8 would announce a kept copy of the source besides the stored file; imgz keeps none.
     chain = 4 | 1 | (2 if upload.medium_size else 0) | (16 if upload.kind == "video" else 0)
     short = site.base_url + short_path(upload, site)

@@ -1,7 +1,7 @@
 """What link previews see of an upload: OpenGraph and Twitter card tags, oEmbed, share codes.
 
-Pure functions of an ``Upload`` and a ``Site``; every URL is absolute. NSFW uploads never put
-their picture or video into a preview: a chat app would show it unblurred.
+Pure functions of an upload's page record (page.py) and the ``Site``; every URL is absolute.
+NSFW uploads never put their picture or video into a preview: a chat app would show it unblurred.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .chevereto import MIME, Site, image_object
-from .records import Upload
+from .chevereto import MIME, Site
+from .page import UploadPage
 
 SITE_NAME = "imgz"
 THEME_COLOR = "#2859c5"
@@ -40,40 +40,36 @@ def short_description(text: str | None) -> str | None:
     return text[:DESCRIPTION_LIMIT - 1].rstrip() + "…"
 
 
-def meta_tags(upload: Upload, site: Site, *, image: dict[str, Any] | None = None) -> list[MetaTag]:
-    """The OpenGraph and Twitter card tags of an upload's viewer page, in document order.
-
-    ``image`` is the upload's Chevereto object when the caller has it already.
-    """
-    image = image or image_object(upload, site)
-    video = upload.kind == "video"
-    title = image["display_title"]
-    description = short_description(upload.description)
+def meta_tags(page: UploadPage) -> list[MetaTag]:
+    """The OpenGraph and Twitter card tags of an upload's viewer page, in document order."""
+    video = page.is_video
+    title = page.display_title
+    description = short_description(page.description)
     tags: list[MetaTag] = [
         ("property", "og:site_name", SITE_NAME),
         ("property", "og:type", "video.other" if video else "website"),
         ("property", "og:title", title),
-        ("property", "og:url", image["url_viewer"]),
+        ("property", "og:url", page.viewer_url),
     ]
     if description:
         tags.append(("property", "og:description", description))
-    show_media = not upload.nsfw
+    show_media = not page.nsfw
     if show_media:
-        display = image["display_url"]
+        display = page.display_url
         tags.append(("property", "og:image", display))
         if _secure(display):
             tags.append(("property", "og:image:secure_url", display))
         tags += [("property", "og:image:type", _mime_of(display)),
-                 ("property", "og:image:width", str(image["display_width"])),
-                 ("property", "og:image:height", str(image["display_height"])),
+                 ("property", "og:image:width", str(page.display_width)),
+                 ("property", "og:image:height", str(page.display_height)),
                  ("property", "og:image:alt", title)]
         if video:
-            tags.append(("property", "og:video", image["url"]))
-            if _secure(image["url"]):
-                tags.append(("property", "og:video:secure_url", image["url"]))
-            tags += [("property", "og:video:type", upload.mime),
-                     ("property", "og:video:width", str(upload.width)),
-                     ("property", "og:video:height", str(upload.height))]
+            tags.append(("property", "og:video", page.url))
+            if _secure(page.url):
+                tags.append(("property", "og:video:secure_url", page.url))
+            tags += [("property", "og:video:type", page.mime),
+                     ("property", "og:video:width", str(page.width)),
+                     ("property", "og:video:height", str(page.height))]
     if not show_media:
         card = "summary"
     else:
@@ -82,14 +78,14 @@ def meta_tags(upload: Upload, site: Site, *, image: dict[str, Any] | None = None
     if description:
         tags.append(("name", "twitter:description", description))
     if show_media:
-        tags += [("name", "twitter:image", image["display_url"]),
+        tags += [("name", "twitter:image", page.display_url),
                  ("name", "twitter:image:alt", title)]
         if video:
-            tags += [("name", "twitter:player", image["url"]),
-                     ("name", "twitter:player:width", str(upload.width)),
-                     ("name", "twitter:player:height", str(upload.height)),
-                     ("name", "twitter:player:stream", image["url"]),
-                     ("name", "twitter:player:stream:content_type", upload.mime)]
+            tags += [("name", "twitter:player", page.url),
+                     ("name", "twitter:player:width", str(page.width)),
+                     ("name", "twitter:player:height", str(page.height)),
+                     ("name", "twitter:player:stream", page.url),
+                     ("name", "twitter:player:stream:content_type", page.mime)]
     tags.append(("name", "theme-color", THEME_COLOR))
     return tags
 
@@ -129,39 +125,38 @@ def fit(width: int, height: int, max_width: int | None, max_height: int | None) 
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def oembed(upload: Upload, site: Site, *, max_width: int | None = None,
+def oembed(page: UploadPage, site: Site, *, max_width: int | None = None,
            max_height: int | None = None, now: datetime | None = None) -> dict[str, Any]:
     """The oEmbed 1.0 answer: ``photo`` for images, ``video`` for videos, ``link`` when NSFW."""
-    image = image_object(upload, site)
     answer: dict[str, Any] = {
         "version": "1.0",
         "type": "link",
-        "title": image["display_title"],
+        "title": page.display_title,
         "provider_name": SITE_NAME,
         "provider_url": site.base_url + "/",
     }
-    if upload.expires_at is not None:
-        left = (upload.expires_at - (now or datetime.now(timezone.utc))).total_seconds()
+    if page.expires_at is not None:
+        left = (page.expires_at - (now or datetime.now(timezone.utc))).total_seconds()
         answer["cache_age"] = max(0, int(left))
-    if upload.nsfw:
+    if page.nsfw:
         return answer
-    if upload.kind == "video":
-        width, height = fit(upload.width, upload.height, max_width, max_height)
-        answer.update(type="video", width=width, height=height, html=video_html(image, width, height))
+    if page.is_video:
+        width, height = fit(page.width, page.height, max_width, max_height)
+        answer.update(type="video", width=width, height=height, html=video_html(page, width, height))
     else:
-        width, height = fit(image["display_width"], image["display_height"], max_width, max_height)
-        answer.update(type="photo", url=image["display_url"], width=width, height=height)
-    if upload.thumb_size:
-        tw, th = fit(upload.thumb_width, upload.thumb_height, max_width, max_height)
-        answer.update(thumbnail_url=image["thumb"]["url"], thumbnail_width=tw, thumbnail_height=th)
+        width, height = fit(page.display_width, page.display_height, max_width, max_height)
+        answer.update(type="photo", url=page.display_url, width=width, height=height)
+    if page.thumb_url:
+        tw, th = fit(page.thumb_width, page.thumb_height, max_width, max_height)
+        answer.update(thumbnail_url=page.thumb_url, thumbnail_width=tw, thumbnail_height=th)
     return answer
 
 
-def video_html(image: dict[str, Any], width: int, height: int) -> str:
+def video_html(page: UploadPage, width: int, height: int) -> str:
     """A self-contained ``<video>`` tag for the file (no iframe, no script)."""
-    poster = f' poster="{html.escape(image["url_frame"])}"' if image.get("url_frame") else ""
+    poster = f' poster="{html.escape(page.frame_url)}"' if page.frame_url else ""
     return (f'<video controls preload="metadata" width="{width}" height="{height}"{poster}>'
-            f'<source src="{html.escape(image["url"])}" type="{html.escape(image["mime"])}">'
+            f'<source src="{html.escape(page.url)}" type="{html.escape(page.mime)}">'
             f'</video>')
 
 
@@ -170,18 +165,16 @@ def _markdown_text(text: str) -> str:
     return re.sub(r"([\\\[\]])", r"\\\1", text)
 
 
-def share_codes(upload: Upload, site: Site, *, image: dict[str, Any] | None = None
-                ) -> list[tuple[str, str, str]]:
+def share_codes(page: UploadPage) -> list[tuple[str, str, str]]:
     """(key, label, text) of each ready-to-paste link: direct, viewer, Markdown, HTML, BBCode."""
-    image = image or image_object(upload, site)
-    title = image["display_title"]
-    url, viewer = image["url"], image["url_viewer"]
+    title = page.display_title
+    url, viewer = page.url, page.viewer_url
     codes = [("direct", "Direct link", url), ("viewer", "Viewer link", viewer)]
-    if upload.kind == "video":
-        poster = image["url_frame"] or image["display_url"]
+    if page.is_video:
+        poster = page.frame_url or page.display_url
         codes += [
             ("markdown", "Markdown", f"[![{_markdown_text(title)}]({poster})]({viewer})"),
-            ("html", "HTML", video_html(image, upload.width, upload.height)),
+            ("html", "HTML", video_html(page, page.width, page.height)),
             ("bbcode", "BBCode", f"[url={viewer}][img]{poster}[/img][/url]"),
         ]
     else:

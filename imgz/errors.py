@@ -50,10 +50,6 @@ class Forbidden(ImgzError):
     status, code, message = 403, 403, "Forbidden"
 
 
-class NotFound(ImgzError):
-    status, code, message = 404, 404, "Not found"
-
-
 class EmptySource(ImgzError):
     status, code, message = 400, 130, "Empty upload source"
 

@@ -5,7 +5,7 @@ refuse for its key still costs the server the body, on disk. The server asks the
 headers are in. The gate refuses only where the application's answer does not depend on the
 body: a wrong key in ``X-API-Key``; a wrong ``key`` in the query string; or, with guest uploads
 off, no key anywhere and a body that is not a form (so it cannot carry one). Small bodies, up
-to api.KEYLESS_BODY, go on: for them the application learns the answer's format from the body.
+to body.KEYLESS_BODY, go on: for them the application learns the answer's format from the body.
 
 Its answers come from the application's own error handler, inside a request context built from
 the headers, after the checks the application makes first (the per-address rate limit, a body
@@ -22,10 +22,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import EnvironBuilder
 
 from . import params
-from .api import KEYLESS_BODY, body_limit, throttle
+from .api import throttle
 from .auth import live_key
+from .body import KEYLESS_BODY, body_limit
 from .errors import Busy, ImgzError, TooBig, Unauthorized
-from .server import GO_ON, KEYED, Decision, Head, WSGIApp
+from .channel import GO_ON, KEYED, Decision, Head, WSGIApp
 
 UPLOAD_PATHS = frozenset({"/api/1/upload", "/api/1/upload/"})
 FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")

@@ -43,9 +43,3 @@ def digest(secret: str) -> str:
 def secret_matches(secret: str, stored_digest: str) -> bool:
     """Constant-time comparison of a presented secret with a stored digest."""
     return hmac.compare_digest(digest(secret), stored_digest)
-
-
-def looks_like_id(text: str, length: int | None = None) -> bool:
-    if not text or not all(c in BASE62 for c in text):
-        return False
-    return length is None or len(text) == length

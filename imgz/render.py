@@ -13,6 +13,7 @@ from PIL import Image
 
 from . import jpeg, media, video
 from .errors import ImageTooLarge, InvalidVideo, NoStorage
+from .probe import probe_image
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,9 @@ def image(src: Path, fmt: str, ext: str, width: int | None, stripped: jpeg.Strip
           limits: Limits, work: Path) -> Made:
     """Probe and render an image upload into work."""
     _follow(limits)
-    probe = media.probe_image(src, fmt, max_pixels=limits.max_pixels,
-                              max_animation_pixels=limits.max_animation_pixels,
-                              header=stripped.header if stripped is not None else None)
+    probe = probe_image(src, fmt, max_pixels=limits.max_pixels,
+                        max_animation_pixels=limits.max_animation_pixels,
+                        header=stripped.header if stripped is not None else None)
     rendered = media.render_image(src, probe, work_dir=work, ext=ext, width=width,
                                   keep_metadata=limits.keep_exif, stripped=stripped)
     return Made(
@@ -120,7 +121,7 @@ def variants(src: Path, fmt: str, kind: str, ext: str, limits: Limits,
         made = video.render_video(src, probe, work_dir=work, keep_metadata=True,
                                   timeout=limits.ffmpeg_timeout, max_pixels=limits.max_pixels)
         return {"th": made.thumb, "md": made.medium, "fr": made.frame}
-    info = media.probe_image(src, fmt, max_pixels=limits.max_pixels,
-                             max_animation_pixels=limits.max_animation_pixels)
+    info = probe_image(src, fmt, max_pixels=limits.max_pixels,
+                       max_animation_pixels=limits.max_animation_pixels)
     rendered = media.render_image(src, info, work_dir=work, ext=ext, keep_metadata=True)
     return {"th": rendered.thumb, "md": rendered.medium}

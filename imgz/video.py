@@ -16,8 +16,9 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
-from imgz import exif, media, workers
+from imgz import exif, media, worker
 from imgz.ffheader import Header, display_size, parse_header
+from imgz.probe import MIME, probe_image
 from imgz.errors import ImageTooLarge, InvalidImage, InvalidVideo, TooComplex
 
 TIMED_OUT = "Invalid video file provided: processing timed out"
@@ -84,7 +85,7 @@ def _run(step: str, args: list[str], deadline: float) -> subprocess.CompletedPro
     left = deadline - time.monotonic()
     if left <= 0:
         raise InvalidVideo(TIMED_OUT) from FFmpegError(step, "timed out")
-    cpu = workers.cpu_left()
+    cpu = worker.cpu_left()
     if cpu is not None and cpu <= 0:
         raise TooComplex() from FFmpegError(step, "no CPU budget left")
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
@@ -95,7 +96,7 @@ def _run(step: str, args: list[str], deadline: float) -> subprocess.CompletedPro
         raise InvalidVideo() from FFmpegError(step, "could not start", str(exc))
     with proc:
         # In a media worker ffmpeg spends the upload's CPU budget too.
-        workers.limit_program(proc.pid)
+        worker.limit_program(proc.pid)
         try:
             out, err = proc.communicate(timeout=left)
         except subprocess.TimeoutExpired:
@@ -103,7 +104,7 @@ def _run(step: str, args: list[str], deadline: float) -> subprocess.CompletedPro
             out, err = proc.communicate()
             raise InvalidVideo(TIMED_OUT) from FFmpegError(step, "timed out", err)
     # ffmpeg ends itself on SIGXCPU, with an exit status of its own: what tells is the budget.
-    cpu = workers.cpu_left()
+    cpu = worker.cpu_left()
     if proc.returncode == -signal.SIGXCPU or (cpu is not None and cpu <= 0):
         raise TooComplex() from FFmpegError(step, "past its CPU budget", err)
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
@@ -241,8 +242,7 @@ def _frame_variants(frame: Path, work_dir: Path, max_pixels: int
     sub = work_dir / "frame-variants"
     sub.mkdir(exist_ok=True)
     try:
-        info = media.probe_image(frame, "jpeg", max_pixels=max_pixels,
-                                 max_animation_pixels=max_pixels)
+        info = probe_image(frame, "jpeg", max_pixels=max_pixels, max_animation_pixels=max_pixels)
         rendered = media.render_image(frame, info, work_dir=sub, ext="jpeg")
         thumb = _move(rendered.thumb, work_dir / "thumb.jpeg")
         medium = _move(rendered.medium, work_dir / "medium.jpeg") if rendered.medium else None
@@ -251,7 +251,7 @@ def _frame_variants(frame: Path, work_dir: Path, max_pixels: int
     finally:
         shutil.rmtree(sub, ignore_errors=True)
     size = (info.width, info.height)
-    frame_variant = media.Variant(frame, "jpeg", media.MIME["jpeg"], *size, frame.stat().st_size)
+    frame_variant = media.Variant(frame, "jpeg", MIME["jpeg"], *size, frame.stat().st_size)
     return frame_variant, thumb, medium
 
 
@@ -276,6 +276,6 @@ def render_video(src: Path, probe: VideoProbe, *, work_dir: Path, keep_metadata:
     _extract_frame(src, probe, frame_path, deadline, max_pixels)
     frame, thumb, medium = _frame_variants(frame_path, work_dir, max_pixels)
     # The frame's size is what players show; it equals the probe's unless the header misled.
-    stored = media.Variant(original, probe.fmt, media.MIME[probe.fmt], frame.width,
-                           frame.height, original.stat().st_size)
+    stored = media.Variant(original, probe.fmt, MIME[probe.fmt], frame.width, frame.height,
+                           original.stat().st_size)
     return RenderedVideo(stored, not keep_metadata, frame, thumb, medium)

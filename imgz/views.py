@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, redirect, render_template, request
 
 from . import chevereto, db, embed
 from .api import json_response
+from .page import tile, upload_page
 from .records import Upload
 
 bp = Blueprint("views", __name__)
@@ -63,10 +62,6 @@ def _live_upload(public_id: str) -> Upload:
     return upload
 
 
-def _local(moment: datetime | None, zone: str) -> str:
-    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
-
-
 def _json_error(status: int, message: str) -> Response:
     return json_response(chevereto.error_body(status, message, status), status)
 
@@ -80,14 +75,11 @@ def viewer(route: str, ident: str) -> Response | str:
         return redirect(canonical, code=302)
     if _counts_as_view():
         db.add_view(current_app.config["IMGZ_SERVICE"].connection(), upload.id)
-    image = chevereto.image_object(upload, site)
+    page = upload_page(upload, site)
     return render_template(
-        "viewer.html", upload=upload, image=image, site=site,
-        meta=embed.meta_tags(upload, site, image=image),
-        oembed_url=embed.oembed_url(site, image["url_viewer"]),
-        codes=embed.share_codes(upload, site, image=image),
-        public_tags=current_app.config["IMGZ"].public_tags, video=upload.kind == "video",
-        expires=_local(upload.expires_at, site.timezone), timezone=site.timezone)
+        "viewer.html", page=page, meta=embed.meta_tags(page),
+        oembed_url=embed.oembed_url(site, page.viewer_url), codes=embed.share_codes(page),
+        public_tags=current_app.config["IMGZ"].public_tags)
 
 
 def video_alias(ident: str) -> Response:
@@ -100,9 +92,7 @@ def delete(route: str, public_id: str, secret: str) -> Response | str:
     if upload is None or not service.secret_valid(public_id, secret):
         return _nothing_to_delete()
     if request.method in {"GET", "HEAD"}:
-        site = _site()
-        image = chevereto.image_object(upload, site)
-        return render_template("delete.html", upload=upload, image=image, timezone=site.timezone)
+        return render_template("delete.html", page=upload_page(upload, _site()))
     if not service.delete(upload):
         # another deletion of the same upload removed it first: only that one succeeded
         return _nothing_to_delete()
@@ -111,7 +101,7 @@ def delete(route: str, public_id: str, secret: str) -> Response | str:
     if request.form.get("confirm") == "page":
         # after the page's button: a reload or Back must not send the deletion again
         return redirect("/?deleted=1", code=303)
-    return render_template("deleted.html", upload=upload)
+    return render_template("deleted.html", page=upload_page(upload, _site()))
 
 
 def _nothing_to_delete() -> Response:
@@ -167,11 +157,7 @@ def tag(key: str) -> Response | str:
     if total == 0 or page > pages:
         abort(404, NO_TAG)
     site = _site()
-    items = [{"title": u.title, "kind": u.kind, "path": chevereto.viewer_path(u, site),
-              "thumb": chevereto.file_url(site, u.relpath("th")) if u.thumb_size else None,
-              "width": u.thumb_width, "height": u.thumb_height,
-              "duration": chevereto.duration_time(u.duration) if u.kind == "video" else ""}
-             for u in uploads]
+    items = [tile(u, site) for u in uploads]
     return render_template("tag.html", tag=row, items=items, page=page, pages=pages, total=total)
 
 
@@ -194,7 +180,8 @@ def oembed() -> Response:
     for name in ("maxwidth", "maxheight"):
         value = request.args.get(name, "")
         limits.append(int(value) if re.fullmatch(r"[0-9]{1,5}", value) and int(value) > 0 else None)
-    answer = embed.oembed(upload, site, max_width=limits[0], max_height=limits[1], now=service.now())
+    answer = embed.oembed(upload_page(upload, site), site, max_width=limits[0], max_height=limits[1],
+                          now=service.now())
     response = json_response(answer)
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response

@@ -187,7 +187,7 @@ def test_body_far_over_the_limit_answers_in_the_body_format(strict, nothing_stor
 
 
 def test_a_body_of_exactly_the_largest_size_is_read(strict):
-    from imgz.api import body_limit
+    from imgz.body import body_limit
 
     def body(padding: int) -> bytes:
         return (b"--b0undary\r\nContent-Disposition: form-data; name=\"pad\"\r\n\r\n" + b"p" * padding

@@ -4,11 +4,13 @@ from __future__ import annotations
 import dataclasses
 import html.parser
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from imgz import embed
+from imgz import chevereto, embed
 from imgz.chevereto import Site
+from imgz.page import upload_page
 from imgz.records import Upload
 
 NOW = datetime(2025, 3, 4, 12, 0, tzinfo=timezone.utc)
@@ -40,7 +42,7 @@ def video(**changes) -> Upload:
 
 def tags_of(upload: Upload, site: Site = HTTP) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    for _, key, value in embed.meta_tags(upload, site):
+    for _, key, value in embed.meta_tags(upload_page(upload, site)):
         found.setdefault(key, []).append(value)
     return found
 
@@ -163,7 +165,7 @@ def test_oembed_url_quotes_the_viewer_url():
 
 
 def test_oembed_of_an_image_is_a_photo():
-    answer = embed.oembed(image(), HTTP, now=NOW)
+    answer = embed.oembed(upload_page(image(), HTTP), HTTP, now=NOW)
     assert answer == {
         "version": "1.0", "type": "photo", "title": "Garden party", "provider_name": "imgz",
         "provider_url": "http://img.example/",
@@ -174,7 +176,7 @@ def test_oembed_of_an_image_is_a_photo():
 
 
 def test_oembed_of_a_video_is_a_video_tag():
-    answer = embed.oembed(video(), HTTP, now=NOW)
+    answer = embed.oembed(upload_page(video(), HTTP), HTTP, now=NOW)
     assert answer["type"] == "video"
     assert (answer["width"], answer["height"]) == (640, 360)
     assert answer["thumbnail_url"] == f"http://img.example/{FILES}/clip-x1.th.jpeg"
@@ -185,22 +187,23 @@ def test_oembed_of_a_video_is_a_video_tag():
 
 @pytest.mark.parametrize("make", [image, video], ids=["image", "video"])
 def test_oembed_of_nsfw_is_a_link_without_media(make):
-    answer = embed.oembed(make(nsfw=True), HTTP, now=NOW)
+    answer = embed.oembed(upload_page(make(nsfw=True), HTTP), HTTP, now=NOW)
     assert answer["type"] == "link"
     assert not {"url", "html", "thumbnail_url", "width", "height"} & set(answer)
 
 
 def test_oembed_cache_age_follows_the_expiry():
-    answer = embed.oembed(image(expires_at=NOW + timedelta(hours=1)), HTTP, now=NOW)
+    expiring = upload_page(image(expires_at=NOW + timedelta(hours=1)), HTTP)
+    answer = embed.oembed(expiring, HTTP, now=NOW)
     assert answer["cache_age"] == 3600
-    assert "cache_age" not in embed.oembed(image(), HTTP, now=NOW)
+    assert "cache_age" not in embed.oembed(upload_page(image(), HTTP), HTTP, now=NOW)
 
 
 def test_oembed_respects_maxwidth_and_maxheight():
-    answer = embed.oembed(video(), HTTP, max_width=320, now=NOW)
+    answer = embed.oembed(upload_page(video(), HTTP), HTTP, max_width=320, now=NOW)
     assert (answer["width"], answer["height"]) == (320, 180)
     assert 'width="320" height="180"' in answer["html"]
-    answer = embed.oembed(image(), HTTP, max_height=100, now=NOW)
+    answer = embed.oembed(upload_page(image(), HTTP), HTTP, max_height=100, now=NOW)
     assert (answer["width"], answer["height"]) == (150, 100)
 
 
@@ -217,13 +220,15 @@ def test_fit(box, limits, expected):
 
 
 def test_video_html_escapes_urls():
-    obj = {"url": 'http://x/a"b.mp4', "url_frame": "http://x/<f>.jpeg", "mime": "video/mp4"}
-    text = embed.video_html(obj, 10, 10)
+    page = dataclasses.replace(upload_page(video(), HTTP), url='http://x/a"b.mp4',
+                               frame_url="http://x/<f>.jpeg", mime="video/mp4")
+    text = embed.video_html(page, 10, 10)
     assert '"b.mp4' not in text and "<f>" not in text
 
 
 def test_share_codes_of_an_image():
-    codes = {key: text for key, _, text in embed.share_codes(image(title='Tea "&" <cake> [1]'), HTTP)}
+    page = upload_page(image(title='Tea "&" <cake> [1]'), HTTP)
+    codes = {key: text for key, _, text in embed.share_codes(page)}
     url = f"http://img.example/{FILES}/garden-x1.png"
     assert codes == {
         "direct": url,
@@ -235,7 +240,7 @@ def test_share_codes_of_an_image():
 
 
 def test_share_codes_of_a_video_link_the_player():
-    codes = {key: text for key, _, text in embed.share_codes(video(), HTTP)}
+    codes = {key: text for key, _, text in embed.share_codes(upload_page(video(), HTTP))}
     assert codes["direct"] == f"http://img.example/{FILES}/clip-x1.mp4"
     assert codes["html"].startswith("<video ")
     assert codes["bbcode"] == (f"[url=http://img.example/clip/A-clip.AbCd1234]"
@@ -244,7 +249,7 @@ def test_share_codes_of_a_video_link_the_player():
 
 def test_share_html_parses_back_to_the_title():
     hostile = "<script>alert(1)</script>\"'&"
-    codes = {key: text for key, _, text in embed.share_codes(image(title=hostile), HTTP)}
+    codes = {key: text for key, _, text in embed.share_codes(upload_page(image(title=hostile), HTTP))}
     seen: list[dict] = []
 
     class Parser(html.parser.HTMLParser):
@@ -253,3 +258,28 @@ def test_share_html_parses_back_to_the_title():
 
     Parser().feed(codes["html"])
     assert seen == [{"tag": "img", "src": codes["direct"], "alt": hostile}]
+
+
+BERLIN = Site("https://img.example", "image", "clip", "Europe/Berlin")
+
+
+@pytest.mark.parametrize("upload", [
+    image(), image(title="", medium_size=0, medium_width=0, medium_height=0, thumb_size=0),
+    image(nsfw=True, views=1, expires_at=NOW + timedelta(days=2)), video(), video(frame_size=0),
+], ids=["image", "small-untitled", "nsfw-expiring", "video", "video-without-frame"])
+def test_the_page_record_says_what_the_api_answer_says(upload):
+    page, answer = upload_page(upload, BERLIN), chevereto.image_object(upload, BERLIN, now=NOW)
+    assert (page.display_title, page.filename, page.size_formatted, page.url, page.mime) == (
+        answer["display_title"], answer["filename"], answer["size_formatted"], answer["url"],
+        answer["mime"])
+    assert (page.display_url, page.display_width, page.display_height) == (
+        answer["display_url"], answer["display_width"], answer["display_height"])
+    assert (page.medium_url, page.thumb_url, page.frame_url) == (
+        answer["medium"]["url"], answer["thumb"]["url"], answer["url_frame"])
+    assert (page.viewer_url, page.viewer_path, page.duration_time, page.date, page.views_label) == (
+        answer["url_viewer"], answer["path_viewer"], answer["duration_time"], answer["date"],
+        answer["views_label"])
+    assert [(tag.name, tag.url_key) for tag in page.tags] == [
+        (tag["name"], tag["url_key"]) for tag in answer["tags"]]
+    assert page.expires == (page.expires_at and page.expires_at.astimezone(
+        ZoneInfo("Europe/Berlin")).strftime("%Y-%m-%d %H:%M:%S") or "")

@@ -9,6 +9,7 @@ from PIL import Image, ImageChops, ImageDraw, JpegImagePlugin
 
 import media as m
 from imgz import filetype, jpeg, media
+from imgz.probe import MIME, ImageProbe, oriented_size, probe_image
 from imgz.errors import ImageTooLarge, InvalidImage
 
 LIMITS = dict(max_pixels=100_000_000, max_animation_pixels=1_000_000_000)
@@ -20,17 +21,17 @@ def write(tmp_path: Path, data: bytes, name: str = "upload") -> Path:
     return path
 
 
-def probe(tmp_path: Path, data: bytes, **limits: int) -> media.ImageProbe:
+def probe(tmp_path: Path, data: bytes, **limits: int) -> ImageProbe:
     path = write(tmp_path, data)
     fmt = filetype.sniff(path)
     assert fmt is not None
-    return media.probe_image(path, fmt, **{**LIMITS, **limits})
+    return probe_image(path, fmt, **{**LIMITS, **limits})
 
 
 def render(tmp_path: Path, data: bytes, ext: str | None = None, **options) -> media.Rendered:
     src = write(tmp_path, data)
     fmt = filetype.sniff(src)
-    info = media.probe_image(src, fmt, **LIMITS)
+    info = probe_image(src, fmt, **LIMITS)
     work = tmp_path / "work"
     work.mkdir()
     return media.render_image(src, info, work_dir=work, ext=ext or fmt, **options)
@@ -116,7 +117,7 @@ def test_sniff_refuses(tmp_path, data):
 
 
 def test_every_sniffed_format_has_a_mime():
-    assert {"jpeg", "png", "gif", "webp", "avif", "bmp", "mp4", "webm", "mov"} <= set(media.MIME)
+    assert {"jpeg", "png", "gif", "webp", "avif", "bmp", "mp4", "webm", "mov"} <= set(MIME)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ def test_probe_orientation(tmp_path, orientation, expected, size):
     info = probe(tmp_path, m.jpeg(40, 20, orientation=orientation))
     assert (info.width, info.height) == (40, 20)
     assert info.orientation == expected
-    assert media.oriented_size(info) == size
+    assert oriented_size(info) == size
 
 
 def test_probe_orientation_of_png_exif(tmp_path):
@@ -703,7 +704,7 @@ def test_render_variants_keep_the_format(tmp_path, make, ext):
     out = render(tmp_path, make())
     for variant in (out.medium, out.thumb):
         assert opened(variant).format == ext.upper()
-        assert variant.mime == media.MIME[ext]
+        assert variant.mime == MIME[ext]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -763,7 +764,7 @@ class Spy:
 def test_render_large_jpeg_decodes_at_reduced_size_once(tmp_path, monkeypatch):
     data = m.jpeg(4000, 3000)
     src = write(tmp_path, data)
-    info = media.probe_image(src, "jpeg", **LIMITS)
+    info = probe_image(src, "jpeg", **LIMITS)
     opens = Spy(monkeypatch, Image, "open")
     drafts = Spy(monkeypatch, JpegImagePlugin.JpegImageFile, "draft")
     (tmp_path / "work").mkdir()
@@ -798,8 +799,8 @@ def test_probe_of_a_header_matches_the_probe_of_the_upload(tmp_path, make):
     stripped = arrival.finish()
     assert stripped is not None and stripped.changed
     on_disk = write(tmp_path, bytes(written), "stripped")
-    assert media.probe_image(on_disk, "jpeg", header=stripped.header, **LIMITS) == \
-        media.probe_image(upload, "jpeg", **LIMITS)
+    assert probe_image(on_disk, "jpeg", header=stripped.header, **LIMITS) == \
+        probe_image(upload, "jpeg", **LIMITS)
 
 
 @pytest.mark.parametrize("orientation, allowed", [(None, True), (1, True), (3, False), (6, False),

@@ -12,7 +12,9 @@ import pytest
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
 import media
-from imgz import jpeg, metadata
+import imgz.chunks
+from imgz import gifstrip, jpeg, jpegstrip, metadata, webpstrip
+from imgz.chunks import MAX_CHUNKS, Reader
 from imgz.errors import InvalidImage, TooComplex
 
 # --- builders -----------------------------------------------------------------------------------
@@ -519,7 +521,7 @@ def test_result_does_not_depend_on_the_read_size(run, monkeypatch, sample, read_
     source = SAMPLES[sample]()
     fmt = sample.split("_")[0]
     expected = run(fmt, source)
-    monkeypatch.setattr(metadata, "_CHUNK", read_size)
+    monkeypatch.setattr(imgz.chunks, "_CHUNK", read_size)
     assert run(fmt, source) == expected
 
 
@@ -740,18 +742,18 @@ def _repeated_scans(total: int, size: tuple[int, int] = (64, 64)) -> bytes:
 
 
 def test_repeated_scans_are_a_valid_jpeg():
-    data = _repeated_scans(jpeg.MAX_SCANS + 50)
+    data = _repeated_scans(jpegstrip.MAX_SCANS + 50)
     with Image.open(io.BytesIO(data)) as im:
         im.load()
         assert im.size == (64, 64)
 
 
 def test_jpeg_with_scans_up_to_the_cap_is_kept(run):
-    data = _repeated_scans(jpeg.MAX_SCANS)
+    data = _repeated_scans(jpegstrip.MAX_SCANS)
     assert run("jpeg", data) == (False, data)
 
 
-@pytest.mark.parametrize("scans", [jpeg.MAX_SCANS + 1, 5000])
+@pytest.mark.parametrize("scans", [jpegstrip.MAX_SCANS + 1, 5000])
 def test_jpeg_with_more_scans_is_too_complex(tmp_path, scans):
     src, dst = tmp_path / "in", tmp_path / "out"
     src.write_bytes(_repeated_scans(scans))
@@ -783,16 +785,16 @@ def test_arrival_of_too_many_scans_is_refused_at_finish(case, pieces):
     change, allow = ARRIVALS[case]
     sink = _Sink(allow)
     with pytest.raises(TooComplex):
-        _arrive(change(_repeated_scans(jpeg.MAX_SCANS * 3)), pieces, sink)
+        _arrive(change(_repeated_scans(jpegstrip.MAX_SCANS * 3)), pieces, sink)
     if pieces == [1000]:  # nothing past the refusal was written
-        assert len(sink.data) < len(change(_repeated_scans(jpeg.MAX_SCANS * 3)))
+        assert len(sink.data) < len(change(_repeated_scans(jpegstrip.MAX_SCANS * 3)))
 
 
 @pytest.mark.parametrize("pieces", [[1000], [1 << 30]])
 @pytest.mark.parametrize("case", list(ARRIVALS))
 def test_arrival_of_scans_up_to_the_cap_is_answered_as_before(case, pieces):
     change, allow = ARRIVALS[case]
-    outcome = _arrival_outcome(change(_repeated_scans(jpeg.MAX_SCANS)), pieces, allow)
+    outcome = _arrival_outcome(change(_repeated_scans(jpegstrip.MAX_SCANS)), pieces, allow)
     assert not isinstance(outcome, TooComplex)
 
 
@@ -803,27 +805,27 @@ def _empty_segments_after_scan(count: int) -> bytes:
 
 def test_many_empty_segments_after_the_scan_stop_the_walk_at_the_cap():
     data = _empty_segments_after_scan(1_000_000)
-    stripper = jpeg.JpegStripper(lambda piece: None)
+    stripper = jpegstrip.JpegStripper(lambda piece: None)
     with pytest.raises(TooComplex):
         for at in range(0, len(data), 1 << 16):
             stripper.feed(data[at:at + (1 << 16)])
-    assert stripper.steps == jpeg.MAX_SEGMENTS + 1
+    assert stripper.steps == jpegstrip.MAX_SEGMENTS + 1
 
 
 def test_segments_up_to_the_cap_are_walked(run):
     plain = _save(_noise(), "JPEG")
-    data = _empty_segments_after_scan(jpeg.MAX_SEGMENTS - 20)
+    data = _empty_segments_after_scan(jpegstrip.MAX_SEGMENTS - 20)
     assert run("jpeg", data) == (True, plain)
 
 
 @pytest.mark.parametrize("junk", [b"\x00", b"\xff\x00", b"\x00\xff\x00"])
 def test_many_stray_runs_between_segments_count_too(junk):
     plain = _save(_noise(), "JPEG")
-    data = plain[:-2] + (junk + b"\xff\xef\x00\x02") * (jpeg.MAX_SEGMENTS // 2) + b"\xff\xd9"
-    stripper = jpeg.JpegStripper(lambda piece: None)
+    data = plain[:-2] + (junk + b"\xff\xef\x00\x02") * (jpegstrip.MAX_SEGMENTS // 2) + b"\xff\xd9"
+    stripper = jpegstrip.JpegStripper(lambda piece: None)
     with pytest.raises(TooComplex):
         stripper.feed(data)
-    assert stripper.steps == jpeg.MAX_SEGMENTS + 1
+    assert stripper.steps == jpegstrip.MAX_SEGMENTS + 1
 
 
 def test_a_megabyte_of_fill_is_walked_and_kept(run):
@@ -863,16 +865,16 @@ STRUCTURES = {"png": _png_with_empty_chunks, "webp": _webp_with_empty_chunks,
 
 @pytest.mark.parametrize("fmt", list(STRUCTURES))
 def test_too_many_chunks_stop_the_walk_early(fmt):
-    data = STRUCTURES[fmt](4 * metadata.MAX_CHUNKS)
+    data = STRUCTURES[fmt](4 * MAX_CHUNKS)
     source = _CountingFile(data)
-    walk = {"png": metadata._walk_png, "webp": metadata._walk_webp, "gif": metadata._walk_gif}[fmt]
+    walk = {"png": metadata._walk_png, "webp": webpstrip.walk_webp, "gif": gifstrip.walk_gif}[fmt]
     with pytest.raises(TooComplex):
-        walk(metadata._Reader(source), metadata._Discard())
+        walk(Reader(source), metadata._Discard())
     # it stopped near the cap: a quarter of the file, and a read chunk more
     assert source.handed < len(data) // 4 + (1 << 17)
 
 
 @pytest.mark.parametrize("fmt", list(STRUCTURES))
 def test_chunks_below_the_cap_are_walked(run, fmt):
-    changed, out = run(fmt, STRUCTURES[fmt](metadata.MAX_CHUNKS // 2))
+    changed, out = run(fmt, STRUCTURES[fmt](MAX_CHUNKS // 2))
     assert changed and len(out) < 10_000

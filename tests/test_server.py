@@ -24,7 +24,7 @@ from contract import assert_error, assert_upload_ok
 
 ANSWER_WITHIN = 10  # seconds: generous; a request that hangs is the failure
 PNG = media.png(64, 48)
-BIG = 5_000_000  # a body well past api.KEYLESS_BODY
+BIG = 5_000_000  # a body well past body.KEYLESS_BODY
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -273,7 +273,7 @@ def test_keyless_clients_holding_their_bodies_hold_no_disk(strict):
 
 
 def test_a_valid_key_in_the_body_still_uploads_a_large_body(strict):
-    padding = "p" * 1_500_000  # past api.KEYLESS_BODY: the gate must let it through
+    padding = "p" * 1_500_000  # past body.KEYLESS_BODY: the gate must let it through
     response = requests.post(strict.url + "/api/1/upload", data={"key": strict.key, "title": padding[:10],
                                                                  "description": "d"},
                              files={"source": ("a.png", PNG), "pad": ("pad.bin", padding.encode())},

@@ -12,6 +12,7 @@ from PIL import Image
 
 import media as m
 from imgz import filetype, media, video
+from imgz.probe import MIME
 from imgz.errors import InvalidVideo
 
 TIMEOUT = 20.0
@@ -200,7 +201,7 @@ def test_non_square_pixels_are_squared_before_turning(tmp_path, sar, rotation, s
 def test_each_container_renders(tmp_path, fmt):
     out = render(tmp_path, m.clip(fmt, size="320x240", audio=True))
     assert out.original.path == tmp_path / "work" / f"original.{fmt}"
-    assert (out.original.ext, out.original.mime) == (fmt, media.MIME[fmt])
+    assert (out.original.ext, out.original.mime) == (fmt, MIME[fmt])
     assert out.original.size == out.original.path.stat().st_size
     assert filetype.sniff(out.original.path) == fmt
     assert opened(out.frame).size == (320, 240)

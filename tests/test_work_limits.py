@@ -376,13 +376,13 @@ def test_a_large_gif_frame_keeps_its_colours_when_put_on_a_palette_by_bands(tmp_
 def test_a_frame_resized_in_bands_matches_one_resized_whole(mode, size):
     from PIL import ImageChops, ImageStat
 
-    from imgz import media as imgz_media
+    from imgz import pixels
 
     source = _blocks((2000, 1000), clear=True)
     if mode != "RGBA":
         source = source.convert(mode) if mode == "RGB" else source.quantize(16)
-    whole = source.convert("RGBA").resize(size, **imgz_media._RESAMPLE)
-    banded = imgz_media._banded_fit(source, size)
+    whole = source.convert("RGBA").resize(size, **pixels.RESAMPLE)
+    banded = pixels.banded_fit(source, size)
     assert banded.size == whole.size and banded.mode == "RGBA"
     diff = ImageChops.difference(whole.getchannel("A"), banded.getchannel("A"))
     assert diff.getextrema()[1] <= 8

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import workerjobs
-from imgz import workers
+from imgz import worker, workers
 from imgz.errors import InvalidImage, TooComplex
 
 MB = 1024 * 1024
@@ -54,7 +54,7 @@ def test_the_programs_a_job_runs_spend_its_cpu_budget_too(pool):
         pool.run(workerjobs.ffmpeg_spin, (), budget(cpu=2, wall=120))
     # the worker answered (the clock did not have to kill it) after ffmpeg's CPU ran out
     assert pool.last_usage is not None and 1 <= pool.last_usage.programs <= 4
-    assert workers.cpu_left() is None, "outside a worker nothing is limited"
+    assert worker.cpu_left() is None, "outside a worker nothing is limited"
 
 
 def test_a_job_past_its_wall_clock_deadline_is_killed_with_what_it_started(pool, tmp_path):
