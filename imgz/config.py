@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 from .addresses import unspecified
 from .errors import ConfigError
+from .layout import DIR as MEDIA_DIR
 
 APP_DIR = Path(__file__).resolve().parent.parent
-RESERVED_ROUTES = {"api", "images", "tag", "static", "oembed", "sharex.sxcu", "_imgz_media"}
+RESERVED_ROUTES = {"api", MEDIA_DIR, "tag", "static", "oembed", "sharex.sxcu", "_imgz_media"}
 
 
 def _bool(text: str) -> bool:
