@@ -18,20 +18,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from imgz import config, db, ids, init_data, storage  # noqa: E402
+from imgz import config, db, ids, init_data, layout  # noqa: E402
 from imgz.service import Service  # noqa: E402
 
 
 def populate(service: Service, count: int, expired: bool, now: datetime) -> None:
     conn = service.connection()
-    folder = storage.date_folder(now)
-    (storage.images_dir(service.data) / folder).mkdir(parents=True, exist_ok=True)
+    folder = layout.date_folder(now)
+    # Written in place, not put through the store: a put's fsyncs would make filling slow.
+    root = Path(service.store.root)
+    (root / folder).mkdir(parents=True, exist_ok=True)
     with db.transaction(conn):
         for i in range(count):
             name = f"{'old' if expired else 'keep'}-{i}"
             paths = [f"{folder}/{name}.png", f"{folder}/{name}.th.png"]
             for relpath in paths:
-                storage.resolve(service.data, relpath).write_bytes(b"\x89PNG small file")
+                (root / relpath).write_bytes(b"\x89PNG small file")
             db.insert_upload(conn, {
                 "public_id": ids.public_id(12), "user_id": 1, "kind": "image", "folder": folder,
                 "name": name, "extension": "png", "mime": "image/png", "size": 15, "width": 1,
@@ -58,7 +60,7 @@ def measure(data: Path, count: int) -> tuple[int, float, int, int]:
     removed = service.purge_expired(now)
     took = time.perf_counter() - started
     left = db.count_uploads(service.connection())
-    files_left = sum(1 for p in storage.images_dir(data).rglob("*") if p.is_file())
+    files_left = sum(1 for _ in service.store.list())
     return removed, took, left, files_left
 
 

@@ -17,11 +17,12 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import default_stream_factory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import chevereto, config as config_mod, db, scratch, storage
+from . import chevereto, config as config_mod, db, scratch
 from .errors import ImgzError, NoStorage, TooBig
 from .files import FileInfo, FileResponder
 from .ratelimit import Limiter, parse_limit
 from .service import Service
+from .store import for_data as store_for
 from .views import wants_json
 
 log = logging.getLogger("imgz")
@@ -57,7 +58,7 @@ def init_data(cfg: config_mod.Config) -> None:
     with clean_scratch: a command that only reads must not take away a running server's files.
     """
     try:
-        storage.prepare(cfg.data_dir)
+        store_for(cfg.data_dir).prepare()
     except OSError as exc:
         raise config_mod.refused("data", cfg.data, f"cannot use it: {exc.strerror or exc}") from None
     try:
@@ -93,7 +94,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
     init_data(cfg)
     clean_scratch(cfg)
     try:
-        storage.tmp_dir(cfg.data_dir)  # made now: a tmp that cannot be written stops the start
+        scratch.folder(cfg.data_dir)  # made now: a tmp that cannot be written stops the start
     except OSError as exc:
         raise config_mod.refused("data", cfg.data, f"cannot use it: {exc.strerror or exc}") from None
     # Our own header check refuses large images first; Pillow's guard must not undercut the setting.
@@ -141,8 +142,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
         except LookupError:
             return None
 
-    app.wsgi_app = FileResponder(app.wsgi_app, media_root=storage.images_dir(cfg.data_dir),
-                                 lookup=lookup, accel=cfg.accel, now=service.now)
+    app.wsgi_app = FileResponder(app.wsgi_app, store=service.store, lookup=lookup,
+                                 accel=cfg.accel, now=service.now)
     if jobs:
         from . import jobs as jobs_mod
 

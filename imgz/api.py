@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
-from . import chevereto, params, sharex, storage
+from . import chevereto, params, sharex, spool
 from .auth import actor_for_key, header_key, presented_key
 from .body import (KEYLESS_BODY, MAX_FILE_PARTS, MAX_FORM_PARTS, body_limit, given, learn_format,
                    param, read_body, source_file, stream_factory, upload_options)
@@ -43,7 +43,7 @@ def upload() -> Response:
 def _upload(service: Any) -> Response:
     cfg = current_app.config["IMGZ"]
     g.api_format = params.parse_format(request.args.get("format"))
-    writers: list[storage.HashingWriter] = []
+    writers: list[spool.HashingWriter] = []
     g.imgz_writers = writers
     now = service.now()
     conn = service.connection()

@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import intake, params, sources, storage
+from . import intake, params, sources, spool
 from .expiry import parse_expiration
 from .errors import EmptySource, InvalidParameter, InvalidURL, TooBig
 from .service import Actor, Options
@@ -53,9 +53,8 @@ def param(name: str) -> str | None:
     return value
 
 
-def stream_factory(writers: list[storage.HashingWriter], limit: int, limit_mb: float):
-    data = current_app.config["IMGZ"].data_dir
-    arrival = current_app.config["IMGZ_SERVICE"].arrival
+def stream_factory(writers: list[spool.HashingWriter], limit: int, limit_mb: float):
+    cfg = current_app.config["IMGZ"]
     parts = 0
 
     def factory(total_content_length: int | None, content_type: str | None,
@@ -65,25 +64,24 @@ def stream_factory(writers: list[storage.HashingWriter], limit: int, limit_mb: f
         g.imgz_file_parts = parts
         if parts > MAX_FILE_PARTS:
             return _Nowhere()
-        writer = storage.HashingWriter(data, limit, limit_mb, arrival, drain=True)
+        writer = spool.upload_writer(cfg.data_dir, limit, limit_mb, cfg.keep_exif, drain=True)
         writers.append(writer)
         return writer
 
     return factory
 
 
-def _read_form(writers: list[storage.HashingWriter], limit: int, limit_mb: float) -> None:
+def _read_form(writers: list[spool.HashingWriter], limit: int, limit_mb: float) -> None:
     """Read the form, file parts to disk through the stream factory and a long base64 source
     decoded on its way into a spool (intake.py): neither is ever whole in memory."""
     cfg = current_app.config["IMGZ"]
-    arrival = current_app.config["IMGZ_SERVICE"].arrival
     spools: dict[str, sources.Base64Spool] = {}
     g.imgz_base64 = spools
 
     def make_spool(name: str) -> sources.Base64Spool:
-        spool = sources.Base64Spool(cfg.data_dir, limit, limit_mb, arrival)
-        writers.append(spool.writer)  # removed with the request's other files
-        return spool
+        decoded = sources.Base64Spool(cfg.data_dir, limit, limit_mb, cfg.keep_exif)
+        writers.append(decoded.writer)  # removed with the request's other files
+        return decoded
 
     if request.mimetype == "multipart/form-data":
         form, files, found = intake.read_multipart(
@@ -102,7 +100,7 @@ def _read_form(writers: list[storage.HashingWriter], limit: int, limit_mb: float
     request.form, request.files = form, files
 
 
-def read_body(writers: list[storage.HashingWriter], limit: int, limit_mb: float) -> None:
+def read_body(writers: list[spool.HashingWriter], limit: int, limit_mb: float) -> None:
     """Parse the form (file parts stream to disk here), turning a broken body into a clear error."""
     try:
         _read_form(writers, limit, limit_mb)
@@ -180,29 +178,28 @@ def given(field: str) -> bool:
 def source_file(field: str, actor: Actor, limit: int, limit_mb: float) -> sources.Incoming:
     """The source as a file on disk, whichever form it came in."""
     cfg = current_app.config["IMGZ"]
-    service = current_app.config["IMGZ_SERVICE"]
     if field in request.files:
         part = request.files[field]
         writer = part.stream
-        if not isinstance(writer, storage.HashingWriter):
+        if not isinstance(writer, spool.HashingWriter):
             raise EmptySource()
         if writer.size > limit:
             raise TooBig(limit_mb)
         return sources.from_writer(writer, part.filename)
-    spool = g.get("imgz_base64", {}).get(field)
-    if spool is not None:  # a body value, so it beats the query's
-        return spool.incoming(limit, limit_mb)
+    decoded = g.get("imgz_base64", {}).get(field)
+    if decoded is not None:  # a body value, so it beats the query's
+        return decoded.incoming(limit, limit_mb)
     value = (param(field) or "").strip()
     if params.absent(value):
         raise EmptySource()
     if not sources.is_url(value):
-        return sources.from_base64(value, cfg.data_dir, limit, limit_mb, service.arrival)
+        return sources.from_base64(value, cfg.data_dir, limit, limit_mb, cfg.keep_exif)
     if not cfg.url_sources:
         raise InvalidURL("URL sources are turned off")
     if actor.user_id is None:
         raise InvalidURL("URL sources need an API key")
     return sources.from_url(value, cfg.data_dir, limit, limit_mb, deadline=cfg.url_timeout,
-                            allow_nets=cfg.url_allow_nets, arrival=service.arrival)
+                            allow_nets=cfg.url_allow_nets, keep_metadata=cfg.keep_exif)
 
 
 def upload_options(imgbb: bool, now: datetime, actor: Actor) -> Options:

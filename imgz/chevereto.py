@@ -13,9 +13,9 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from .filetype import MIME
+from .layout import URL_PREFIX, clean_name
 from .params import tag_key  # noqa: F401  (the key is made where tags are cleaned; pages use it here)
 from .records import Upload
-from .storage import clean_name
 
 
 
@@ -69,7 +69,7 @@ def short_path(upload: Upload, site: Site) -> str:
 
 
 def file_url(site: Site, relpath: str) -> str:
-    return f"{site.base_url}/images/{quote(relpath)}"
+    return f"{site.base_url}{URL_PREFIX}{quote(relpath)}"
 
 
 def display_variant(upload: Upload) -> tuple[str, int, int]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import clean_scratch, config as config_mod, db, ids, init_data, storage
+from . import clean_scratch, config as config_mod, db, ids, init_data, layout
 from .addresses import unspecified
 from .errors import ConfigError
 
@@ -99,7 +99,7 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
     app = create_app(cfg=cfg)
     # waitress spools large bodies with tempfile: on the data disk, not a RAM-backed /tmp, and in
     # this process's own scratch folder, which no other process cleans while it runs.
-    tempfile.tempdir = str(storage.tmp_dir(cfg.data_dir))
+    tempfile.tempdir = str(scratch.folder(cfg.data_dir))
     try:
         try:
             server = _create_server(app, cfg, body_limit(cfg.max_upload_bytes))
@@ -385,7 +385,7 @@ def check(obj: Context, repair: bool) -> None:
         obj.clean_scratch()
     found = _service(obj).check(repair=repair)
     for path in found.orphans:
-        click.echo(f"orphan file\timages/{path}")
+        click.echo(f"orphan file\t{layout.DIR}/{path}")
     for item in found.broken:
         click.echo(f"missing file\t{item.public_id}\t{item.relpath()}")
     for item, variants in found.lacking:

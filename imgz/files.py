@@ -1,21 +1,19 @@
 """The lean responder for stored files: WSGI middleware answering `GET /images/YYYY/MM/DD/<name>`.
 
 It sits in front of Flask so that a file request costs one indexed lookup, one stat and the
-headers. Anything it will not serve (unsafe path, unknown or expired upload, file missing on disk)
-goes to the wrapped app unchanged, which renders its 404 page. The file is handed to the server as
-a file (waitress sends it from the file's position for exactly Content-Length bytes), never read
-whole into memory.
+headers. Anything it will not serve (unsafe path, unknown or expired upload, file missing from the
+store) goes to the wrapped app unchanged, which renders its 404 page. The file is read through the
+store (imgz.store) and handed to the server as a file (waitress sends it from the file's position
+for exactly Content-Length bytes), never read whole into memory; the local store's files are real
+files, with a fileno.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from werkzeug.datastructures import Range
@@ -26,7 +24,9 @@ from werkzeug.http import (
     quote_etag,
 )
 from werkzeug.sansio.http import is_resource_modified
-from werkzeug.security import safe_join
+
+from . import layout
+from .store import Store
 
 try:
     from waitress.buffers import ReadOnlyFileBasedBuffer as _WAITRESS_FILE_WRAPPER
@@ -39,10 +39,8 @@ if TYPE_CHECKING:
 ONE_YEAR = 31_536_000
 BLOCK_SIZE = 64 * 1024
 ACCEL_MODES = ('none', 'nginx', 'sendfile')
-
-# Stored names are [A-Za-z0-9_-] plus variant and extension suffixes, so an allow-list refuses
-# every trick at once: `..`, empty segments, backslashes, NUL, `%`, spaces, non-ASCII.
-_RELPATH = re.compile(r'\d{4}/\d{2}/\d{2}/[A-Za-z0-9_-][A-Za-z0-9._-]*', re.ASCII)
+# Only a key of the layout is looked up: its allow-list refuses `..`, empty segments, `%` and the rest.
+_KEY = layout.KEY
 
 FILE_CSP = "default-src 'none'; sandbox"
 # A browser that opens a file itself wraps it in a page of its own (an <img> or a <video>). Under
@@ -139,18 +137,19 @@ class FileResponder:
     """WSGI middleware serving stored files under `prefix`, delegating everything else to `app`.
 
     With `accel='nginx'` (`X-Accel-Redirect: <accel_prefix><relpath>`) or `accel='sendfile'`
-    (`X-Sendfile: <absolute path>`) the answer carries no body and the front server sends the file:
-    conditional requests and ranges are then its job, so they are not evaluated here. The lookup
-    and expiry checks still run, so a front server must only serve that location internally.
+    (`X-Sendfile: <absolute path>`, for a store that keeps its files on this machine) the answer
+    carries no body and the front server sends the file: conditional requests and ranges are then
+    its job, so they are not evaluated here. The lookup and expiry checks still run, so a front
+    server must only serve that location internally.
     """
 
     def __init__(
         self,
         app: WSGIApplication,
         *,
-        media_root: Path,
+        store: Store,
         lookup: Callable[[str], FileInfo | None],
-        prefix: str = '/images/',
+        prefix: str = layout.URL_PREFIX,
         accel: str = 'none',
         accel_prefix: str = '/_imgz_media/',
         now: Callable[[], datetime] = _utc_now,
@@ -160,7 +159,7 @@ class FileResponder:
         if not (prefix.startswith('/') and prefix.endswith('/')):
             raise ValueError(f'prefix must start and end with "/", not {prefix!r}')
         self.app = app
-        self.media_root = os.path.abspath(media_root)
+        self.store = store
         self.lookup = lookup
         self.prefix = prefix
         self.accel = accel
@@ -172,18 +171,14 @@ class FileResponder:
         if not path_info.startswith(self.prefix):
             return self.app(environ, start_response)
         relpath = path_info[len(self.prefix):]
-        target = safe_join(self.media_root, relpath) if _RELPATH.fullmatch(relpath) else None
-        if target is None:
+        if _KEY.fullmatch(relpath) is None:
             return self.app(environ, start_response)
         info = self.lookup(relpath)
         now = self.now()
         if info is None or (info.expires_at is not None and info.expires_at <= now):
             return self.app(environ, start_response)
-        try:
-            st = os.stat(target)
-        except OSError:
-            return self.app(environ, start_response)
-        if not stat.S_ISREG(st.st_mode):
+        st = self.store.stat(relpath)
+        if st is None:
             return self.app(environ, start_response)
 
         method = environ.get('REQUEST_METHOD', 'GET')
@@ -191,8 +186,8 @@ class FileResponder:
             return _plain(start_response, '405 Method Not Allowed', 'Method Not Allowed',
                           [('Allow', 'GET, HEAD')])
 
-        etag = f'{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}'
-        last_modified = datetime.fromtimestamp(st.st_mtime_ns // 1_000_000_000, timezone.utc)
+        etag = st.version
+        last_modified = datetime.fromtimestamp(st.mtime_ns // 1_000_000_000, timezone.utc)
         headers = [
             ('Content-Type', info.mime),
             ('ETag', quote_etag(etag)),
@@ -201,8 +196,12 @@ class FileResponder:
             ('Accept-Ranges', 'bytes'),
             *_file_security_headers(environ),
         ]
-        if self.accel != 'none':
-            return self._accel(start_response, headers, relpath, target)
+        if self.accel == 'nginx':
+            return _accel(start_response, headers, 'X-Accel-Redirect', self.accel_prefix + relpath)
+        if self.accel == 'sendfile' and st.path is not None:
+            # Header values are latin-1 on the wire: send the path's raw bytes, whatever they are.
+            return _accel(start_response, headers, 'X-Sendfile',
+                          os.fsencode(st.path).decode('latin-1'))
 
         if not is_resource_modified(
             http_if_none_match=environ.get('HTTP_IF_NONE_MATCH'),
@@ -214,7 +213,7 @@ class FileResponder:
             start_response('304 Not Modified', headers)
             return []
 
-        size = st.st_size
+        size = st.size
         start, stop = 0, size
         status = '200 OK'
         # Range is defined for GET only; HEAD answers as for the whole file.
@@ -233,32 +232,31 @@ class FileResponder:
             start_response(status, headers)
             return []
         try:
-            file = open(target, 'rb')
+            file = self.store.open(relpath, start, stop)
         except OSError:  # removed since the stat
             return self.app(environ, start_response)
         try:
-            file.seek(start)
             start_response(status, headers)
         except BaseException:
             file.close()
             raise
+        if st.path is None:  # a stream from elsewhere: read and bounded here
+            return _FileBody(file, stop - start)
         return _body(environ, file, start, stop - start, size)
 
-    def _accel(self, start_response: StartResponse, headers: list[tuple[str, str]],
-               relpath: str, target: str) -> Iterable[bytes]:
-        if self.accel == 'nginx':
-            headers.append(('X-Accel-Redirect', self.accel_prefix + relpath))
-        else:
-            # Header values are latin-1 on the wire: send the path's raw bytes, whatever they are.
-            headers.append(('X-Sendfile', os.fsencode(target).decode('latin-1')))
-        headers.append(('Content-Length', '0'))
-        start_response('200 OK', headers)
-        return []
+
+def _accel(start_response: StartResponse, headers: list[tuple[str, str]], name: str,
+           value: str) -> Iterable[bytes]:
+    """The answer that hands the file to the front server: its header and no body."""
+    headers.append((name, value))
+    headers.append(('Content-Length', '0'))
+    start_response('200 OK', headers)
+    return []
 
 
 def _body(environ: WSGIEnvironment, file: IO[bytes], start: int, length: int,
           size: int) -> Iterable[bytes]:
-    """The response body for `length` bytes of `file`, already positioned at `start`."""
+    """The response body for `length` bytes of a local `file`, already positioned at `start`."""
     wrapper = environ.get('wsgi.file_wrapper')
     # waitress's wrapper sends exactly Content-Length bytes from the current position; a generic
     # one may send to the end of the file, so it only gets whole files.

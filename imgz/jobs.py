@@ -1,21 +1,20 @@
 """The expiry sweep on an interval, run by one APScheduler BackgroundScheduler per process.
 
 The schedule keeps no state of its own: the database's expiry index is the queue, so a restart
-loses nothing. A file lock in the data directory keeps two processes that share it by mistake
-from sweeping at the same time.
+loses nothing. A lock that the processes sharing a data directory take in turn (scratch.exclusive)
+keeps two of them from sweeping at the same time.
 """
 from __future__ import annotations
 
 import atexit
-import fcntl
 import logging
 import os
 import threading
 from datetime import datetime, timezone
-from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from . import scratch
 from .service import Service
 
 log = logging.getLogger("imgz.jobs")
@@ -26,17 +25,11 @@ _owner_pid: int | None = None
 
 def sweep(service: Service) -> int | None:
     """Run one sweep unless another process holds the data dir's lock; return the count or None."""
-    lock_path = Path(service.config.data) / "expiry.lock"
-    with open(lock_path, "a+b") as lock_file:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with scratch.exclusive(service.data, "expiry") as taken:
+        if not taken:
             log.info("expiry sweep skipped: another process is sweeping %s", service.config.data)
             return None
-        try:
-            removed = service.purge_expired()
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+        removed = service.purge_expired()
     if removed:
         log.info("expiry sweep removed %d expired upload%s", removed, "" if removed == 1 else "s")
     return removed

@@ -13,12 +13,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .addresses import parse_allow_nets, unspecified
+from .layout import DIR as MEDIA_DIR
 from .ratelimit import parse_limit
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _ROUTE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
-RESERVED_ROUTES = ("api", "images", "tag", "static", "oembed", "sharex.sxcu", "_imgz_media")
+RESERVED_ROUTES = ("api", MEDIA_DIR, "tag", "static", "oembed", "sharex.sxcu", "_imgz_media")
 
 
 class Refused(ValueError):

@@ -4,16 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-
-def file_relpath(folder: str, name: str, extension: str, kind: str, variant: str = "") -> str:
-    """Where one file of an upload lives under <data>/images: variant '' (original), th, md or fr.
-
-    Thumbs, mediums and frames of videos are JPEG; those of images keep the original's format.
-    """
-    if not variant:
-        return f"{folder}/{name}.{extension}"
-    ext = "jpeg" if kind == "video" else extension
-    return f"{folder}/{name}.{variant}.{ext}"
+from .layout import file_key
 
 
 @dataclass(frozen=True)
@@ -26,7 +17,7 @@ class Upload:
     album_id: int | None
     category_id: int | None
     kind: str                     # 'image' or 'video'
-    folder: str                   # 'YYYY/MM/DD', relative to <data>/images
+    folder: str                   # 'YYYY/MM/DD', the date folder of its keys
     name: str                     # stored name without extension
     extension: str
     mime: str
@@ -59,8 +50,8 @@ class Upload:
     tags: tuple[str, ...] = field(default=())
 
     def relpath(self, variant: str = "") -> str:
-        """The path of one file of this upload under <data>/images ('' original, th, md, fr)."""
-        return file_relpath(self.folder, self.name, self.extension, self.kind, variant)
+        """The store key of one file of this upload ('' original, th, md, fr)."""
+        return file_key(self.folder, self.name, self.extension, self.kind, variant)
 
     def variants(self) -> list[str]:
         """The variants this upload has besides its original: th, md, fr."""
@@ -68,5 +59,5 @@ class Upload:
         return [variant for variant, size in sizes if size]
 
     def relpaths(self) -> list[str]:
-        """Every file this upload has on disk, the original first."""
+        """The keys of every file this upload has in the store, the original first."""
         return [self.relpath(), *(self.relpath(v) for v in self.variants())]

@@ -8,7 +8,9 @@ dies. The lock file sits beside the folder, ``<instance>.lock``, so that the fol
 the process's work. Creating a folder and cleaning take ``<data>/tmp/.lock`` for a moment, so a
 cleaner never sees a folder whose lock is not yet taken.
 
-A folder is made on first use: commands that only read never touch ``tmp``.
+A folder is made on first use: commands that only read never touch ``tmp``. Uploads are spooled
+into it (spool.py) and media work is done in work folders inside it; finished files leave it for
+the store.
 """
 from __future__ import annotations
 
@@ -83,6 +85,40 @@ def of(data: Path) -> Scratch:
         if scratch is None:
             scratch = _made[key] = Scratch(key)
         return scratch
+
+
+def folder(data: Path) -> Path:
+    """This process's scratch folder under ``<data>/tmp``, made and locked on first use."""
+    return of(data).folder()
+
+
+def new_work_dir(data: Path) -> Path:
+    """A fresh work folder for one upload's media work, in this process's scratch folder."""
+    return Path(tempfile.mkdtemp(prefix="work-", dir=folder(data)))
+
+
+def remove_work_dir(path: Path) -> None:
+    """Remove a work dir; after a stored upload it is already empty, so rmdir is enough."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive(data: Path, name: str) -> Iterator[bool]:
+    """Try to take the lock ``name`` that the processes sharing a data directory take in turn
+    (``<data>/<name>.lock``, an ``flock``); yields whether it was taken, never waits."""
+    with open(data / f"{name}{LOCK}", "a+b") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def close_all() -> None:

@@ -17,14 +17,15 @@ from urllib.parse import unquote, urlsplit
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from . import db, filetype, ids, jpeg, media, render, storage, workers
+from . import db, disk, filetype, ids, layout, render, scratch, workers
 from .chevereto import tag_key
 from .config import Config
 from .errors import (Forbidden, ImgzError, InvalidImage, InvalidParameter,
                      InvalidType, InvalidVideo, NoStorage)
 from .params import clean_description, clean_title, title_from_filename
-from .records import Upload, file_relpath
+from .records import Upload
 from .sources import Incoming
+from .store import Store, for_data
 
 log = logging.getLogger("imgz")
 
@@ -58,7 +59,7 @@ class Options:
 
 @dataclass(frozen=True)
 class Checked:
-    """What ``check`` found: paths under images/, and uploads."""
+    """What ``check`` found: keys in the store, and uploads."""
 
     orphans: list[str]                           # files no row knows
     broken: list[Upload]                         # uploads whose original is gone
@@ -73,14 +74,6 @@ def _stored_ext(fmt: str, filename: str) -> str:
     if fmt == "jpeg" and filename.lower().endswith(".jpg"):
         return "jpg"
     return fmt
-
-
-def _jpeg_arrival(write: Callable[[bytes | memoryview], None]) -> jpeg.JpegArrival:
-    return jpeg.JpegArrival(write, media.strip_on_arrival)
-
-
-def _jpeg_counting(write: Callable[[bytes | memoryview], None]) -> jpeg.JpegArrival:
-    return jpeg.JpegArrival(write, lambda header: False)
 
 
 def utcnow() -> datetime:
@@ -124,16 +117,14 @@ def exif_moment(date_taken: str | None, offset: str | None, zone: str) -> dateti
 
 class Service:
     def __init__(self, config: Config, connection: Callable[[], sqlite3.Connection],
-                 now: Callable[[], datetime] = utcnow) -> None:
+                 now: Callable[[], datetime] = utcnow, *, store: Store | None = None) -> None:
         self.config = config
+        self.store = store if store is not None else for_data(config.data_dir)
         self.connection = connection
         self.now = now
         self._pool: workers.Pool | None = None
         self._pool_lock = threading.Lock()
         self.admission = workers.Admission(config.workers + config.upload_queue, config.workers)
-        # JPEG uploads lose their metadata on the way to the disk, unless it is kept.
-        # With metadata kept, JPEGs are written as they arrive, their scans still counted.
-        self.arrival: storage.Arrival = _jpeg_counting if config.keep_exif else _jpeg_arrival
         # Counts deletions made here, so that whoever remembers files can forget them at once.
         self.deletions = 0
 
@@ -142,7 +133,8 @@ class Service:
         return self.config.data_dir
 
     def check_free_space(self) -> None:
-        if storage.free_bytes(self.data) < self.config.min_free_mb * 1_000_000:
+        free = self.store.free_bytes()
+        if free is not None and free < self.config.min_free_mb * 1_000_000:
             raise NoStorage()
 
     def limits(self) -> render.Limits:
@@ -185,7 +177,7 @@ class Service:
             fmt = filetype.sniff(incoming.path)
             if fmt not in IMAGE_FORMATS and fmt not in VIDEO_FORMATS:
                 raise InvalidType()
-            work = storage.new_work_dir(self.data)
+            work = scratch.new_work_dir(self.data)
             try:
                 # The heavy part runs in a worker process under a budget; placing files (fsync)
                 # and the database commit wait on the disk here, while a worker renders the next.
@@ -203,10 +195,10 @@ class Service:
                     taken = exif_moment(made.date_taken, made.date_offset, self.config.timezone)
                 return self._store(incoming, actor, options, made, taken)
             finally:
-                storage.remove_work_dir(work)
+                scratch.remove_work_dir(work)
         except OSError as exc:
             # Pillow and shutil write work files too: a full disk there is the same 507.
-            storage.raise_storage_error(exc)
+            disk.raise_storage_error(exc)
         except sqlite3.OperationalError as exc:
             if "full" in str(exc).lower():
                 raise NoStorage() from exc
@@ -216,17 +208,17 @@ class Service:
 
     def _store(self, incoming: Incoming, actor: Actor, options: Options, made: render.Made,
                taken: datetime | None) -> tuple[Upload, str]:
-        """Name, place and record what was made: files first (fsynced), then the row."""
+        """Name, store and record what was made: files first (durable), then the row."""
         cfg = self.config
         created = taken or self.now()
-        folder = storage.date_folder(created.astimezone(ZoneInfo(cfg.timezone)))
+        folder = layout.date_folder(created.astimezone(ZoneInfo(cfg.timezone)))
         conn = self.connection()
         placed: list[str] = []
         reserved: str | None = None
         try:
             stem = Path(incoming.filename).stem if incoming.filename else ""
-            name = storage.choose_name(stem, cfg.filenaming, made.kind, folder,
-                                       lambda s: db.reserve_name(conn, s))
+            name = layout.choose_name(stem, cfg.filenaming, made.kind, folder,
+                                      lambda s: db.reserve_name(conn, s))
             reserved = f"{folder}/{name}"
             # what the file's metadata says follows the same rules as the parameters
             meta_title = clean_title(made.title) if made.title else ""
@@ -239,17 +231,15 @@ class Service:
                 title = title_from_filename(incoming.filename) or name
             else:
                 title = name
-            paths: list[tuple[str, str]] = []
-            for variant, item in made.files():
-                relpath = file_relpath(folder, name, made.ext, made.kind, variant)
-                storage.place(self.data, item.path, relpath)
-                placed.append(relpath)
-                paths.append((relpath, item.mime))
-            storage.fsync_path(storage.images_dir(self.data) / folder)
+            files = [(layout.file_key(folder, name, made.ext, made.kind, variant), item)
+                     for variant, item in made.files()]
             if not made.changed:
                 checksum = incoming.md5
             else:
-                checksum = made.md5 or storage.md5_file(storage.resolve(self.data, placed[0]))
+                checksum = made.md5 or disk.md5_file(made.original.path)
+            self.store.put_all([(key, item.path) for key, item in files])
+            placed = [key for key, _ in files]
+            paths = [(key, item.mime) for key, item in files]
             secret = ids.new_delete_secret()
             values = {
                 "user_id": actor.user_id, "album_id": options.album_id,
@@ -275,7 +265,7 @@ class Service:
             assert upload is not None
             return upload, secret
         except BaseException:
-            storage.delete_files(self.data, placed)
+            self.store.delete(placed)
             if reserved is not None:
                 db.release_name(conn, reserved)
             raise
@@ -305,7 +295,7 @@ class Service:
         if paths is None:
             return False
         self.deletions += 1
-        storage.delete_files(self.data, paths)
+        self.store.delete(paths)
         return True
 
     def purge_expired(self, now: datetime | None = None, batch: int = 500) -> int:
@@ -319,7 +309,7 @@ class Service:
                 paths = db.delete_uploads(conn, upload_ids)
             if upload_ids:
                 self.deletions += 1
-            storage.delete_files(self.data, paths)
+            self.store.delete(paths)
             removed += len(upload_ids)
             if len(upload_ids) < batch:
                 return removed
@@ -343,8 +333,9 @@ class Service:
         text = ident.strip()
         path = urlsplit(text).path if "://" in text else text
         path = unquote(path).strip("/")
-        if path.startswith("images/"):
-            upload_id = db.upload_id_for_path(conn, path[len("images/"):])
+        prefix = layout.URL_PREFIX.lstrip("/")
+        if path.startswith(prefix):
+            upload_id = db.upload_id_for_path(conn, path[len(prefix):])
             return None if upload_id is None else db.get_upload_by_id(conn, upload_id)
         parts = path.split("/")
         if len(parts) >= 4 and parts[-2] == "delete":
@@ -353,7 +344,7 @@ class Service:
         return db.get_upload(conn, last)
 
     def check(self, repair: bool = False) -> Checked:
-        """Files on disk that no row knows, uploads whose original file is gone, and uploads that
+        """Stored files that no row knows, uploads whose original file is gone, and uploads that
         lack a thumb, medium or frame.
 
         With ``repair`` the orphan files are removed, uploads without an original go (row and
@@ -361,19 +352,19 @@ class Service:
         """
         conn = self.connection()
         known = db.all_file_paths(conn)
-        orphans = sorted(p for p in storage.walk(self.data) if p not in known)
+        orphans = sorted(key for key in self.store.list() if key not in known)
         broken: list[Upload] = []
         lacking: list[tuple[Upload, list[str]]] = []
         for upload in db.iter_uploads(conn):
-            if not storage.exists(self.data, upload.relpath()):
+            if self.store.stat(upload.relpath()) is None:
                 broken.append(upload)
                 continue
-            variants = [v for v in upload.variants() if not storage.exists(self.data, upload.relpath(v))]
+            variants = [v for v in upload.variants() if self.store.stat(upload.relpath(v)) is None]
             if variants:
                 lacking.append((upload, variants))
         unrepaired: list[Upload] = []
         if repair:
-            storage.delete_files(self.data, orphans)
+            self.store.delete(orphans)
             for upload in broken:
                 self.delete(upload)
             for upload, variants in lacking:
@@ -387,23 +378,23 @@ class Service:
 
     def _remake(self, upload: Upload, variants: list[str]) -> None:
         """Make missing variants of an upload again from its stored original, and place them."""
-        src = storage.images_dir(self.data) / upload.relpath()
-        fmt = filetype.sniff(src)
-        work = storage.new_work_dir(self.data)
+        work = scratch.new_work_dir(self.data)
         try:
-            files = self.run_media(render.variants, (src, fmt, upload.kind, upload.extension,
-                                                  self.limits(), work),
-                                self.budget(None, upload.kind), upload.kind)
+            with self.store.local_file(upload.relpath(), work) as src:
+                fmt = filetype.sniff(src)
+                files = self.run_media(render.variants, (src, fmt, upload.kind, upload.extension,
+                                                      self.limits(), work),
+                                    self.budget(None, upload.kind), upload.kind)
             conn = self.connection()
             for variant in variants:
                 item = files.get(variant)
                 if item is None:
                     raise InvalidImage(f"the original no longer gives a {variant} variant")
-                storage.place(self.data, item.path, upload.relpath(variant))
+                self.store.put(upload.relpath(variant), item.path)
                 with db.transaction(conn):
                     db.set_variant(conn, upload.id, variant, item.size, item.width, item.height)
         finally:
-            storage.remove_work_dir(work)
+            scratch.remove_work_dir(work)
 
     def get_live(self, public_id: str) -> Upload | None:
         """The upload with this id unless it is unknown or expired."""

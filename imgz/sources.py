@@ -1,6 +1,6 @@
 """The ``source`` value of an upload (a file part, a URL or base64) turned into a file on disk.
 
-Whatever the form, the result is an ``Incoming``: a hashed temp file in ``<data>/tmp`` with the
+Whatever the form, the result is an ``Incoming``: a hashed temp file in the process's scratch folder with the
 name the client gave it. Types are never taken from names; the caller sniffs the bytes.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import fetch, storage
+from . import fetch, spool
 from .jpeg import Stripped
 from .errors import EmptySource, ImgzError, InvalidBase64, InvalidURL, NoStorage, TooBig
 from .params import client_basename
@@ -38,7 +38,7 @@ def is_url(value: str) -> bool:
     return lowered.startswith("http://") or lowered.startswith("https://")
 
 
-def from_writer(writer: storage.HashingWriter, filename: str | None) -> Incoming:
+def from_writer(writer: spool.HashingWriter, filename: str | None) -> Incoming:
     """A multipart file part that Werkzeug already streamed into a HashingWriter."""
     stripped = writer.finish()
     writer.close()
@@ -150,9 +150,8 @@ class Base64Spool:
     meets them: too long to fit, not base64, empty, then too big once decoded or a full disk.
     """
 
-    def __init__(self, data: Path, limit: int, limit_mb: float,
-                 arrival: storage.Arrival | None = None) -> None:
-        self.writer = storage.HashingWriter(data, limit, limit_mb, arrival)
+    def __init__(self, data: Path, limit: int, limit_mb: float, keep_metadata: bool) -> None:
+        self.writer = spool.upload_writer(data, limit, limit_mb, keep_metadata)
         self.limit_mb = limit_mb
         self._error: ImgzError | None = None
         self._decoder = Base64Decoder(self._write)
@@ -203,21 +202,21 @@ class Base64Spool:
 
 
 def from_base64(value: str, data: Path, limit: int, limit_mb: float,
-                arrival: storage.Arrival | None = None) -> Incoming:
+                keep_metadata: bool) -> Incoming:
     """A base64 source held in memory (a short form field) into a hashed temp file."""
-    spool = Base64Spool(data, limit, limit_mb, arrival)
+    decoded = Base64Spool(data, limit, limit_mb, keep_metadata)
     try:
-        spool.feed(value)
-        return spool.incoming(limit, limit_mb)
+        decoded.feed(value)
+        return decoded.incoming(limit, limit_mb)
     except BaseException:
-        spool.discard()
+        decoded.discard()
         raise
 
 
 def from_url(url: str, data: Path, limit: int, limit_mb: float, *, deadline: float,
-             allow_nets: tuple[str, ...], arrival: storage.Arrival | None = None) -> Incoming:
+             allow_nets: tuple[str, ...], keep_metadata: bool) -> Incoming:
     """Download a URL source with the SSRF-safe fetcher into a hashed temp file."""
-    writer = storage.HashingWriter(data, limit, limit_mb, arrival)
+    writer = spool.upload_writer(data, limit, limit_mb, keep_metadata)
     try:
         try:
             fetched = fetch.download(url, writer.write, max_bytes=limit, deadline=deadline,

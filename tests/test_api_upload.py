@@ -227,3 +227,24 @@ def test_wrong_key_is_refused_in_txt_format_with_bare_message(server):
     response = server.upload(PNG, api_key="imgz_nope", format="txt")
     assert response.status_code == 401
     assert response.text == "Invalid API key."
+
+
+def test_stored_files_follow_the_umask(tmp_path):
+    """Every stored file gets 0666 less the process umask: a JPEG original, stripped of its
+    metadata as it arrived, used to keep the 0600 of its spool file, which a front server running
+    as another user (nginx's www-data) cannot send."""
+    import stat
+
+    from conftest import LiveServer
+
+    srv = LiveServer(tmp_path / "d", prefix=["sh", "-c", 'umask 022 && exec "$@"', "sh"])
+    try:
+        photo = media.jpeg(64, 48, exif=media.exif_bytes(make="Phone"))
+        for data, name in ((photo, "photo.jpg"), (PNG, "pic.png"), (media.video("mp4"), "clip.mp4")):
+            assert_upload_ok(srv.upload(data, filename=name))
+        modes = {path: stat.S_IMODE((srv.data / path).stat().st_mode) for path in srv.stored_files()}
+    finally:
+        srv.stop()
+    originals = [path for path in modes if path.count(".") == 1]
+    assert sorted(path.rpartition(".")[2] for path in originals) == ["jpg", "mp4", "png"]
+    assert modes == dict.fromkeys(modes, 0o644)

@@ -148,13 +148,13 @@ def test_server_stops_cleanly_on_sigterm(tmp_path):
 def test_sweep_removes_rows_tags_and_every_file(tmp_path):
     from imgz.service import Actor, Options
     from imgz.sources import Incoming
-    from imgz import storage
+    from imgz import spool
 
     service = _service(tmp_path)
     now = datetime.now(timezone.utc)
 
     def upload(tags, expires_at):
-        writer = storage.write_bytes(service.data, media.png(700, 400), 10_000_000, 10)
+        writer = spool.write_bytes(service.data, media.png(700, 400), 10_000_000, 10)
         writer.close()
         incoming = Incoming(writer.path, writer.md5, writer.size, "a.png", "file")
         return service.upload(incoming, Actor(1, True), Options(tags=tags, expires_at=expires_at))[0]
@@ -167,7 +167,7 @@ def test_sweep_removes_rows_tags_and_every_file(tmp_path):
     assert db.get_upload(conn, gone.public_id) is None
     assert [r[0] for r in conn.execute("SELECT name FROM tags")] == ["shared"]
     assert db.get_upload(conn, kept.public_id).tags == ("shared",)
-    names = [p.name for p in storage.images_dir(service.data).rglob("*") if p.is_file()]
+    names = [key.rpartition("/")[2] for key in service.store.list()]
     assert len(names) == 3 and not any(n.startswith(gone.name) for n in names)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import logging
 import os
 import threading
@@ -18,6 +19,8 @@ from werkzeug.http import http_date, parse_date
 from werkzeug.test import Client, EnvironBuilder
 
 from imgz.files import DOCUMENT_CSP, FILE_CSP, FileInfo, FileResponder, byte_span, cache_control
+from imgz.store import Store
+from imgz.store.local import LocalStore
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
 REL = '2025/01/01/cat-Ab12Cd34.png'
@@ -39,6 +42,7 @@ class Media:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.store = LocalStore(root)
         self.rows: dict[str, FileInfo] = {}
         self.looked_up: list[str] = []
 
@@ -67,7 +71,7 @@ def media(tmp_path):
 
 def make_client(media: Media, **kw) -> Client:
     kw.setdefault('now', lambda: NOW)
-    return Client(FileResponder(inner_app, media_root=media.root, lookup=media.lookup, **kw))
+    return Client(FileResponder(inner_app, store=media.store, lookup=media.lookup, **kw))
 
 
 @pytest.fixture
@@ -178,7 +182,7 @@ def test_paths_outside_the_prefix_go_to_the_app(media, client, path):
 def test_unsafe_paths_go_to_the_app_without_a_lookup(tmp_path, media, path):
     # A lookup that vouches for anything proves that the path check alone refuses these.
     (tmp_path / 'etc').write_bytes(b'secret')
-    client = Client(FileResponder(inner_app, media_root=media.root,
+    client = Client(FileResponder(inner_app, store=media.store,
                                   lookup=lambda rel: FileInfo('text/plain', None)))
     resp = client.get(path)
     assert_inner(resp)
@@ -487,7 +491,7 @@ def test_files_are_closed_after_responses(media, wrapper):
 
 
 def test_file_is_closed_when_body_is_never_iterated(media):
-    responder = FileResponder(inner_app, media_root=media.root, lookup=media.lookup, now=lambda: NOW)
+    responder = FileResponder(inner_app, store=media.store, lookup=media.lookup, now=lambda: NOW)
     before = open_fds()
     for headers in ({}, {'Range': 'bytes=5-9'}):
         environ = EnvironBuilder(path=URL, headers=headers).get_environ()
@@ -498,7 +502,7 @@ def test_file_is_closed_when_body_is_never_iterated(media):
 
 def test_file_is_closed_when_body_is_abandoned_midway(media):
     media.add('2025/01/01/big.png', os.urandom(1024 * 1024))
-    responder = FileResponder(inner_app, media_root=media.root, lookup=media.lookup, now=lambda: NOW)
+    responder = FileResponder(inner_app, store=media.store, lookup=media.lookup, now=lambda: NOW)
     before = open_fds()
     environ = EnvironBuilder(path='/images/2025/01/01/big.png').get_environ()
     body = responder(environ, lambda status, headers, exc_info=None: None)
@@ -555,7 +559,82 @@ def test_accel_still_answers_405(media, accel):
 @pytest.mark.parametrize('kw', [{'accel': 'apache'}, {'prefix': '/images'}, {'prefix': 'images/'}])
 def test_bad_settings_are_refused(tmp_path, kw):
     with pytest.raises(ValueError):
-        FileResponder(inner_app, media_root=tmp_path, lookup=lambda rel: None, **kw)
+        FileResponder(inner_app, store=LocalStore(tmp_path), lookup=lambda rel: None, **kw)
+
+
+# --- a store whose files are not on this machine ---
+
+class _Stream(io.RawIOBase):
+    """A stream with no fileno and no seek, as a remote store's body would be."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), len(self._data))
+        buffer[:count] = self._data[:count]
+        self._data = self._data[count:]
+        return count
+
+
+class Remote(Store):
+    """The local store's files, given out as a remote store gives them: no path, streams that end
+    at the stop they were asked for."""
+
+    def __init__(self, local: LocalStore) -> None:
+        self.local = local
+        self.streams: list[_Stream] = []
+
+    def stat(self, key):
+        st = self.local.stat(key)
+        return None if st is None else st._replace(path=None)
+
+    def open(self, key, start=0, stop=None):
+        with self.local.open(key, start) as file:
+            stream = _Stream(file.read(-1 if stop is None else stop - start))
+        self.streams.append(stream)
+        return stream
+
+    def prepare(self): self.local.prepare()
+    def put(self, key, src): self.local.put(key, src)
+    def delete(self, keys): self.local.delete(keys)
+    def list(self, prefix=''): return self.local.list(prefix)
+    def free_bytes(self): return None
+    def local_file(self, key, scratch): raise NotImplementedError
+
+
+@pytest.mark.parametrize('wrapper', [None, FileWrapper, ReadOnlyFileBasedBuffer],
+                         ids=['no-wrapper', 'generic-wrapper', 'waitress-wrapper'])
+@pytest.mark.parametrize('header, status, expected', [
+    ({}, 200, DATA),
+    ({'Range': 'bytes=100-199'}, 206, DATA[100:200]),
+    ({'Range': 'bytes=-3'}, 206, DATA[-3:]),
+    ({'If-None-Match': '*'}, 304, b''),
+    ({'Range': 'bytes=5000-'}, 416, None),
+], ids=['whole', 'middle', 'suffix', 'not-modified', 'unsatisfiable'])
+def test_a_store_without_local_files_is_served_through_its_streams(media, wrapper, header, status,
+                                                                   expected):
+    remote = Remote(media.store)
+    local = make_client(media).get(URL, headers=header)
+    client = Client(FileResponder(inner_app, store=remote, lookup=media.lookup, now=lambda: NOW))
+    extra = {} if wrapper is None else {'wsgi.file_wrapper': wrapper}
+    with client.get(URL, headers=header, environ_overrides=extra) as resp:
+        assert resp.status_code == status
+        assert resp.data == (local.data if expected is None else expected)
+        assert resp.headers == local.headers
+    assert all(stream.closed for stream in remote.streams)
+
+
+def test_sendfile_hands_over_only_a_file_on_this_machine(media):
+    client = Client(FileResponder(inner_app, store=Remote(media.store), lookup=media.lookup,
+                                  accel='sendfile', now=lambda: NOW))
+    resp = client.get(URL)
+    assert resp.status_code == 200
+    assert 'X-Sendfile' not in resp.headers
+    assert resp.data == DATA
 
 
 # --- through a real waitress server ---
@@ -579,7 +658,7 @@ def live(tmp_path_factory):
     media.add('2025/01/01/gone.png', None)
     media.add('2025/01/01/old.png', expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
     (media.root.parent / 'etc').write_bytes(b'secret')
-    responder = FileResponder(inner_app, media_root=media.root,
+    responder = FileResponder(inner_app, store=media.store,
                               lookup=lambda rel: FileInfo('text/plain', None) if rel == '../etc'
                               else media.lookup(rel))
     bodies: list[type] = []

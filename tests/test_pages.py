@@ -620,11 +620,11 @@ def test_a_failing_delete_keeps_its_secret_out_of_the_log(tmp_path, caplog, monk
                                                           json_answer):
     from imgz.service import Actor, Options
     from imgz.sources import Incoming
-    from imgz import storage
+    from imgz import spool
 
     app = create_app({"data": str(tmp_path), "min_free_mb": "0"}, jobs=False)
     svc = app.config["IMGZ_SERVICE"]
-    writer = storage.write_bytes(svc.data, media.png(20, 20), 10_000_000, 10)
+    writer = spool.write_bytes(svc.data, media.png(20, 20), 10_000_000, 10)
     writer.close()
     upload, secret = svc.upload(Incoming(writer.path, writer.md5, writer.size, "a.png", "file"),
                                 Actor(1, True), Options())

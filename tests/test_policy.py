@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from imgz import chevereto, ids, params, sources, storage
+from imgz import chevereto, disk, ids, layout, params, sources
 from imgz.errors import InvalidBase64, InvalidParameter
 from imgz.service import exif_moment
 
@@ -23,18 +23,18 @@ from imgz.service import exif_moment
     ("<script>", "script"),
 ])
 def test_clean_name(text, expected):
-    assert storage.clean_name(text) == expected
+    assert layout.clean_name(text) == expected
 
 
 @pytest.mark.parametrize("mode,pattern_len", [("random", 16)])
 def test_choose_name_random(mode, pattern_len):
-    name = storage.choose_name("x", mode, "image", "2025/01/01", lambda stem: True)
+    name = layout.choose_name("x", mode, "image", "2025/01/01", lambda stem: True)
     assert len(name) == pattern_len
 
 
 def test_choose_name_original_takes_a_suffix_when_taken():
     taken = {"2025/01/01/shot"}
-    name = storage.choose_name("shot", "original", "image", "2025/01/01",
+    name = layout.choose_name("shot", "original", "image", "2025/01/01",
                                lambda stem: stem not in taken)
     assert name.startswith("shot-") and len(name) == len("shot-") + 8
 
@@ -42,13 +42,13 @@ def test_choose_name_original_takes_a_suffix_when_taken():
 @pytest.mark.parametrize("mode, taken", [("mixed", set()), ("original", {"2025/01/01/" + "a" * 70 + "-" + "b" * 9})])
 def test_a_cut_name_never_ends_in_a_doubled_dash(mode, taken):
     stem = "a" * 70 + " " + "b" * 20  # cut to 71 characters, the cut falls just after the '-'
-    name = storage.choose_name(stem, mode, "image", "2025/01/01", lambda s: s not in taken)
-    assert "--" not in name and len(name) <= storage.MAX_NAME
+    name = layout.choose_name(stem, mode, "image", "2025/01/01", lambda s: s not in taken)
+    assert "--" not in name and len(name) <= layout.MAX_NAME
     assert name.startswith("a" * 70 + "-") and len(name) == 70 + 1 + 8
 
 
 def test_choose_name_falls_back_when_nothing_is_left():
-    assert storage.choose_name("...", "original", "image", "2025/01/01", lambda s: True) == "image"
+    assert layout.choose_name("...", "original", "image", "2025/01/01", lambda s: True) == "image"
 
 
 @pytest.mark.parametrize("filename,title", [
@@ -209,7 +209,7 @@ def test_exif_moment(taken, offset, zone, expected):
     (datetime(2025, 3, 9), "2025/03/09"), (datetime(9999, 12, 31), "9999/12/31"),
 ])
 def test_date_folder_is_always_zero_padded(moment, folder):
-    assert storage.date_folder(moment) == folder
+    assert layout.date_folder(moment) == folder
 
 
 @pytest.mark.parametrize("number", [28, 122, 27])  # ENOSPC, EDQUOT, EFBIG
@@ -217,12 +217,12 @@ def test_full_disk_errors_become_507(number):
     from imgz.errors import NoStorage
 
     with pytest.raises(NoStorage):
-        storage.raise_storage_error(OSError(number, "full"))
+        disk.raise_storage_error(OSError(number, "full"))
 
 
 def test_other_os_errors_stay_themselves():
     with pytest.raises(PermissionError):
-        storage.raise_storage_error(PermissionError(13, "denied"))
+        disk.raise_storage_error(PermissionError(13, "denied"))
 
 
 FORMAT = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf"]

@@ -9,7 +9,7 @@ import pytest
 
 import media
 from imgz import config, db, init_data, metadata as imgz_metadata
-from imgz import service as service_mod, storage
+from imgz import scratch, service as service_mod, spool
 from imgz.errors import InvalidImage
 from imgz.service import Actor, Options, Service
 from imgz.sources import Incoming
@@ -22,8 +22,13 @@ def _service(tmp_path: Path, **overrides) -> Service:
     return Service(cfg, connections.get)
 
 
+def _media(svc: Service) -> Path:
+    """Where the local store keeps the files."""
+    return Path(svc.store.root)
+
+
 def _incoming(svc: Service, data: bytes, name: str = "a.png") -> Incoming:
-    writer = storage.write_bytes(svc.data, data, 10_000_000, 10)
+    writer = spool.write_bytes(svc.data, data, 10_000_000, 10)
     writer.close()
     return Incoming(writer.path, writer.md5, writer.size, name, "file")
 
@@ -39,8 +44,8 @@ def test_a_failed_upload_leaves_no_row_no_file_and_frees_its_name(tmp_path, monk
     monkeypatch.setattr(service_mod.db, "insert_upload", failing_insert)
     with pytest.raises(RuntimeError):
         svc.upload(_incoming(svc, media.png(600, 400), "keep.png"), admin, Options())
-    assert list(storage.images_dir(svc.data).rglob("*.png")) == []
-    assert list(storage.tmp_dir(svc.data).iterdir()) == []
+    assert list(_media(svc).rglob("*.png")) == []
+    assert list(scratch.folder(svc.data).iterdir()) == []
     monkeypatch.setattr(service_mod.db, "insert_upload", real_insert)
     upload, _ = svc.upload(_incoming(svc, media.png(600, 400), "keep.png"), admin, Options())
     assert upload.name == "keep", "the name of a failed upload is free again"
@@ -50,8 +55,8 @@ def test_a_damaged_image_leaves_nothing(tmp_path):
     svc = _service(tmp_path)
     with pytest.raises(InvalidImage):
         svc.upload(_incoming(svc, media.jpeg(300, 200)[:2000], "broken.jpg"), Actor(1, True), Options())
-    assert list(storage.images_dir(svc.data).rglob("*")) == []
-    assert list(storage.tmp_dir(svc.data).iterdir()) == []
+    assert list(_media(svc).rglob("*")) == []
+    assert list(scratch.folder(svc.data).iterdir()) == []
     assert db.count_uploads(db.connect(svc.config.db)) == 0
 
 
@@ -73,8 +78,8 @@ def test_a_metadata_title_of_only_controls_falls_back_to_the_file_name(tmp_path)
 
 
 def _arrived(svc: Service, data: bytes, name: str) -> Incoming:
-    """An upload written the way the API writes one: through the service's arrival filter."""
-    writer = storage.write_bytes(svc.data, data, 10_000_000, 10, svc.arrival)
+    """An upload written the way the API writes one: through the arrival filter of its settings."""
+    writer = spool.write_bytes(svc.data, data, 10_000_000, 10, spool.jpeg_filter(svc.config.keep_exif))
     writer.close()
     return Incoming(writer.path, writer.md5, writer.size, name, "file", writer.finish())
 
@@ -92,7 +97,8 @@ def test_a_jpeg_is_stripped_on_arrival_and_stored_without_another_copy(tmp_path,
     assert incoming.stripped is not None and incoming.stripped.changed
     upload, _ = svc.upload(incoming, Actor(user_id=1, is_admin=True), Options(use_file_date=True))
     assert copies == []
-    stored = storage.resolve(svc.data, upload.relpath()).read_bytes()
+    with svc.store.open(upload.relpath()) as file:
+        stored = file.read()
     assert b"Phone" not in stored and b"Harbour" not in stored
     assert stored.endswith(data[data.index(b"\xff\xda"):])
     # the metadata was still read, from the header the upload arrived with
@@ -100,7 +106,7 @@ def test_a_jpeg_is_stripped_on_arrival_and_stored_without_another_copy(tmp_path,
     assert upload.created_at.isoformat() == "2021-07-04T07:30:00+00:00"
     assert upload.checksum == hashlib.md5(stored).hexdigest()
     assert upload.source_checksum == hashlib.md5(data).hexdigest()
-    assert list(storage.tmp_dir(svc.data).iterdir()) == []
+    assert list(scratch.folder(svc.data).iterdir()) == []
 
 
 def test_a_turned_jpeg_arrives_as_it_came_and_is_stored_upright(tmp_path):
@@ -119,8 +125,8 @@ def test_a_jpeg_broken_after_its_header_is_refused_and_nothing_is_kept(tmp_path)
     assert incoming.stripped is not None and incoming.stripped.broken
     with pytest.raises(InvalidImage):
         svc.upload(incoming, Actor(user_id=1), Options(width=100))
-    assert list(storage.images_dir(svc.data).rglob("*.*")) == []
-    assert list(storage.tmp_dir(svc.data).iterdir()) == []
+    assert list(_media(svc).rglob("*.*")) == []
+    assert list(scratch.folder(svc.data).iterdir()) == []
 
 
 def test_with_metadata_kept_nothing_is_stripped_on_arrival(tmp_path):
@@ -144,9 +150,9 @@ def _app_with_upload(tmp_path: Path):
 
 def test_a_deleted_upload_is_not_served_even_when_its_file_could_not_be_removed(tmp_path, monkeypatch):
     app, svc, upload, client, url = _app_with_upload(tmp_path)
-    monkeypatch.setattr(storage, "delete_files", lambda data, paths: None)  # a disk refusing removal
+    monkeypatch.setattr(svc.store, "delete", lambda keys: None)  # a disk refusing removal
     svc.delete(upload)
-    assert (storage.images_dir(svc.data) / upload.relpath()).exists()
+    assert (_media(svc) / upload.relpath()).exists()
     assert client.get(url).status_code == 404
 
 
@@ -166,10 +172,10 @@ def test_an_upload_deleted_by_another_process_is_soon_not_served(tmp_path, monke
 
 def test_removal_goes_on_past_a_file_that_cannot_be_removed(tmp_path, caplog):
     svc = _service(tmp_path)
-    folder = storage.images_dir(svc.data) / "2025/01/01"
+    folder = _media(svc) / "2025/01/01"
     folder.mkdir(parents=True)
     (folder / "stuck").mkdir()  # unlink() of a directory fails
     (folder / "a.png").write_bytes(b"x")
-    storage.delete_files(svc.data, ["2025/01/01/stuck", "2025/01/01/a.png"])
+    svc.store.delete(["2025/01/01/stuck", "2025/01/01/a.png"])
     assert not (folder / "a.png").exists()
     assert "could not remove 2025/01/01/stuck" in caplog.text

@@ -1,0 +1,107 @@
+"""The seam for stored media: what any store of finished files offers, and the one in use.
+
+A store keeps files under keys (imgz.layout: ``YYYY/MM/DD/name.variant.ext``). It is given
+finished files from the process's scratch area, and gives them back as streams, by range. Nothing
+outside a store knows where its files are: the local store (store/local.py) may say, for the file
+responder's zero-copy path and X-Sendfile, through ``Stat.path``; another store says None.
+
+Every method refuses a key that would leave the store (``layout.is_safe``) with ValueError.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+from pathlib import Path
+from typing import IO, Iterable, Iterator, NamedTuple, Sequence
+
+from .. import layout
+
+
+class Stat(NamedTuple):
+    """What a store knows of one stored file."""
+
+    size: int
+    mtime_ns: int
+    version: str        # changes whenever the bytes may have: the file responder's ETag
+    path: str | None    # the file on this machine's disk, when the store keeps it there
+
+
+class Store(abc.ABC):
+    """Stored media under keys. Puts are atomic (a key is either absent or whole) and durable
+    once they return; a key is never overwritten."""
+
+    @abc.abstractmethod
+    def prepare(self) -> None:
+        """Make what the store needs before it takes files; raises OSError when it cannot."""
+
+    @abc.abstractmethod
+    def put(self, key: str, src: Path) -> None:
+        """Store the finished local file ``src`` under ``key``; ``src`` is consumed (gone
+        afterwards). FileExistsError when the key is taken, NoStorage when there is no room;
+        after any failure the key is as it was."""
+
+    def put_all(self, items: Sequence[tuple[str, Path]]) -> None:
+        """Put several files, all or none: after a failure the keys put so far are gone again."""
+        done: list[str] = []
+        try:
+            for key, src in items:
+                self.put(key, src)
+                done.append(key)
+        except BaseException:
+            self.delete(done)
+            raise
+
+    @abc.abstractmethod
+    def open(self, key: str, start: int = 0, stop: int | None = None) -> IO[bytes]:
+        """A binary stream of the stored bytes from ``start`` on; the caller closes it.
+
+        ``stop`` says the reader needs nothing past it: a remote store may end the stream there,
+        the local one gives its file as is (to the end), so readers read ``stop - start`` bytes.
+        FileNotFoundError for a key that is not stored.
+        """
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> Stat | None:
+        """Size, modification time and version of a stored file, or None when there is none."""
+
+    @abc.abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Remove files; keys not stored are no error. One that cannot be removed is logged
+        (``check --repair`` finds it later) and the others still go."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Every stored key that starts with ``prefix``, in no particular order."""
+
+    @abc.abstractmethod
+    def free_bytes(self) -> int | None:
+        """Room left for new files, in bytes, or None when the store cannot tell."""
+
+    @abc.abstractmethod
+    def local_file(self, key: str, scratch: Path) -> contextlib.AbstractContextManager[Path]:
+        """A context holding the stored file as a file on this machine, to be read (re-rendered):
+        the local store's own file, or a copy made in the folder ``scratch`` and removed at the
+        end. FileNotFoundError for a key that is not stored."""
+
+
+def check_key(key: str) -> str:
+    """The key itself, or ValueError when it would leave the store."""
+    if not layout.is_safe(key):
+        raise ValueError(f"unsafe key {key!r}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A listing prefix: '' or a key's start whose folders are safe ('2025/', '2025/0')."""
+    folder = prefix.rpartition("/")[0]
+    if (prefix.startswith("/") or "\\" in prefix or "\x00" in prefix
+            or (folder and not layout.is_safe(folder))):
+        raise ValueError(f"unsafe prefix {prefix!r}")
+    return prefix
+
+
+def for_data(data: Path) -> Store:
+    """The store of a data directory: its files on the local disk, under ``<data>/images``."""
+    from .local import LocalStore
+
+    return LocalStore(data / layout.DIR)

@@ -1,0 +1,145 @@
+"""The local store: stored files on this machine's disk, ``<root>/YYYY/MM/DD/<name>.<ext>``.
+
+Files come from the process's scratch folder, on the same filesystem, so a put links the finished
+file into place (never a copy, never over an existing name) after an fsync, and fsyncs the folder
+once the names are made. Stored files get mode 0666 less the process umask, as any file the
+process makes: a work file may have been made private (mkstemp's 0600), a front server running as
+another user must still be able to send it.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import IO, Iterable, Iterator, Sequence
+
+from .. import disk, layout
+from . import Stat, Store, check_prefix
+
+log = logging.getLogger("imgz")
+_KEY, _UNSAFE = layout.KEY.fullmatch, layout.UNSAFE.search
+
+
+class LocalStore(Store):
+    def __init__(self, root: str | Path) -> None:
+        self.root = os.path.abspath(root)
+
+    def __repr__(self) -> str:
+        return f"LocalStore({self.root!r})"
+
+    def _path(self, key: str) -> str:
+        # check_key, inlined: the file responder comes here twice for every file it sends
+        if _KEY(key) is None and _UNSAFE(key) is not None:
+            raise ValueError(f"unsafe key {key!r}")
+        return f"{self.root}/{key}"
+
+    def prepare(self) -> None:
+        os.makedirs(self.root, exist_ok=True)
+
+    def put(self, key: str, src: Path) -> None:
+        self.put_all([(key, src)])
+
+    def put_all(self, items: Sequence[tuple[str, Path]]) -> None:
+        """Link each file to its key, then fsync each folder once: an upload's files share one."""
+        targets = [(self._path(key), key, src) for key, src in items]
+        mode = 0o666 & ~disk.process_umask()
+        placed: list[str] = []
+        folders: dict[str, None] = {}
+        try:
+            for dest, key, src in targets:
+                _make_ready(src, mode)
+                folder = os.path.dirname(dest)
+                try:
+                    os.link(src, dest)  # fails if the name exists: a put never overwrites
+                except FileNotFoundError:
+                    self._make_folders(folder)
+                    os.link(src, dest)
+                placed.append(key)
+                folders[folder] = None
+                os.unlink(src)
+            for folder in folders:
+                disk.fsync_path(folder)
+        except BaseException as exc:
+            self.delete(placed)
+            if isinstance(exc, OSError):
+                disk.raise_storage_error(exc)
+            raise
+
+    def _make_folders(self, folder: str) -> None:
+        """Make a missing date folder, and fsync the folders above it so that its name lasts."""
+        os.makedirs(folder, exist_ok=True)
+        parent = os.path.dirname(folder)
+        while len(parent) >= len(self.root):
+            disk.fsync_path(parent)
+            parent = os.path.dirname(parent)
+
+    def open(self, key: str, start: int = 0, stop: int | None = None) -> IO[bytes]:
+        # The file itself: with its fileno a server may send it without copying it through Python.
+        file = open(self._path(key), "rb")
+        if start:
+            try:
+                file.seek(start)
+            except BaseException:
+                file.close()
+                raise
+        return file
+
+    def stat(self, key: str) -> Stat | None:
+        path = self._path(key)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return Stat(st.st_size, st.st_mtime_ns,
+                    f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}", path)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        paths = [(key, self._path(key)) for key in keys]
+        for key, path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not remove %s: %s", key, exc.strerror or exc)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        folder, _, start = check_prefix(prefix).rpartition("/")
+        top = f"{self.root}/{folder}" if folder else self.root
+        cut = len(self.root) + 1
+        for here, dirs, files in os.walk(top):
+            if here == top:
+                dirs[:] = [name for name in dirs if name.startswith(start)]
+                files = [name for name in files if name.startswith(start)]
+            base = here[cut:]
+            for name in files:
+                yield f"{base}/{name}" if base else name
+
+    def free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    @contextlib.contextmanager
+    def local_file(self, key: str, scratch: Path) -> Iterator[Path]:
+        path = self._path(key)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no stored file {key!r}")
+        yield Path(path)
+
+
+def _make_ready(src: Path, mode: int) -> None:
+    """Give a finished file its mode and flush it to the disk before its name is made."""
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
