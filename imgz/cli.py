@@ -45,8 +45,7 @@ class Context:
             self._cfg = cfg
         return self._cfg
 
-    def conn(self) -> db.Connection:
-        """The command's connection, opened on first use and kept until the process ends."""
+    def conn(self) -> db.Connection:  # one per command, kept until the process ends
         if self._conn is None:
             self._conn = db.connect(self.cfg.db)
         return self._conn

@@ -31,12 +31,7 @@ from sqlalchemy.pool import NullPool
 
 NAME = "sqlite"
 BUSY_TIMEOUT_MS = 10_000
-PRAGMAS = (
-    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
-    "PRAGMA journal_mode = WAL",
-    "PRAGMA synchronous = NORMAL",
-    "PRAGMA foreign_keys = ON",
-)
+PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON")
 
 # Keyword arguments of Table: a table whose primary key is its only lookup needs no rowid.
 WITHOUT_ROWID: dict[str, Any] = {"sqlite_with_rowid": False}
@@ -61,13 +56,15 @@ def engine_for(path: str | Path, writing: str) -> Engine:
     ``writing`` names the ``Connection.info`` flag that asks the next BEGIN to be a write's.
     """
     engine = create_engine(URL.create("sqlite+pysqlite", database=str(path)), poolclass=NullPool,
-                           connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+                           connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own
         cursor = dbapi_connection.cursor()
         try:
+            # first: the journal mode may have to wait for another process's lock
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             for pragma in PRAGMAS:
                 cursor.execute(pragma)
         finally:
