@@ -323,7 +323,11 @@ def test_a_transaction_takes_the_write_lock_at_its_start_and_nests(conn):
                 other.execute("BEGIN IMMEDIATE")
         with db.transaction(conn):
             db.add_user(conn, "inner", False, NOW)
+            upload = db.insert_upload(conn, new_upload(), "h", [("2025/03/04/a.png", "image/png")])
         assert db.get_user_by_name(conn, "inner") is not None, "a transaction sees its own rows"
+        assert db.file_lookup(conn, upload.relpath()).mime == "image/png"
+        with raw(conn) as other:
+            assert other.execute("SELECT COUNT(*) FROM uploads").fetchone()[0] == 0, "not yet committed"
     assert db.get_user_by_name(conn, "inner") is not None
     with raw(conn) as other:
         other.execute("BEGIN IMMEDIATE")  # free again
