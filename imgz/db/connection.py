@@ -7,6 +7,10 @@ own (see ``sqlite.py``), so the database commits each statement at once. SQLAlch
 a record of a transaction it began for such statements; it holds nothing in the database and
 ``transaction`` ends it (sending nothing) before it begins a write.
 
+The two reads made on every request (a stored file's lookup, an API key's) are ``Prepared``:
+compiled once, run on the driver's connection (see there). Everything else is executed by
+SQLAlchemy.
+
 Every driver error leaves the package as one of imgz's errors (``errors.py``): a database locked
 for the whole busy timeout is ``DatabaseBusy`` (503), a full disk ``NoStorage`` (507), a taken
 unique key ``Conflict``, anything else ``DatabaseError`` (500), each with the driver's error as
@@ -38,6 +42,7 @@ def dialect(conn: Connection) -> ModuleType:
 
 
 def open_engine(path: str | Path) -> Engine:
+    """The engine of the database at ``path``: an SQLite file (the one dialect so far)."""
     engine = sqlite.engine_for(path, _WRITING)
     event.listen(engine, "handle_error", _translate, retval=True)
     return engine
@@ -51,6 +56,7 @@ def _translate(context: ExceptionContext) -> ImgzError | None:
 
 
 def translated(dialect_name: str, cause: BaseException) -> ImgzError:
+    """imgz's error for an error of a dialect's driver."""
     kind = DIALECTS[dialect_name].classify(cause)
     if kind == "busy":
         return DatabaseBusy()
