@@ -69,8 +69,9 @@ def init_data(cfg: config_mod.Config) -> None:
                 db.add_user(conn, "admin", True, datetime.now(timezone.utc))
         finally:
             conn.close()
-    except (OSError, ImgzError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "detail", None) or exc.__cause__ or exc
+    except (OSError, ImgzError) as exc:  # the database layer's errors say why in detail or cause
+        reason = (getattr(exc, "strerror", None) or getattr(exc, "detail", None) or exc.__cause__
+                  or exc)
         raise ConfigError(f"IMGZ_DB={cfg.db!r}: cannot open the database: {reason}") from None
 
 

@@ -124,7 +124,8 @@ def test_names_are_reserved_once(conn):
 
 def test_files_by_path(conn):
     upload = store(conn, new_upload(expires_at=NOW + timedelta(days=1)))
-    assert db.file_lookup(conn, upload.relpath("th")) == records.StoredFile("image/png", NOW + timedelta(days=1))
+    expected = records.StoredFile("image/png", NOW + timedelta(days=1))
+    assert db.file_lookup(conn, upload.relpath("th")) == expected
     assert db.file_lookup(conn, "2025/03/04/none.png") is None
     assert db.upload_id_for_path(conn, upload.relpath()) == upload.id
     assert db.upload_id_for_path(conn, "x") is None
