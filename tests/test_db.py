@@ -242,6 +242,8 @@ def test_a_database_locked_too_long_is_busy_and_the_connection_recovers(tmp_path
             assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
             with pytest.raises(DatabaseBusy):
                 db.add_user(conn, "a", False, NOW)
+            with pytest.raises(DatabaseBusy):
+                db.reserve_name(conn, "2025/03/04/a")  # a prepared statement says so too
             assert db.get_user_by_name(conn, "a") is None, "reads go on beside a writer"
         finally:
             holder.execute("ROLLBACK")

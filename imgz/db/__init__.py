@@ -8,6 +8,7 @@ Named queries are functions that take a connection (``db.Connection``, from
 Modules, by noun:
   tables.py      the tables, declared once (the uploads table from ``records.Upload``)
   connection.py  engines, one connection per thread, ``transaction``, error translation
+  prepared.py    statements of every request's path, compiled once, run by the driver
   sqlite.py      all that only SQLite understands (PRAGMAs, BEGIN IMMEDIATE, WITHOUT ROWID, ...)
   migrations.py  schema versions and the steps between them
   users.py       users and API keys

@@ -7,9 +7,9 @@ own (see ``sqlite.py``), so the database commits each statement at once. SQLAlch
 a record of a transaction it began for such statements; it holds nothing in the database and
 ``transaction`` ends it (sending nothing) before it begins a write.
 
-The two reads made on every request (a stored file's lookup, an API key's) are ``Prepared``:
-compiled once, run on the driver's connection (see there). Everything else is executed by
-SQLAlchemy.
+The statements of every request's path (a stored file's lookup, an API key's, storing an
+upload) are ``prepared.Prepared``: compiled once, run on the driver's connection. Everything
+else is executed by SQLAlchemy.
 
 Every driver error leaves the package as one of imgz's errors (``errors.py``): a database locked
 for the whole busy timeout is ``DatabaseBusy`` (503), a full disk ``NoStorage`` (507), a taken
@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Select, event
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, ExceptionContext, Row
 from sqlalchemy.exc import DBAPIError
 
@@ -147,44 +147,3 @@ def insert(conn: Connection, statement: Any, params: Any = None) -> int:
     """Run an INSERT of one row; return its new primary key."""
     return int(conn.execute(statement, params).inserted_primary_key[0])
 
-
-class Prepared:
-    """A one-row read made on every request (a stored file's lookup, an API key's), compiled
-    once per dialect by SQLAlchemy and run on the driver's connection itself.
-
-    SQLAlchemy's work around an execution (events, contexts, result objects) costs several times
-    such a lookup by a unique index. The statement stays declared in Core and its columns' types
-    still convert the values; only the per-call work is the driver's. Inside ``transaction`` it
-    reads on the transaction's connection like any other query.
-    """
-
-    def __init__(self, statement: Select) -> None:
-        self.statement = statement
-        self._plans: dict[str, tuple] = {}
-
-    def _plan(self, dialect: Any) -> tuple:
-        compiled = self.statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup) if compiled.positional else None
-        binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-                 for name, bind in compiled.binds.items()}
-        results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                        for column in self.statement.selected_columns)
-        plan = self._plans[dialect.name] = (compiled.string, names, binds, results)
-        return plan
-
-    def first(self, conn: Connection, params: dict[str, Any]) -> tuple | None:
-        sql, names, binds, results = self._plans.get(conn.dialect.name) or self._plan(conn.dialect)
-        values = {name: value if binds[name] is None else binds[name](value)
-                  for name, value in params.items()}
-        args = values if names is None else [values[name] for name in names]
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute(sql, args)
-            row = cursor.fetchone()
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise translated(conn.dialect.name, exc) from exc
-        finally:
-            cursor.close()
-        if row is None:
-            return None
-        return tuple(v if convert is None else convert(v) for convert, v in zip(results, row))

@@ -5,7 +5,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from ..records import StoredFile
-from .connection import Prepared, dialect, rows, value, write
+from .connection import rows, value, write
+from .prepared import Prepared
 from .tables import files, names, uploads
 
 _FILE = Prepared(select(files.c.mime, uploads.c.expires_at)
@@ -13,12 +14,13 @@ _FILE = Prepared(select(files.c.mime, uploads.c.expires_at)
                  .where(files.c.path == bindparam("path")))
 _UPLOAD_OF = select(files.c.upload_id).where(files.c.path == bindparam("path"))
 _ALL_PATHS = select(files.c.path)
+_RESERVE = Prepared(lambda dialect: dialect.insert(names))
 _RELEASE = names.delete().where(names.c.stem == bindparam("stem"))
 
 
 def reserve_name(conn: Connection, stem: str) -> bool:
     """Claim 'YYYY/MM/DD/name' for one upload; False when another upload has (or had) it."""
-    return write(conn, dialect(conn).insert(names), {"stem": stem}) == 1
+    return _RESERVE.run(conn, {"stem": stem}) == 1
 
 
 def release_name(conn: Connection, stem: str) -> None:

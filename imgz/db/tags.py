@@ -9,12 +9,14 @@ from sqlalchemy.engine import Connection
 
 from .. import params
 from ..records import PopularTag, Tag
-from .connection import dialect, first, rows, write
+from .connection import first, rows, write
+from .prepared import Prepared
 from .tables import tags, upload_tags, uploads
 
 _TAG = select(tags.c.id, tags.c.name, tags.c.url_key).where(tags.c.url_key == bindparam("url_key"))
-_TAGS_BY_KEY = (select(tags.c.id, tags.c.name, tags.c.url_key)
-                .where(tags.c.url_key.in_(bindparam("keys", expanding=True))))
+_NEW_TAG = Prepared(lambda dialect: dialect.insert(tags), columns=("name", "url_key"))
+_TAG_BY_KEY = Prepared(select(tags.c.id, tags.c.name).where(tags.c.url_key == bindparam("url_key")))
+_NEW_LINK = Prepared(lambda dialect: dialect.insert(upload_tags))
 _NAMES_OF = (select(upload_tags.c.upload_id, tags.c.name)
              .join_from(upload_tags, tags, tags.c.id == upload_tags.c.tag_id)
              .where(upload_tags.c.upload_id.in_(bindparam("ids", expanding=True)))
@@ -48,12 +50,11 @@ def link_tags(conn: Connection, upload_id: int, names: Iterable[str]) -> tuple[s
         keyed.setdefault(params.tag_key(name), name)
     if not keyed:
         return ()
-    write(conn, dialect(conn).insert(tags), [{"name": n, "url_key": k} for k, n in keyed.items()])
-    found = {row.url_key: row for row in rows(conn, _TAGS_BY_KEY, {"keys": list(keyed)})}
-    write(conn, dialect(conn).insert(upload_tags),
-          [{"upload_id": upload_id, "tag_id": found[key].id, "position": position}
-           for position, key in enumerate(keyed)])
-    return tuple(found[key].name for key in keyed)
+    _NEW_TAG.many(conn, [{"name": name, "url_key": key} for key, name in keyed.items()])
+    found = [_TAG_BY_KEY.first(conn, {"url_key": key}) for key in keyed]
+    _NEW_LINK.many(conn, [{"upload_id": upload_id, "tag_id": tag_id, "position": position}
+                          for position, (tag_id, _) in enumerate(found)])
+    return tuple(name for _, name in found)
 
 
 def names_of(conn: Connection, upload_ids: list[int]) -> dict[int, tuple[str, ...]]:

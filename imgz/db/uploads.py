@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection, Row
 from ..records import Upload
 from .connection import first, insert, rows, value, write
 from .tables import UPLOAD_COLUMNS, UPLOAD_INSERT, files, upload_tags, uploads
+from .prepared import Prepared
 from .tags import drop_unused, link_tags, names_of, tag_ids_of
 
 CHUNK = 500  # uploads read at once by iter_uploads
@@ -24,8 +25,9 @@ _ID_OF = select(uploads.c.id).where(uploads.c.public_id == bindparam("public_id"
 _DELETE_HASH = select(uploads.c.delete_hash).where(uploads.c.public_id == bindparam("public_id"))
 _PATHS_OF = select(files.c.path).where(files.c.upload_id.in_(bindparam("ids", expanding=True)))
 _INSERT = uploads.insert()
-_INSERT_RETURNING = uploads.insert().returning(*UPLOAD_COLUMNS)
-_INSERT_FILE = files.insert()
+_INSERT_RETURNING = Prepared(uploads.insert().returning(*UPLOAD_COLUMNS),
+                             columns=(*UPLOAD_INSERT, "delete_hash"))
+_INSERT_FILES = Prepared(files.insert())
 _DELETE = uploads.delete().where(uploads.c.id.in_(bindparam("ids", expanding=True)))
 _ADD_VIEW = (uploads.update().where(uploads.c.id == bindparam("upload_id"))
              .values(views=uploads.c.views + 1))
@@ -64,13 +66,14 @@ def insert_upload(conn: Connection, upload: Upload, delete_hash: str,
     values = {name: getattr(upload, name) for name in UPLOAD_INSERT}
     values["delete_hash"] = delete_hash
     if conn.dialect.insert_returning:
-        row = conn.execute(_INSERT_RETURNING, values).one()
+        row = _INSERT_RETURNING.first(conn, values)
     else:  # SQLite before 3.35
         row = conn.execute(_BY_ID, {"upload_id": insert(conn, _INSERT, values)}).one()
-    placed = [{"path": path, "upload_id": row.id, "mime": mime} for path, mime in paths]
-    if placed:
-        write(conn, _INSERT_FILE, placed)
-    return Upload(*row, tags=link_tags(conn, row.id, upload.tags))
+    assert row is not None
+    upload_id = row[0]
+    _INSERT_FILES.many(conn, [{"path": path, "upload_id": upload_id, "mime": mime}
+                              for path, mime in paths])
+    return Upload(*row, tags=link_tags(conn, upload_id, upload.tags))
 
 
 def get_upload(conn: Connection, public_id: str) -> Upload | None:

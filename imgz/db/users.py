@@ -7,7 +7,8 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection, Row
 
 from ..records import Key, User, UserSummary
-from .connection import Prepared, first, insert, rows, value, write
+from .connection import first, insert, rows, value, write
+from .prepared import Prepared
 from .tables import api_keys, uploads, users
 
 # -- users ---------------------------------------------------------------------------------------
