@@ -25,7 +25,7 @@ class Upload:
     """One stored upload as the database keeps it; dates are aware UTC datetimes.
 
     Every field but ``tags`` is a column of the uploads table (the database adds only the delete
-    secret's hash). A new upload is built with ``id`` 0 and no ``public_id``: storing it gives both.
+    secret's hash). A new upload is built with ``id`` 0: storing it gives the id.
     """
 
     id: int
