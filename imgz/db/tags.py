@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, false, func, select
 from sqlalchemy.engine import Connection
 
 from .. import params
@@ -30,7 +30,7 @@ _USES = func.count().label("uploads")
 _POPULAR = (select(tags.c.name, tags.c.url_key, _USES)
             .join_from(tags, upload_tags, upload_tags.c.tag_id == tags.c.id)
             .join(uploads, uploads.c.id == upload_tags.c.upload_id)
-            .where(uploads.c.nsfw.is_(False),
+            .where(uploads.c.nsfw == false(),
                    (uploads.c.expires_at.is_(None)) | (uploads.c.expires_at > bindparam("now")),
                    # a key of dots alone (older uploads) has no page
                    func.replace(tags.c.url_key, ".", "") != "")

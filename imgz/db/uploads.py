@@ -9,8 +9,8 @@ from sqlalchemy.engine import Connection, Row
 
 from ..records import Upload
 from .connection import first, insert, rows, value, write
-from .tables import UPLOAD_COLUMNS, UPLOAD_INSERT, files, upload_tags, uploads
 from .prepared import Prepared
+from .tables import UPLOAD_COLUMNS, UPLOAD_INSERT, files, upload_tags, uploads
 from .tags import drop_unused, link_tags, names_of, tag_ids_of
 
 CHUNK = 500  # uploads read at once by iter_uploads
