@@ -415,6 +415,9 @@ def test_an_older_schema_is_upgraded_keeping_its_rows(tmp_path, version):
     with contextlib.closing(db.connect(tmp_path / "new.db")) as conn:
         db.migrate(conn)
     assert _shape(tmp_path / "old.db") == _shape(tmp_path / "new.db")
+    for name in ("old.db", "new.db"):  # what an older imgz reads: it finds nothing left to do
+        with contextlib.closing(sqlite3.connect(tmp_path / name)) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
 
 
 def test_a_database_of_a_newer_imgz_is_refused(tmp_path):

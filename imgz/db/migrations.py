@@ -2,7 +2,8 @@
 older one runs, in one transaction, the steps it lacks, and keeps every row.
 
 Versions: 1 the first schema; 2 tags stored as cleaned today (a step on the rows); 3 the
-version kept in the ``schema_version`` table instead of SQLite's ``PRAGMA user_version``.
+version kept in a ``schema_version`` table, which any database has (SQLite's header, where
+versions 1 and 2 kept it, still counts along for an older imgz).
 A new version adds its step here and its change to ``tables.py``.
 """
 from __future__ import annotations
@@ -91,3 +92,4 @@ def migrate(conn: Connection) -> None:
                 STEPS[number](conn)
         write(conn, schema_version.delete())
         write(conn, schema_version.insert(), {"version": SCHEMA_VERSION})
+        dialect(conn).mark_version(conn, SCHEMA_VERSION)

@@ -3,7 +3,7 @@
 The rest of the db package is portable SQLAlchemy Core; it reaches this module through
 ``dialect(conn)`` in ``connection.py``. A second database is a sibling module with the same names
 (``NAME``, ``engine_for``, ``WITHOUT_ROWID``, ``partial``, ``insert``, ``classify``,
-``legacy_version``), added to ``connection.DIALECTS``.
+``legacy_version``, ``mark_version``), added to ``connection.DIALECTS``.
 
 What is SQLite's alone:
 - every new connection gets WAL, ``synchronous = NORMAL``, a busy timeout and foreign keys
@@ -15,7 +15,8 @@ What is SQLite's alone:
   transaction run on their own, each committed by SQLite at once, as before;
 - table options: WITHOUT ROWID, the WHERE of a partial index;
 - which driver errors mean "busy", "full" or "conflict";
-- the schema version of databases made before the version table: ``PRAGMA user_version``.
+- the schema version as databases made before the version table kept it, ``PRAGMA
+  user_version``, still counted along for an older imgz.
 """
 from __future__ import annotations
 
@@ -97,3 +98,9 @@ def classify(error: BaseException) -> str | None:
 def legacy_version(conn: Connection) -> int:
     """The schema version a database made before the version table keeps in its header."""
     return int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
+
+
+def mark_version(conn: Connection, version: int) -> None:
+    """Keep the header's count too: an older imgz, which reads only that, then finds nothing
+    to do instead of creating tables that are there."""
+    conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
