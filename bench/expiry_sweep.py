@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from imgz import config, db, ids, init_data, layout  # noqa: E402
+from imgz.records import Upload  # noqa: E402
 from imgz.service import Service  # noqa: E402
 
 
@@ -34,14 +35,16 @@ def populate(service: Service, count: int, expired: bool, now: datetime) -> None
             paths = [f"{folder}/{name}.png", f"{folder}/{name}.th.png"]
             for relpath in paths:
                 (root / relpath).write_bytes(b"\x89PNG small file")
-            db.insert_upload(conn, {
-                "public_id": ids.public_id(12), "user_id": 1, "kind": "image", "folder": folder,
-                "name": name, "extension": "png", "mime": "image/png", "size": 15, "width": 1,
-                "height": 1, "title": name, "original_filename": name + ".png", "checksum": "0" * 32,
-                "created_at": now - timedelta(hours=1),
-                "expires_at": now - timedelta(seconds=1) if expired else None,
-                "thumb_size": 15, "thumb_width": 1, "thumb_height": 1, "delete_hash": "0" * 64,
-            }, [(p, "image/png") for p in paths], [("bench", "bench")])
+            upload = Upload(
+                id=0, public_id=ids.public_id(12), user_id=1, album_id=None, category_id=None,
+                kind="image", folder=folder, name=name, extension="png", mime="image/png", size=15,
+                width=1, height=1, duration=0, is_animated=False, is_360=False, nsfw=False,
+                title=name, description=None, original_filename=name + ".png",
+                original_exifdata=None, checksum="0" * 32, source_checksum=None,
+                created_at=now - timedelta(hours=1),
+                expires_at=now - timedelta(seconds=1) if expired else None,
+                thumb_size=15, thumb_width=1, thumb_height=1, tags=("bench",))
+            db.insert_upload(conn, upload, "0" * 64, [(p, "image/png") for p in paths])
 
 
 def measure(data: Path, count: int) -> tuple[int, float, int, int]:

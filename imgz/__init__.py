@@ -5,7 +5,6 @@ import functools
 import json
 import logging
 import re
-import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +17,7 @@ from werkzeug.formparser import default_stream_factory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import chevereto, config as config_mod, db, scratch
-from .errors import ImgzError, NoStorage, TooBig
+from .errors import DatabaseError, ImgzError, TooBig
 from .files import FileInfo, FileResponder
 from .ratelimit import Limiter, parse_limit
 from .service import Service
@@ -70,9 +69,10 @@ def init_data(cfg: config_mod.Config) -> None:
                 db.add_user(conn, "admin", True, datetime.now(timezone.utc))
         finally:
             conn.close()
-    except (OSError, sqlite3.Error) as exc:
-        raise config_mod.refused("db", cfg.db, "cannot open it: "
-                                f"{getattr(exc, 'strerror', None) or exc}") from None
+    except (OSError, ImgzError) as exc:  # the database layer's errors say why in detail or cause
+        reason = (getattr(exc, "strerror", None) or getattr(exc, "detail", None) or exc.__cause__
+                  or exc)
+        raise config_mod.refused("db", cfg.db, f"cannot open it: {reason}") from None
 
 
 def clean_scratch(cfg: config_mod.Config) -> None:
@@ -126,10 +126,10 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
 
     @functools.lru_cache(maxsize=FILE_CACHE)
     def known_file(relpath: str, era: tuple[int, int]) -> FileInfo:
-        row = db.file_lookup(connections.get(), relpath)
-        if row is None:
+        found = db.file_lookup(connections.get(), relpath)
+        if found is None:
             raise LookupError(relpath)  # not cached: the file may be placed a moment later
-        return FileInfo(mime=row["mime"], expires_at=db.from_ts(row["expires_at"]))
+        return FileInfo(mime=found.mime, expires_at=found.expires_at)
 
     def lookup(relpath: str) -> FileInfo | None:
         # A file's type and expiry never change and its name is never reused, so they are
@@ -209,13 +209,11 @@ def _register_errors(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 
-    @app.errorhandler(sqlite3.OperationalError)
-    def database_error(exc: sqlite3.OperationalError) -> Response:
-        if "full" in str(exc).lower():
-            err = NoStorage()
-            return _error_response(err.status, err.message, err.code)
-        log.exception("database error on %s %s", request.method, _log_path())
-        return _error_response(500, "Internal error", 500)
+    @app.errorhandler(DatabaseError)
+    def database_error(exc: DatabaseError) -> Response:
+        log.error("database error on %s %s: %s", request.method, _log_path(), exc.detail,
+                  exc_info=exc)
+        return _error_response(exc.status, exc.message, exc.code)
 
     @app.errorhandler(Exception)
     def crash(exc: Exception) -> Response:

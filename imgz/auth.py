@@ -1,13 +1,13 @@
 """Which user a request acts for: the API key from the header or the ``key`` parameter."""
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 from flask import Request
 
 from . import db, ids
-from .errors import Unauthorized
+from .errors import Busy, DatabaseError, NoStorage, Unauthorized
+from .records import Key
 from .service import Actor
 
 LAST_USED_STEP = 60
@@ -30,26 +30,26 @@ def presented_key(request: Request) -> str | None:
     return (request.form.get("key", "").strip() or request.args.get("key", "").strip()) or None
 
 
-def live_key(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
-    """The key's row when it is known and not revoked, looked up by its SHA-256.
+def live_key(conn: db.Connection, key: str) -> Key | None:
+    """The key when it is known and not revoked, looked up by its SHA-256.
 
     Never cached, so a revoked key fails at once. A read only: the server's gate calls it too.
     """
     return db.find_key(conn, ids.digest(key))
 
 
-def actor_for_key(conn: sqlite3.Connection, key: str | None, now: datetime) -> Actor:
+def actor_for_key(conn: db.Connection, key: str | None, now: datetime) -> Actor:
     """The actor for a presented key; a missing or unknown one is refused (401)."""
     if not key:
         raise Unauthorized("No key provided")
-    row = live_key(conn, key)
-    if row is None:
+    found = live_key(conn, key)
+    if found is None:
         raise Unauthorized()
     # One write a minute is enough to tell when a key was last used; one per upload is not.
-    last = row["last_used_at"]
+    last = found.last_used_at
     try:
-        if last is None or now.timestamp() - last >= LAST_USED_STEP:
-            db.touch_key(conn, row["key_id"], now)
-    except sqlite3.OperationalError:
+        if last is None or (now - last).total_seconds() >= LAST_USED_STEP:
+            db.touch_key(conn, found.id, now)
+    except (Busy, NoStorage, DatabaseError):
         pass  # a full disk or a long lock must not refuse a valid key; the upload will say why
-    return Actor(user_id=row["user_id"], is_admin=bool(row["is_admin"]), key_id=row["key_id"])
+    return Actor(user_id=found.user_id, is_admin=found.is_admin, key_id=found.id)

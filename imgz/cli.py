@@ -28,14 +28,15 @@ def say(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _fmt_ts(value: int | None) -> str:
-    return "-" if value is None else datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+def _fmt_ts(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 class Context:
     def __init__(self, flags: dict[str, Any]) -> None:
         self.flags = flags
         self._cfg: config_mod.Config | None = None
+        self._conn: db.Connection | None = None
 
     @property
     def cfg(self) -> config_mod.Config:
@@ -45,19 +46,21 @@ class Context:
             self._cfg = cfg
         return self._cfg
 
-    def conn(self):
-        return db.connect(self.cfg.db)
+    def conn(self) -> db.Connection:  # one per command, kept until the process ends
+        if self._conn is None:
+            self._conn = db.connect(self.cfg.db)
+        return self._conn
 
     def clean_scratch(self) -> None:
         """For commands that change files: remove what processes that are gone left in ``tmp``."""
         clean_scratch(self.cfg)
 
 
-def _user_id(conn, name: str | None) -> int:
-    row = db.get_user_by_name(conn, name or "admin")
-    if row is None:
+def _user_id(conn: db.Connection, name: str | None) -> int:
+    found = db.get_user_by_name(conn, name or "admin")
+    if found is None:
         raise click.ClickException(f"no user named {name!r}")
-    return int(row["id"])
+    return found.id
 
 
 def _serve_flags(command: Any) -> Any:
@@ -219,9 +222,9 @@ def user_add(obj: Context, name: str, admin: bool) -> None:
 @click.pass_obj
 def user_list(obj: Context) -> None:
     """List users."""
-    for row in db.list_users(obj.conn()):
-        role = "admin" if row["is_admin"] else "user"
-        click.echo(f"{row['name']}\t{role}\tuploads={row['uploads']}\tkeys={row['keys']}")
+    for summary in db.list_users(obj.conn()):
+        role = "admin" if summary.user.is_admin else "user"
+        click.echo(f"{summary.user.name}\t{role}\tuploads={summary.uploads}\tkeys={summary.keys}")
 
 
 @main.group()
@@ -250,9 +253,9 @@ def key_list(obj: Context, user_name: str | None) -> None:
     conn = obj.conn()
     user_id = _user_id(conn, user_name) if user_name else None
     click.echo("id\tuser\tlabel\tcreated\tlast_used\trevoked")
-    for row in db.list_keys(conn, user_id):
-        click.echo(f"{row['id']}\t{row['user_name']}\t{row['label'] or '-'}\t{_fmt_ts(row['created_at'])}"
-                   f"\t{_fmt_ts(row['last_used_at'])}\t{_fmt_ts(row['revoked_at'])}")
+    for item in db.list_keys(conn, user_id):
+        click.echo(f"{item.id}\t{item.user_name}\t{item.label or '-'}\t{_fmt_ts(item.created_at)}"
+                   f"\t{_fmt_ts(item.last_used_at)}\t{_fmt_ts(item.revoked_at)}")
 
 
 @key.command("revoke")
@@ -322,7 +325,7 @@ def upload_list(obj: Context, user_name: str | None) -> None:
     from .chevereto import size_formatted
 
     conn = obj.conn()
-    users = {row["id"]: row["name"] for row in db.list_users(conn)}
+    users = {summary.user.id: summary.user.name for summary in db.list_users(conn)}
     user_id = _user_id(conn, user_name) if user_name else None
     click.echo("id\tuser\tname\tsize\tdate\texpires")
     for item in db.iter_uploads(conn, user_id):

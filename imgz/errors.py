@@ -126,3 +126,27 @@ class Busy(ImgzError):
     def __init__(self, retry_after: int) -> None:
         self.headers = {"Retry-After": str(retry_after)}
         super().__init__(f"Server busy - retry in {retry_after} s")
+
+
+class DatabaseBusy(Busy):
+    """The database stayed locked by other writers for its whole busy timeout."""
+
+    def __init__(self, retry_after: int = 5) -> None:
+        super().__init__(retry_after)
+
+
+class Conflict(ImgzError):
+    """A value that must be unique is taken already (a public id drawn twice, a name in use)."""
+
+    status, code, message = 409, 409, "Conflict"
+
+
+class DatabaseError(ImgzError):
+    """The database failed in a way no client can mend; ``detail`` is the driver's word on it."""
+
+    status, code, message = 500, 500, "Internal error"
+    detail = ""
+
+    def __init__(self, detail: str = "") -> None:
+        self.detail = detail
+        super().__init__()

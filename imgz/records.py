@@ -1,4 +1,8 @@
-"""Small frozen records passed between layers: a stored upload and its files."""
+"""Small frozen records passed between layers: what the database keeps, as plain values.
+
+``Upload`` is also the one declaration of the upload columns: the database layer builds its
+table, its insert and its reads from these fields (dates are aware UTC datetimes, flags bools).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +13,11 @@ from .layout import file_key
 
 @dataclass(frozen=True)
 class Upload:
-    """One stored upload as the database keeps it; dates are aware UTC datetimes."""
+    """One stored upload as the database keeps it; dates are aware UTC datetimes.
+
+    Every field but ``tags`` is a column of the uploads table (the database adds only the delete
+    secret's hash). A new upload is built with ``id`` 0: storing it gives the id.
+    """
 
     id: int
     public_id: str
@@ -61,3 +69,73 @@ class Upload:
     def relpaths(self) -> list[str]:
         """The keys of every file this upload has in the store, the original first."""
         return [self.relpath(), *(self.relpath(v) for v in self.variants())]
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What the database knows of one stored file: its type and its upload's expiry."""
+
+    mime: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    is_admin: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """A user with how many uploads and live keys it has."""
+
+    user: User
+    uploads: int
+    keys: int
+
+
+@dataclass(frozen=True)
+class Key:
+    """An API key as stored (its hash stays in the database), with its owner's name and role."""
+
+    id: int
+    user_id: int
+    user_name: str
+    is_admin: bool
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Album:
+    id: int
+    public_id: str
+    user_id: int
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Category:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Tag:
+    id: int
+    name: str
+    url_key: str
+
+
+@dataclass(frozen=True)
+class PopularTag:
+    """A tag with how many public uploads carry it."""
+
+    name: str
+    url_key: str
+    uploads: int

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -18,9 +17,8 @@ from typing import Callable
 from zoneinfo import ZoneInfo
 
 from . import db, disk, filetype, ids, layout, render, scratch, workers
-from .chevereto import tag_key
 from .config import Config
-from .errors import (Forbidden, ImgzError, InvalidImage, InvalidParameter,
+from .errors import (Conflict, Forbidden, ImgzError, InvalidImage, InvalidParameter,
                      InvalidType, InvalidVideo, NoStorage)
 from .params import clean_description, clean_title, title_from_filename
 from .records import Upload
@@ -116,7 +114,7 @@ def exif_moment(date_taken: str | None, offset: str | None, zone: str) -> dateti
 
 
 class Service:
-    def __init__(self, config: Config, connection: Callable[[], sqlite3.Connection],
+    def __init__(self, config: Config, connection: Callable[[], db.Connection],
                  now: Callable[[], datetime] = utcnow, *, store: Store | None = None) -> None:
         self.config = config
         self.store = store if store is not None else for_data(config.data_dir)
@@ -199,10 +197,6 @@ class Service:
         except OSError as exc:
             # Pillow and shutil write work files too: a full disk there is the same 507.
             disk.raise_storage_error(exc)
-        except sqlite3.OperationalError as exc:
-            if "full" in str(exc).lower():
-                raise NoStorage() from exc
-            raise
         finally:
             incoming.path.unlink(missing_ok=True)
 
@@ -241,44 +235,39 @@ class Service:
             placed = [key for key, _ in files]
             paths = [(key, item.mime) for key, item in files]
             secret = ids.new_delete_secret()
-            values = {
-                "user_id": actor.user_id, "album_id": options.album_id,
-                "category_id": options.category_id, "kind": made.kind, "folder": folder,
-                "name": name, "extension": made.ext, "mime": made.original.mime,
-                "size": made.original.size, "width": made.width, "height": made.height,
-                "duration": made.duration, "is_animated": made.is_animated, "is_360": made.is_360,
-                "nsfw": options.nsfw, "title": title,
-                "description": options.description or meta_description,
-                "original_filename": incoming.filename or f"{name}.{made.ext}",
-                "original_exifdata": made.exif_json,
-                "checksum": checksum, "source_checksum": incoming.md5 if made.changed else None,
-                "created_at": created, "expires_at": options.expires_at,
-                "delete_hash": ids.digest(secret),
-            }
-            for prefix, item in (("thumb", made.thumb), ("medium", made.medium), ("frame", made.frame)):
-                values[f"{prefix}_size"] = item.size if item else 0
-                values[f"{prefix}_width"] = item.width if item else 0
-                values[f"{prefix}_height"] = item.height if item else 0
-            tags = [(tag, tag_key(tag)) for tag in options.tags]
-            upload_id = self._insert(conn, values, paths, tags)
-            upload = db.get_upload_by_id(conn, upload_id)
-            assert upload is not None
-            return upload, secret
+            sizes = {f"{prefix}_{part}": getattr(item, part) if item else 0
+                     for prefix, item in (("thumb", made.thumb), ("medium", made.medium),
+                                          ("frame", made.frame))
+                     for part in ("size", "width", "height")}
+            upload = Upload(
+                id=0, public_id="", user_id=actor.user_id, album_id=options.album_id,
+                category_id=options.category_id, kind=made.kind, folder=folder, name=name,
+                extension=made.ext, mime=made.original.mime, size=made.original.size,
+                width=made.width, height=made.height, duration=made.duration,
+                is_animated=made.is_animated, is_360=made.is_360, nsfw=options.nsfw, title=title,
+                description=options.description or meta_description,
+                original_filename=incoming.filename or f"{name}.{made.ext}",
+                original_exifdata=made.exif_json, checksum=checksum,
+                source_checksum=incoming.md5 if made.changed else None, created_at=created,
+                expires_at=options.expires_at, tags=tuple(options.tags), **sizes)
+            return self._insert(conn, upload, ids.digest(secret), paths), secret
         except BaseException:
             self.store.delete(placed)
             if reserved is not None:
                 db.release_name(conn, reserved)
             raise
 
-    def _insert(self, conn: sqlite3.Connection, values: dict, paths: list[tuple[str, str]],
-                tags: list[tuple[str, str]]) -> int:
+    def _insert(self, conn: db.Connection, upload: Upload, delete_hash: str,
+                paths: list[tuple[str, str]]) -> Upload:
+        """Store the upload under a new public id; one drawn twice (or by another process at
+        the same moment) is drawn again."""
         for _ in range(32):
-            values["public_id"] = ids.public_id(self.config.id_length)
+            upload = replace(upload, public_id=ids.public_id(self.config.id_length))
             try:
                 with db.transaction(conn):
-                    return db.insert_upload(conn, values, paths, tags)
-            except sqlite3.IntegrityError:
-                if not db.public_id_taken(conn, values["public_id"]):
+                    return db.insert_upload(conn, upload, delete_hash, paths)
+            except Conflict:
+                if not db.public_id_taken(conn, upload.public_id):
                     raise
         raise RuntimeError("could not find a free public id")
 
@@ -317,9 +306,9 @@ class Service:
     def album_for(self, actor: Actor, public_id: str) -> int:
         """The album's row id when it belongs to the actor's user, else 400 Album not found."""
         album = db.get_album(self.connection(), public_id.strip())
-        if album is None or actor.user_id is None or album["user_id"] != actor.user_id:
+        if album is None or actor.user_id is None or album.user_id != actor.user_id:
             raise InvalidParameter("Album not found")
-        return int(album["id"])
+        return album.id
 
     def category_for(self, value: str) -> int:
         text = value.strip()
@@ -402,14 +391,6 @@ class Service:
         if upload is None or (upload.expires_at is not None and upload.expires_at <= self.now()):
             return None
         return upload
-
-    def delete_with_secret(self, public_id: str, secret: str) -> bool:
-        conn = self.connection()
-        upload = self.get_live(public_id)
-        stored = db.get_delete_hash(conn, public_id)
-        if upload is None or stored is None or not ids.secret_matches(secret, stored):
-            return False
-        return self.delete(upload)
 
     def secret_valid(self, public_id: str, secret: str) -> bool:
         stored = db.get_delete_hash(self.connection(), public_id)

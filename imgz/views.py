@@ -145,12 +145,12 @@ def tag(key: str) -> Response | str:
     if canonical != key and canonical:
         return redirect(f"/tag/{quote(canonical)}", code=302)
     conn = current_app.config["IMGZ_SERVICE"].connection()
-    row = db.get_tag(conn, key)
+    found = db.get_tag(conn, key)
     page_text = request.args.get("page", "1")
-    if row is None or not re.fullmatch(r"[0-9]{1,6}", page_text) or int(page_text) < 1:
+    if found is None or not re.fullmatch(r"[0-9]{1,6}", page_text) or int(page_text) < 1:
         abort(404, NO_TAG)
     page = int(page_text)
-    uploads, total = db.tag_uploads(conn, row["id"], current_app.config["IMGZ_SERVICE"].now(),
+    uploads, total = db.tag_uploads(conn, found.id, current_app.config["IMGZ_SERVICE"].now(),
                                     TAG_PAGE_SIZE, (page - 1) * TAG_PAGE_SIZE)
     pages = max(1, -(-total // TAG_PAGE_SIZE))
     # A tag whose uploads are all NSFW or expired is not public: it does not exist for visitors.
@@ -158,7 +158,7 @@ def tag(key: str) -> Response | str:
         abort(404, NO_TAG)
     site = _site()
     items = [tile(u, site) for u in uploads]
-    return render_template("tag.html", tag=row, items=items, page=page, pages=pages, total=total)
+    return render_template("tag.html", tag=found, items=items, page=page, pages=pages, total=total)
 
 
 @bp.route("/oembed")

@@ -1,7 +1,9 @@
 """Expiring uploads end to end: the answer, 404 from the expiry instant, the sweep, restarts."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -165,7 +167,8 @@ def test_sweep_removes_rows_tags_and_every_file(tmp_path):
     assert service.purge_expired(now + timedelta(seconds=61)) == 1
     conn = service.connection()
     assert db.get_upload(conn, gone.public_id) is None
-    assert [r[0] for r in conn.execute("SELECT name FROM tags")] == ["shared"]
+    with contextlib.closing(sqlite3.connect(service.config.db)) as raw:
+        assert [r[0] for r in raw.execute("SELECT name FROM tags")] == ["shared"]
     assert db.get_upload(conn, kept.public_id).tags == ("shared",)
     names = [key.rpartition("/")[2] for key in service.store.list()]
     assert len(names) == 3 and not any(n.startswith(gone.name) for n in names)

@@ -16,6 +16,7 @@ from conftest import LiveServer
 from contract import assert_upload_ok
 from imgz import create_app
 from imgz.chevereto import tag_key
+from imgz.errors import DatabaseError
 from imgz.views import is_person
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0"
@@ -629,10 +630,10 @@ def test_a_failing_delete_keeps_its_secret_out_of_the_log(tmp_path, caplog, monk
     upload, secret = svc.upload(Incoming(writer.path, writer.md5, writer.size, "a.png", "file"),
                                 Actor(1, True), Options())
 
-    def locked(upload):
-        raise sqlite3.OperationalError("database is locked")
+    def broken(upload):
+        raise DatabaseError("disk I/O error")
 
-    monkeypatch.setattr(svc, "delete", locked)
+    monkeypatch.setattr(svc, "delete", broken)
     response = app.test_client().post(f"/image/{upload.public_id}/delete/{secret}",
                                       headers={"Accept": accept})
     assert response.status_code == 500

@@ -16,6 +16,7 @@ from conftest import LiveServer
 from contract import assert_upload_ok
 from imgz import db, params
 
+SCHEMA_1 = (Path(__file__).resolve().parent / "fixtures" / "schema1.sql").read_text()
 CAFE = "caf\u00e9"
 CAFE_NFD = unicodedata.normalize("NFD", CAFE)
 
@@ -122,7 +123,7 @@ def _database_as_before(path: Path, uploads: list[list[str]]) -> None:
     """A database with the schema an install made before normalisation (user_version 1), one
     upload per entry, tagged as that install did."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.executescript(db.MIGRATIONS[0] + "\nPRAGMA user_version = 1;")
+        conn.executescript(SCHEMA_1 + "\nPRAGMA user_version = 1;")
         conn.execute("INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'admin', 1, 0)")
         for number, tags in enumerate(uploads, start=1):
             conn.execute(
@@ -142,7 +143,8 @@ def test_migration_merges_generated_duplicates(tmp_path, seed):
     _database_as_before(tmp_path / "imgz.db", uploads)
     with contextlib.closing(db.connect(tmp_path / "imgz.db")) as conn:
         db.migrate(conn)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(db.MIGRATIONS)
+        assert db.schema_version_of(conn) == db.SCHEMA_VERSION
+    with contextlib.closing(sqlite3.connect(tmp_path / "imgz.db")) as conn:
         rows = conn.execute("SELECT name, url_key FROM tags").fetchall()
         linked = tags_of(conn)
         assert conn.execute("SELECT COUNT(*) FROM uploads").fetchone()[0] == 12
@@ -163,6 +165,7 @@ def test_migration_keeps_the_oldest_name_and_ascii_keys(tmp_path):
     with contextlib.closing(db.connect(tmp_path / "imgz.db")) as conn:
         db.migrate(conn)
         db.migrate(conn)  # nothing left to do the second time
+    with contextlib.closing(sqlite3.connect(tmp_path / "imgz.db")) as conn:
         rows = dict(conn.execute("SELECT url_key, name FROM tags").fetchall())
         linked = tags_of(conn)
     assert rows == {CAFE: CAFE, "blue-sky": "Blue Sky", "xy": "xy", "plain": "plain"}
@@ -190,7 +193,8 @@ def test_an_install_upgrades_in_place(tmp_path):
         key = first.key
     finally:
         first.stop()
-    # Tag them as an install before normalisation did, and mark the database as made by it.
+    # Tag them as an install before normalisation did, and mark the database as made by it
+    # (which kept its schema version in the header, not in a table).
     with contextlib.closing(sqlite3.connect(data / "imgz.db")) as conn:
         conn.execute("DELETE FROM upload_tags")
         conn.execute("DELETE FROM tags")
@@ -198,6 +202,7 @@ def test_an_install_upgrades_in_place(tmp_path):
             upload_id = conn.execute("SELECT id FROM uploads WHERE public_id = ?",
                                      (image["id_encoded"],)).fetchone()[0]
             link_as_before(conn, upload_id, old_tags(tags))
+        conn.execute("DROP TABLE schema_version")
         conn.execute("PRAGMA user_version = 1")
         conn.commit()
         assert conn.execute("SELECT COUNT(*) FROM tags").fetchone()[0] == 8
@@ -206,7 +211,7 @@ def test_an_install_upgrades_in_place(tmp_path):
     second.key = key
     try:
         with contextlib.closing(sqlite3.connect(data / "imgz.db")) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == len(db.MIGRATIONS)
+            assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == db.SCHEMA_VERSION
             assert dict(conn.execute("SELECT url_key, name FROM tags").fetchall()) == {
                 CAFE: CAFE, "blue-sky": "Blue Sky", "plain": "plain", "other": "other"}
             assert conn.execute("SELECT COUNT(*) FROM upload_tags").fetchone()[0] == 9

@@ -1,0 +1,43 @@
+"""The database: the only part of imgz that imports a database library (SQLAlchemy Core).
+
+Named queries are functions that take a connection (``db.Connection``, from
+``LocalConnections.get()`` or ``connect()``) and plain values, and return imgz's records
+(``records.py``), never the driver's rows. Driver errors leave as imgz's errors (``errors.py``):
+``DatabaseBusy``, ``NoStorage``, ``Conflict`` or ``DatabaseError``.
+
+Modules, by noun:
+  tables.py      the tables, declared once (the uploads table from ``records.Upload``)
+  connection.py  engines, one connection per thread, ``transaction``, error translation
+  prepared.py    statements of every request's path, compiled once, run by the driver
+  sqlite.py      all that only SQLite understands (PRAGMAs, BEGIN IMMEDIATE, WITHOUT ROWID, ...)
+  migrations.py  schema versions and the steps between them
+  users.py       users and API keys
+  albums.py      albums and categories
+  uploads.py     uploads: insert, read as records, list, expire, delete
+  tags.py        tags and the links of uploads to them
+  files.py       stored files by path, and reserved names
+"""
+from sqlalchemy.engine import Connection
+
+from .albums import add_album, add_category, get_album, get_category, get_category_by_name
+from .connection import LocalConnections, connect, transaction
+from .files import all_file_paths, file_lookup, release_name, reserve_name, upload_id_for_path
+from .migrations import SCHEMA_VERSION, migrate, schema_version_of
+from .tags import get_tag, popular_tags
+from .uploads import (add_view, count_uploads, delete_upload, delete_uploads, expired_ids,
+                      get_delete_hash, get_upload, get_upload_by_id, insert_upload, iter_uploads,
+                      public_id_taken, set_variant, tag_uploads)
+from .users import (add_key, add_user, count_keys, find_key, get_user_by_name, list_keys,
+                    list_users, revoke_key, touch_key)
+
+__all__ = [
+    "Connection", "LocalConnections", "connect", "transaction", "SCHEMA_VERSION", "migrate",
+    "schema_version_of",
+    "add_user", "get_user_by_name", "list_users",
+    "add_key", "find_key", "touch_key", "list_keys", "revoke_key", "count_keys",
+    "add_album", "get_album", "add_category", "get_category", "get_category_by_name",
+    "reserve_name", "release_name", "file_lookup", "upload_id_for_path", "all_file_paths",
+    "insert_upload", "get_upload", "get_upload_by_id", "public_id_taken", "get_delete_hash",
+    "iter_uploads", "count_uploads", "add_view", "set_variant", "delete_upload", "delete_uploads",
+    "expired_ids", "tag_uploads", "get_tag", "popular_tags",
+]

@@ -1,0 +1,98 @@
+"""Statements on every request's path, compiled once and run on the driver's connection.
+
+SQLAlchemy's work around each execution (events, an execution context, a result object, the
+statement's cache key) costs several times a lookup by a unique index or a one-row insert. A
+``Prepared`` statement is still declared in Core against the tables and compiled by SQLAlchemy
+for the connection's dialect, once; its columns' types still convert the values both ways
+(dates, flags). Per call only the driver works. It runs on the same connection as everything
+else, so inside ``transaction`` it is part of the transaction, and outside it commits at once
+like any statement run on its own. Driver errors come out as imgz's errors, as elsewhere.
+
+Not for statements with an expanding ``IN``: their SQL changes with the list's length.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Callable, Iterable, Sequence
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Executable
+
+from .connection import dialect, translated
+
+Params = dict[str, Any]
+
+
+class Prepared:
+    """One statement, or a function making it from the dialect's module (``sqlite.insert``).
+
+    ``columns`` names the columns an INSERT gives values for (all of the table's by default).
+    """
+
+    def __init__(self, statement: Executable | Callable[[ModuleType], Executable],
+                 columns: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.columns = list(columns) if columns is not None else None
+        self._plans: dict[str, tuple] = {}
+
+    def _plan(self, conn: Connection) -> tuple:
+        engine_dialect = conn.dialect
+        statement = self.statement
+        if not isinstance(statement, Executable):
+            statement = statement(dialect(conn))
+        compiled = statement.compile(dialect=engine_dialect, column_keys=self.columns)
+        names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+        binds = [(name, compiled.binds[name].type.dialect_impl(engine_dialect)
+                  .bind_processor(engine_dialect)) for name in names]
+        results = tuple(column.type.dialect_impl(engine_dialect)
+                        .result_processor(engine_dialect, None)
+                        for column in getattr(statement, "exported_columns", ()))
+        plan = (compiled.string, compiled.positional, binds, results)
+        self._plans[engine_dialect.name] = plan
+        return plan
+
+    @staticmethod
+    def _args(positional: bool, binds: list, params: Params) -> Any:
+        values = [(name, params[name] if convert is None else convert(params[name]))
+                  for name, convert in binds]
+        return [value for _, value in values] if positional else dict(values)
+
+    def _cursor(self, conn: Connection, params: Params | Iterable[Params], many: bool) -> tuple:
+        sql, positional, binds, results = self._plans.get(conn.dialect.name) or self._plan(conn)
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            if many:
+                cursor.executemany(sql, [self._args(positional, binds, p) for p in params])
+            else:
+                cursor.execute(sql, self._args(positional, binds, params))  # type: ignore[arg-type]
+        except conn.dialect.loaded_dbapi.Error as exc:
+            cursor.close()
+            raise translated(conn.dialect.name, exc) from exc
+        return cursor, results
+
+    def first(self, conn: Connection, params: Params) -> tuple | None:
+        """The first row (of a SELECT or an INSERT ... RETURNING), its values converted."""
+        cursor, results = self._cursor(conn, params, False)
+        try:
+            row = cursor.fetchone()
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise translated(conn.dialect.name, exc) from exc
+        finally:
+            cursor.close()
+        if row is None:
+            return None
+        return tuple(v if convert is None else convert(v) for convert, v in zip(results, row))
+
+    def run(self, conn: Connection, params: Params) -> int:
+        """Run it once; return how many rows it changed."""
+        cursor, _ = self._cursor(conn, params, False)
+        count = cursor.rowcount
+        cursor.close()
+        return count
+
+    def many(self, conn: Connection, params: Iterable[Params]) -> int:
+        """Run it once for each set of parameters; return how many rows they changed."""
+        cursor, _ = self._cursor(conn, params, True)
+        count = cursor.rowcount
+        cursor.close()
+        return count

@@ -1,0 +1,158 @@
+"""The tables, declared once: a new database is created from them and every query names them.
+
+The uploads table is built from the fields of ``records.Upload``: the record, the schema, the
+insert and the reads cannot drift apart. Dates are stored as whole UTC Unix seconds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, Table, Text,
+                        false, text)
+from sqlalchemy.types import TypeDecorator
+
+from ..records import Upload
+from . import sqlite
+
+metadata = MetaData()
+
+
+class UnixTime(TypeDecorator):
+    """An aware datetime stored as whole UTC Unix seconds (64 bits: dates past 2038)."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> int | None:
+        return None if value is None else int(value.timestamp())
+
+    def process_result_value(self, value: int | None, dialect: Any) -> datetime | None:
+        return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
+    Column("created_at", UnixTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("hash", Text, nullable=False, unique=True),
+    Column("label", Text, nullable=False, server_default=text("''")),
+    Column("created_at", UnixTime, nullable=False),
+    Column("last_used_at", UnixTime),
+    Column("revoked_at", UnixTime),
+)
+
+albums = Table(
+    "albums", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("public_id", Text, nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("created_at", UnixTime, nullable=False),
+)
+
+categories = Table(
+    "categories", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+)
+
+# -- uploads: the columns of records.Upload ------------------------------------------------------
+
+UPLOAD_RELATIONS = ("tags",)  # fields of the record kept in other tables
+_TYPES: dict[type, Any] = {int: Integer, str: Text, bool: Boolean, datetime: UnixTime}
+_BYTES = ("size", "thumb_size", "medium_size", "frame_size")  # file sizes may pass 2 GiB
+_UPLOAD_KEYS: dict[str, tuple[tuple, dict[str, Any]]] = {
+    "id": ((), {"primary_key": True}),
+    "public_id": ((), {"unique": True}),
+    "user_id": ((ForeignKey("users.id", ondelete="SET NULL"),), {}),
+    "album_id": ((ForeignKey("albums.id", ondelete="SET NULL"),), {}),
+    "category_id": ((ForeignKey("categories.id", ondelete="SET NULL"),), {}),
+}
+
+
+def _column(field: dataclasses.Field, hint: Any) -> Column:
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+    nullable = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    kind = kinds[0]
+    args, keys = _UPLOAD_KEYS.get(field.name, ((), {}))
+    if field.default is not dataclasses.MISSING and field.default is not None:
+        keys = {**keys, "server_default": false() if kind is bool else text(repr(field.default))}
+    kind_type = BigInteger if field.name in _BYTES else _TYPES[kind]
+    return Column(field.name, kind_type, *args, nullable=nullable, **keys)
+
+
+def _upload_columns() -> list[Column]:
+    hints = typing.get_type_hints(Upload)
+    return [_column(f, hints[f.name]) for f in dataclasses.fields(Upload)
+            if f.name not in UPLOAD_RELATIONS]
+
+
+uploads = Table(
+    "uploads", metadata,
+    *_upload_columns(),
+    Column("delete_hash", Text, nullable=False),  # SHA-256 of the delete secret; never in a record
+)
+Index("uploads_expires_at", uploads.c.expires_at, **sqlite.partial(uploads.c.expires_at.is_not(None)))
+Index("uploads_user", uploads.c.user_id)
+
+# The record's columns, in its order: what every read of an upload selects.
+UPLOAD_COLUMNS = tuple(uploads.c[f.name] for f in dataclasses.fields(Upload)
+                       if f.name not in UPLOAD_RELATIONS)
+# What an insert gives: every column of the record but the id the database hands out.
+UPLOAD_INSERT = tuple(c.name for c in UPLOAD_COLUMNS if c.name != "id")
+
+# -- stored files and names ----------------------------------------------------------------------
+
+# every file of every upload, for file GETs (one lookup by its path under images/)
+files = Table(
+    "files", metadata,
+    Column("path", Text, primary_key=True),
+    Column("upload_id", Integer, ForeignKey("uploads.id", ondelete="CASCADE"), nullable=False),
+    Column("mime", Text, nullable=False),
+    **sqlite.WITHOUT_ROWID,
+)
+Index("files_upload", files.c.upload_id)
+
+# stored names ('YYYY/MM/DD/name'), kept after deletion so a name is never handed out twice
+names = Table(
+    "names", metadata,
+    Column("stem", Text, primary_key=True),
+    **sqlite.WITHOUT_ROWID,
+)
+
+# -- tags ----------------------------------------------------------------------------------------
+
+tags = Table(
+    "tags", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("url_key", Text, nullable=False, unique=True),
+)
+
+upload_tags = Table(
+    "upload_tags", metadata,
+    Column("upload_id", Integer, ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", Integer, ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, nullable=False),
+    **sqlite.WITHOUT_ROWID,
+)
+Index("upload_tags_tag", upload_tags.c.tag_id)
+
+# -- the schema's version (from version 3 on; before, SQLite's PRAGMA user_version kept it) -------
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, nullable=False),
+)

@@ -1,0 +1,92 @@
+"""Users and their API keys (kept by the SHA-256 of the key, never the key)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection, Row
+
+from ..records import Key, User, UserSummary
+from .connection import first, insert, rows, value, write
+from .prepared import Prepared
+from .tables import api_keys, uploads, users
+
+# -- users ---------------------------------------------------------------------------------------
+
+_USER = select(users.c.id, users.c.name, users.c.is_admin, users.c.created_at)
+_USER_BY_NAME = _USER.where(users.c.name == bindparam("name"))
+_UPLOADS_OF = (select(func.count()).select_from(uploads)
+               .where(uploads.c.user_id == users.c.id).scalar_subquery())
+_KEYS_OF = (select(func.count()).select_from(api_keys)
+            .where(api_keys.c.user_id == users.c.id, api_keys.c.revoked_at.is_(None))
+            .scalar_subquery())
+_USERS = _USER.add_columns(_UPLOADS_OF, _KEYS_OF).order_by(users.c.id)
+
+
+def _user(row: Row) -> User:
+    return User(id=row.id, name=row.name, is_admin=bool(row.is_admin), created_at=row.created_at)
+
+
+def add_user(conn: Connection, name: str, is_admin: bool, now: datetime) -> int:
+    return insert(conn, users.insert(), {"name": name, "is_admin": is_admin, "created_at": now})
+
+
+def get_user_by_name(conn: Connection, name: str) -> User | None:
+    row = first(conn, _USER_BY_NAME, {"name": name})
+    return None if row is None else _user(row)
+
+
+def list_users(conn: Connection) -> list[UserSummary]:
+    """Every user, oldest first, with how many uploads and live keys it has."""
+    return [UserSummary(_user(row), uploads=row[4], keys=row[5]) for row in rows(conn, _USERS)]
+
+
+# -- API keys ------------------------------------------------------------------------------------
+
+_KEY = (select(api_keys.c.id, api_keys.c.user_id, users.c.name.label("user_name"), users.c.is_admin,
+               api_keys.c.label, api_keys.c.created_at, api_keys.c.last_used_at,
+               api_keys.c.revoked_at)
+        .join_from(api_keys, users, users.c.id == api_keys.c.user_id))
+_LIVE_KEY = Prepared(_KEY.where(api_keys.c.hash == bindparam("hash"), api_keys.c.revoked_at.is_(None)))
+_ALL_KEYS = _KEY.order_by(api_keys.c.id)
+_KEYS_OF_USER = _KEY.where(api_keys.c.user_id == bindparam("user_id")).order_by(api_keys.c.id)
+_TOUCH = (api_keys.update().where(api_keys.c.id == bindparam("key_id"))
+          .values(last_used_at=bindparam("now")))
+_REVOKE = (api_keys.update()
+           .where(api_keys.c.id == bindparam("key_id"), api_keys.c.revoked_at.is_(None))
+           .values(revoked_at=bindparam("now")))
+_COUNT_KEYS = select(func.count()).select_from(api_keys)
+
+
+def _key(row: Row | tuple) -> Key:
+    return Key(*row)
+
+
+def add_key(conn: Connection, user_id: int, key_hash: str, label: str, now: datetime) -> int:
+    return insert(conn, api_keys.insert(),
+                  {"user_id": user_id, "hash": key_hash, "label": label, "created_at": now})
+
+
+def find_key(conn: Connection, key_hash: str) -> Key | None:
+    """The live key with this hash, or None (unknown or revoked): one lookup by a unique index."""
+    row = _LIVE_KEY.first(conn, {"hash": key_hash})
+    return None if row is None else _key(row)
+
+
+def touch_key(conn: Connection, key_id: int, now: datetime) -> None:
+    write(conn, _TOUCH, {"key_id": key_id, "now": now})
+
+
+def list_keys(conn: Connection, user_id: int | None = None) -> list[Key]:
+    if user_id is None:
+        return [_key(row) for row in rows(conn, _ALL_KEYS)]
+    return [_key(row) for row in rows(conn, _KEYS_OF_USER, {"user_id": user_id})]
+
+
+def revoke_key(conn: Connection, key_id: int, now: datetime) -> bool:
+    """Revoke a live key; False when there is no live key with this id."""
+    return write(conn, _REVOKE, {"key_id": key_id, "now": now}) == 1
+
+
+def count_keys(conn: Connection) -> int:
+    return int(value(conn, _COUNT_KEYS))
