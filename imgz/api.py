@@ -14,7 +14,7 @@ from .auth import actor_for_key, header_key, presented_key
 from .body import (KEYLESS_BODY, MAX_FILE_PARTS, MAX_FORM_PARTS, body_limit, given, learn_format,
                    param, read_body, source_file, stream_factory, upload_options)
 from .errors import Busy, ImgzError, InvalidParameter, NoStorage, RateLimited, TooBig
-from .service import Actor
+from .records import Actor
 
 bp = Blueprint("api", __name__)
 

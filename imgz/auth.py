@@ -7,8 +7,7 @@ from flask import Request
 
 from . import db, ids
 from .errors import Busy, DatabaseError, NoStorage, Unauthorized
-from .records import Key
-from .service import Actor
+from .records import Actor, Key
 
 LAST_USED_STEP = 60
 

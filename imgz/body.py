@@ -15,10 +15,10 @@ from typing import Any
 from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import intake, params, sources, spool
+from . import intake, lookup, params, sources, spool
 from .expiry import parse_expiration
 from .errors import EmptySource, InvalidParameter, InvalidURL, TooBig
-from .service import Actor, Options
+from .records import Actor, Options
 
 # Room for the other form fields around a file part or a base64 string.
 FORM_ROOM = 1_000_000
@@ -218,8 +218,8 @@ def upload_options(imgbb: bool, now: datetime, actor: Actor) -> Options:
         cfg = current_app.config["IMGZ"]
         expires_at = parse_expiration(expiration, now, cfg.expiration_min, cfg.expiration_max)
     return Options(
-        album_id=None if params.absent(album) else service.album_for(actor, album or ""),
-        category_id=None if params.absent(category) else service.category_for(category or ""),
+        album_id=None if params.absent(album) else lookup.album_for(service, actor, album or ""),
+        category_id=None if params.absent(category) else lookup.category_for(service, category or ""),
         expires_at=expires_at,
         title=title,
         description=description,

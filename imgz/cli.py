@@ -339,9 +339,11 @@ def upload_list(obj: Context, user_name: str | None) -> None:
 @click.pass_obj
 def upload_delete(obj: Context, ident: str) -> None:
     """Take an upload down: its row and every file (by id, viewer URL or file URL)."""
+    from . import lookup
+
     obj.clean_scratch()
     service = _service(obj)
-    found = service.find_upload(ident)
+    found = lookup.find_upload(service, ident)
     if found is None:
         raise click.ClickException(f"no upload matches {ident!r}")
     if not service.delete(found):
@@ -384,9 +386,11 @@ def sharex(obj: Context, user_name: str | None, given_key: str | None, base_url:
 @click.pass_obj
 def check(obj: Context, repair: bool) -> None:
     """Compare rows and files: report files no upload owns and uploads whose file is missing."""
+    from . import repair as repair_mod
+
     if repair:
         obj.clean_scratch()
-    found = _service(obj).check(repair=repair)
+    found = repair_mod.check(_service(obj), repair=repair)
     for path in found.orphans:
         click.echo(f"orphan file\t{layout.DIR}/{path}")
     for item in found.broken:

@@ -1,4 +1,5 @@
-"""Small frozen records passed between layers: what the database keeps, as plain values.
+"""Small frozen records passed between layers: what the database keeps, and who an upload is
+made for with which options, as plain values.
 
 ``Upload`` is also the one declaration of the upload columns: the database layer builds its
 table, its insert and its reads from these fields (dates are aware UTC datetimes, flags bools).
@@ -139,3 +140,27 @@ class PopularTag:
     name: str
     url_key: str
     uploads: int
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who an upload is made for: a user (by key) or a guest (user_id None)."""
+
+    user_id: int | None
+    is_admin: bool = False
+    key_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    """The optional upload parameters, already checked and parsed."""
+
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = field(default_factory=list)
+    width: int | None = None
+    nsfw: bool = False
+    expires_at: datetime | None = None
+    use_file_date: bool = False
+    album_id: int | None = None
+    category_id: int | None = None

@@ -7,21 +7,18 @@ slots so page and file requests are never stuck behind a queue of thumbnails.
 from __future__ import annotations
 
 import logging
-import re
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 from typing import Callable
 from zoneinfo import ZoneInfo
 
 from . import db, disk, filetype, ids, layout, render, scratch, workers
 from .config import Config
-from .errors import (Conflict, Forbidden, ImgzError, InvalidImage, InvalidParameter,
-                     InvalidType, InvalidVideo, NoStorage)
+from .errors import Conflict, Forbidden, InvalidImage, InvalidType, InvalidVideo, NoStorage
 from .params import clean_description, clean_title, title_from_filename
-from .records import Upload
+from .records import Actor, Options, Upload
 from .sources import Incoming
 from .store import Store, for_data
 
@@ -29,40 +26,6 @@ log = logging.getLogger("imgz")
 
 IMAGE_FORMATS = {"jpeg", "png", "gif", "webp", "avif", "bmp"}
 VIDEO_FORMATS = {"mp4", "webm", "mov"}
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who an upload is made for: a user (by key) or a guest (user_id None)."""
-
-    user_id: int | None
-    is_admin: bool = False
-    key_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Options:
-    """The optional upload parameters, already checked and parsed."""
-
-    title: str | None = None
-    description: str | None = None
-    tags: list[str] = field(default_factory=list)
-    width: int | None = None
-    nsfw: bool = False
-    expires_at: datetime | None = None
-    use_file_date: bool = False
-    album_id: int | None = None
-    category_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Checked:
-    """What ``check`` found: keys in the store, and uploads."""
-
-    orphans: list[str]                           # files no row knows
-    broken: list[Upload]                         # uploads whose original is gone
-    lacking: list[tuple[Upload, list[str]]]      # uploads missing variants ('th', 'md', 'fr')
-    unrepaired: list[Upload]                     # of those, the ones repair could not mend
 
 
 def _stored_ext(fmt: str, filename: str) -> str:
@@ -302,96 +265,3 @@ class Service:
             removed += len(upload_ids)
             if len(upload_ids) < batch:
                 return removed
-
-    def album_for(self, actor: Actor, public_id: str) -> int:
-        """The album's row id when it belongs to the actor's user, else 400 Album not found."""
-        album = db.get_album(self.connection(), public_id.strip())
-        if album is None or actor.user_id is None or album.user_id != actor.user_id:
-            raise InvalidParameter("Album not found")
-        return album.id
-
-    def category_for(self, value: str) -> int:
-        text = value.strip()
-        if not re.fullmatch(r"[0-9]{1,9}", text) or db.get_category(self.connection(), int(text)) is None:
-            raise InvalidParameter("Invalid category")
-        return int(text)
-
-    def find_upload(self, ident: str) -> Upload | None:
-        """An upload by public id, viewer or short URL, file URL, or path under images/."""
-        conn = self.connection()
-        text = ident.strip()
-        path = urlsplit(text).path if "://" in text else text
-        path = unquote(path).strip("/")
-        prefix = layout.URL_PREFIX.lstrip("/")
-        if path.startswith(prefix):
-            upload_id = db.upload_id_for_path(conn, path[len(prefix):])
-            return None if upload_id is None else db.get_upload_by_id(conn, upload_id)
-        parts = path.split("/")
-        if len(parts) >= 4 and parts[-2] == "delete":
-            parts = parts[:-2]
-        last = parts[-1].rpartition(".")[2]
-        return db.get_upload(conn, last)
-
-    def check(self, repair: bool = False) -> Checked:
-        """Stored files that no row knows, uploads whose original file is gone, and uploads that
-        lack a thumb, medium or frame.
-
-        With ``repair`` the orphan files are removed, uploads without an original go (row and
-        files), and missing variants are made again from the original.
-        """
-        conn = self.connection()
-        known = db.all_file_paths(conn)
-        orphans = sorted(key for key in self.store.list() if key not in known)
-        broken: list[Upload] = []
-        lacking: list[tuple[Upload, list[str]]] = []
-        for upload in db.iter_uploads(conn):
-            if self.store.stat(upload.relpath()) is None:
-                broken.append(upload)
-                continue
-            variants = [v for v in upload.variants() if self.store.stat(upload.relpath(v)) is None]
-            if variants:
-                lacking.append((upload, variants))
-        unrepaired: list[Upload] = []
-        if repair:
-            self.store.delete(orphans)
-            for upload in broken:
-                self.delete(upload)
-            for upload, variants in lacking:
-                try:
-                    self._remake(upload, variants)
-                except (ImgzError, OSError) as exc:
-                    log.warning("could not make %s of %s again: %s", ", ".join(variants),
-                                upload.public_id, exc)
-                    unrepaired.append(upload)
-        return Checked(orphans, broken, lacking, unrepaired)
-
-    def _remake(self, upload: Upload, variants: list[str]) -> None:
-        """Make missing variants of an upload again from its stored original, and place them."""
-        work = scratch.new_work_dir(self.data)
-        try:
-            with self.store.local_file(upload.relpath(), work) as src:
-                fmt = filetype.sniff(src)
-                files = self.run_media(render.variants, (src, fmt, upload.kind, upload.extension,
-                                                      self.limits(), work),
-                                    self.budget(None, upload.kind), upload.kind)
-            conn = self.connection()
-            for variant in variants:
-                item = files.get(variant)
-                if item is None:
-                    raise InvalidImage(f"the original no longer gives a {variant} variant")
-                self.store.put(upload.relpath(variant), item.path)
-                with db.transaction(conn):
-                    db.set_variant(conn, upload.id, variant, item.size, item.width, item.height)
-        finally:
-            scratch.remove_work_dir(work)
-
-    def get_live(self, public_id: str) -> Upload | None:
-        """The upload with this id unless it is unknown or expired."""
-        upload = db.get_upload(self.connection(), public_id)
-        if upload is None or (upload.expires_at is not None and upload.expires_at <= self.now()):
-            return None
-        return upload
-
-    def secret_valid(self, public_id: str, secret: str) -> bool:
-        stored = db.get_delete_hash(self.connection(), public_id)
-        return stored is not None and ids.secret_matches(secret, stored)

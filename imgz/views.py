@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, redirect, render_template, request
 
-from . import chevereto, db, embed
+from . import chevereto, db, embed, lookup
 from .api import json_response
 from .page import tile, upload_page
 from .records import Upload
@@ -56,7 +56,7 @@ def _split_ident(ident: str) -> tuple[str | None, str]:
 
 
 def _live_upload(public_id: str) -> Upload:
-    upload = current_app.config["IMGZ_SERVICE"].get_live(public_id)
+    upload = lookup.get_live(current_app.config["IMGZ_SERVICE"], public_id)
     if upload is None:
         abort(404, "This upload does not exist, was deleted or has expired.")
     return upload
@@ -88,8 +88,8 @@ def video_alias(ident: str) -> Response:
 
 def delete(route: str, public_id: str, secret: str) -> Response | str:
     service = current_app.config["IMGZ_SERVICE"]
-    upload = service.get_live(public_id)
-    if upload is None or not service.secret_valid(public_id, secret):
+    upload = lookup.get_live(service, public_id)
+    if upload is None or not lookup.secret_valid(service, public_id, secret):
         return _nothing_to_delete()
     if request.method in {"GET", "HEAD"}:
         return render_template("delete.html", page=upload_page(upload, _site()))
@@ -173,7 +173,7 @@ def oembed() -> Response:
     site = _site()
     public_id = embed.public_id_from_url(url, site)
     service = current_app.config["IMGZ_SERVICE"]
-    upload = service.get_live(public_id) if public_id else None
+    upload = lookup.get_live(service, public_id) if public_id else None
     if upload is None:
         return _json_error(404, "Not found")
     limits = []

@@ -298,7 +298,8 @@ def test_a_file_that_is_not_a_database_stops_the_start(tmp_path):
 def test_a_public_id_drawn_twice_is_drawn_again(tmp_path, monkeypatch):
     import media
     from imgz import service as service_mod, spool
-    from imgz.service import Actor, Options, Service
+    from imgz.records import Actor, Options
+    from imgz.service import Service
     from imgz.sources import Incoming
 
     cfg = config.load({}, overrides={"data": str(tmp_path), "min_free_mb": "0"})

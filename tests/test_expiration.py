@@ -148,7 +148,7 @@ def test_server_stops_cleanly_on_sigterm(tmp_path):
 
 
 def test_sweep_removes_rows_tags_and_every_file(tmp_path):
-    from imgz.service import Actor, Options
+    from imgz.records import Actor, Options
     from imgz.sources import Incoming
     from imgz import spool
 

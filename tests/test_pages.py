@@ -619,7 +619,7 @@ def test_a_crash_is_a_500_page_without_details(tmp_path):
 @pytest.mark.parametrize("accept, json_answer", [("application/json", True), ("text/html", False)])
 def test_a_failing_delete_keeps_its_secret_out_of_the_log(tmp_path, caplog, monkeypatch, accept,
                                                           json_answer):
-    from imgz.service import Actor, Options
+    from imgz.records import Actor, Options
     from imgz.sources import Incoming
     from imgz import spool
 

@@ -11,7 +11,8 @@ import media
 from imgz import config, db, init_data, metadata as imgz_metadata
 from imgz import scratch, service as service_mod, spool
 from imgz.errors import InvalidImage
-from imgz.service import Actor, Options, Service
+from imgz.records import Actor, Options
+from imgz.service import Service
 from imgz.sources import Incoming
 
 

@@ -1,0 +1,81 @@
+"""``check [--repair]``: compare the rows with the stored files, and mend what can be mended.
+
+Runs beside the upload path on the same Service (its store, connection and media workers).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from . import db, filetype, render, scratch
+from .errors import ImgzError, InvalidImage
+from .records import Upload
+from .service import Service
+
+log = logging.getLogger("imgz")
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What ``check`` found: keys in the store, and uploads."""
+
+    orphans: list[str]                           # files no row knows
+    broken: list[Upload]                         # uploads whose original is gone
+    lacking: list[tuple[Upload, list[str]]]      # uploads missing variants ('th', 'md', 'fr')
+    unrepaired: list[Upload]                     # of those, the ones repair could not mend
+
+
+def check(service: Service, repair: bool = False) -> Checked:
+    """Stored files that no row knows, uploads whose original file is gone, and uploads that
+    lack a thumb, medium or frame.
+
+    With ``repair`` the orphan files are removed, uploads without an original go (row and
+    files), and missing variants are made again from the original.
+    """
+    store = service.store
+    conn = service.connection()
+    known = db.all_file_paths(conn)
+    orphans = sorted(key for key in store.list() if key not in known)
+    broken: list[Upload] = []
+    lacking: list[tuple[Upload, list[str]]] = []
+    for upload in db.iter_uploads(conn):
+        if store.stat(upload.relpath()) is None:
+            broken.append(upload)
+            continue
+        variants = [v for v in upload.variants() if store.stat(upload.relpath(v)) is None]
+        if variants:
+            lacking.append((upload, variants))
+    unrepaired: list[Upload] = []
+    if repair:
+        store.delete(orphans)
+        for upload in broken:
+            service.delete(upload)
+        for upload, variants in lacking:
+            try:
+                _remake(service, upload, variants)
+            except (ImgzError, OSError) as exc:
+                log.warning("could not make %s of %s again: %s", ", ".join(variants),
+                            upload.public_id, exc)
+                unrepaired.append(upload)
+    return Checked(orphans, broken, lacking, unrepaired)
+
+
+def _remake(service: Service, upload: Upload, variants: list[str]) -> None:
+    """Make missing variants of an upload again from its stored original, and place them."""
+    work = scratch.new_work_dir(service.data)
+    try:
+        with service.store.local_file(upload.relpath(), work) as src:
+            fmt = filetype.sniff(src)
+            files = service.run_media(render.variants, (src, fmt, upload.kind, upload.extension,
+                                                        service.limits(), work),
+                                      service.budget(None, upload.kind), upload.kind)
+        conn = service.connection()
+        for variant in variants:
+            item = files.get(variant)
+            if item is None:
+                raise InvalidImage(f"the original no longer gives a {variant} variant")
+            service.store.put(upload.relpath(variant), item.path)
+            with db.transaction(conn):
+                db.set_variant(conn, upload.id, variant, item.size, item.width, item.height)
+    finally:
+        scratch.remove_work_dir(work)
