@@ -1,4 +1,5 @@
-"""``python app.py <command>``: serve, and the management commands of SPEC §1.
+"""``python app.py <command>``: the command group, its shared Context, and ``serve`` (the bare
+command); the management commands of SPEC §1 are in imgz/commands/, by noun.
 
 A command that creates something prints what a script needs, alone, on stdout; every other
 message goes to stderr.
@@ -10,26 +11,14 @@ import logging
 import signal
 import sys
 import tempfile
-from datetime import datetime, timezone
 from typing import Any
 
 import click
 
-from . import clean_scratch, config as config_mod, db, ids, init_data, layout
+from . import clean_scratch, config as config_mod, db, ids, init_data
 from .addresses import unspecified
+from .commands import accounts, now, say, uploads, user_id
 from .errors import ConfigError
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def say(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def _fmt_ts(value: datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 class Context:
@@ -56,13 +45,6 @@ class Context:
         clean_scratch(self.cfg)
 
 
-def _user_id(conn: db.Connection, name: str | None) -> int:
-    found = db.get_user_by_name(conn, name or "admin")
-    if found is None:
-        raise click.ClickException(f"no user named {name!r}")
-    return found.id
-
-
 def _serve_flags(command: Any) -> Any:
     """The flags of ``serve``, which the bare command takes too; their values are checked as settings."""
     command = click.option("--data", metavar="DIR", help="Data directory (IMGZ_DATA).")(command)
@@ -82,6 +64,11 @@ def main(ctx: click.Context, host: str | None, port: str | None, data: str | Non
     ctx.obj = Context({"data": data, "host": host, "port": port})
     if ctx.invoked_subcommand is None:
         ctx.invoke(serve)
+
+
+for _command in (accounts.user, accounts.key, accounts.album, accounts.category, accounts.sharex,
+                 uploads.upload, uploads.check, uploads.expire):
+    main.add_command(_command)
 
 
 @main.command()
@@ -181,234 +168,10 @@ def _first_key(cfg: config_mod.Config) -> str | None:
             if db.count_keys(conn):
                 return None
             key = ids.new_api_key()
-            db.add_key(conn, _user_id(conn, "admin"), ids.digest(key), "first start", _now())
+            db.add_key(conn, user_id(conn, "admin"), ids.digest(key), "first start", now())
             return key
     finally:
         conn.close()
-
-
-@main.command()
-@click.pass_obj
-def expire(obj: Context) -> None:
-    """Run the expiry sweep once; prints how many uploads it removed."""
-    from . import jobs
-
-    obj.clean_scratch()
-    removed = jobs.sweep(_service(obj))
-    if removed is None:
-        raise click.ClickException("another process is sweeping this data directory; try again")
-    click.echo(str(removed))
-
-
-@main.group()
-def user() -> None:
-    """Users: add, list."""
-
-
-@user.command("add")
-@click.argument("name")
-@click.option("--admin", is_flag=True, help="Make the user an admin.")
-@click.pass_obj
-def user_add(obj: Context, name: str, admin: bool) -> None:
-    """Add a user; prints its name."""
-    conn = obj.conn()
-    if db.get_user_by_name(conn, name) is not None:
-        raise click.ClickException(f"user {name!r} exists already")
-    db.add_user(conn, name, admin, _now())
-    click.echo(name)
-
-
-@user.command("list")
-@click.pass_obj
-def user_list(obj: Context) -> None:
-    """List users."""
-    for summary in db.list_users(obj.conn()):
-        role = "admin" if summary.user.is_admin else "user"
-        click.echo(f"{summary.user.name}\t{role}\tuploads={summary.uploads}\tkeys={summary.keys}")
-
-
-@main.group()
-def key() -> None:
-    """API keys: create, list, revoke."""
-
-
-@key.command("create")
-@click.option("--user", "user_name", help="Owner (default: admin).")
-@click.option("--label", default="", help="A label to tell keys apart.")
-@click.pass_obj
-def key_create(obj: Context, user_name: str | None, label: str) -> None:
-    """Create a key; prints it alone (it is shown only this once)."""
-    conn = obj.conn()
-    new_key = ids.new_api_key()
-    key_id = db.add_key(conn, _user_id(conn, user_name), ids.digest(new_key), label, _now())
-    say(f"imgz: key {key_id} created for {user_name or 'admin'}; it is not shown again")
-    click.echo(new_key)
-
-
-@key.command("list")
-@click.option("--user", "user_name", help="Only this user's keys.")
-@click.pass_obj
-def key_list(obj: Context, user_name: str | None) -> None:
-    """List keys: id, user, label, created, last used, revoked."""
-    conn = obj.conn()
-    user_id = _user_id(conn, user_name) if user_name else None
-    click.echo("id\tuser\tlabel\tcreated\tlast_used\trevoked")
-    for item in db.list_keys(conn, user_id):
-        click.echo(f"{item.id}\t{item.user_name}\t{item.label or '-'}\t{_fmt_ts(item.created_at)}"
-                   f"\t{_fmt_ts(item.last_used_at)}\t{_fmt_ts(item.revoked_at)}")
-
-
-@key.command("revoke")
-@click.argument("key_id", type=int)
-@click.pass_obj
-def key_revoke(obj: Context, key_id: int) -> None:
-    """Revoke a key by its id; it fails at once, also against a running server."""
-    if not db.revoke_key(obj.conn(), key_id, _now()):
-        raise click.ClickException(f"no live key with id {key_id}")
-    say(f"imgz: key {key_id} revoked")
-
-
-@main.group()
-def album() -> None:
-    """Albums: add."""
-
-
-@album.command("add")
-@click.argument("name")
-@click.option("--user", "user_name", required=True, help="The album's owner.")
-@click.pass_obj
-def album_add(obj: Context, name: str, user_name: str) -> None:
-    """Add an album for a user; prints its public id (the API's album_id)."""
-    conn = obj.conn()
-    user_id = _user_id(conn, user_name)
-    for _ in range(16):
-        public_id = ids.public_id(obj.cfg.id_length)
-        if db.get_album(conn, public_id) is None:
-            db.add_album(conn, public_id, user_id, name, _now())
-            click.echo(public_id)
-            return
-    raise click.ClickException("could not find a free album id")
-
-
-@main.group()
-def category() -> None:
-    """Categories: add."""
-
-
-@category.command("add")
-@click.argument("name")
-@click.pass_obj
-def category_add(obj: Context, name: str) -> None:
-    """Add a category; prints its id (the API's category_id)."""
-    conn = obj.conn()
-    if db.get_category_by_name(conn, name) is not None:
-        raise click.ClickException(f"category {name!r} exists already")
-    click.echo(str(db.add_category(conn, name)))
-
-
-def _service(obj: Context):
-    from .service import Service
-
-    return Service(obj.cfg, db.LocalConnections(obj.cfg.db).get)
-
-
-@main.group()
-def upload() -> None:
-    """Uploads: list, delete."""
-
-
-@upload.command("list")
-@click.option("--user", "user_name", help="Only this user's uploads.")
-@click.pass_obj
-def upload_list(obj: Context, user_name: str | None) -> None:
-    """List uploads: id, user, name, size, date (UTC), expiry (UTC)."""
-    from .chevereto import size_formatted
-
-    conn = obj.conn()
-    users = {summary.user.id: summary.user.name for summary in db.list_users(conn)}
-    user_id = _user_id(conn, user_name) if user_name else None
-    click.echo("id\tuser\tname\tsize\tdate\texpires")
-    for item in db.iter_uploads(conn, user_id):
-        expires = item.expires_at.strftime("%Y-%m-%d %H:%M:%S") if item.expires_at else "-"
-        click.echo(f"{item.public_id}\t{users.get(item.user_id, '(guest)')}\t{item.name}.{item.extension}"
-                   f"\t{size_formatted(item.size)}\t{item.created_at:%Y-%m-%d %H:%M:%S}\t{expires}")
-
-
-@upload.command("delete")
-@click.argument("ident", metavar="ID_OR_URL")
-@click.pass_obj
-def upload_delete(obj: Context, ident: str) -> None:
-    """Take an upload down: its row and every file (by id, viewer URL or file URL)."""
-    from . import lookup
-
-    obj.clean_scratch()
-    service = _service(obj)
-    found = lookup.find_upload(service, ident)
-    if found is None:
-        raise click.ClickException(f"no upload matches {ident!r}")
-    if not service.delete(found):
-        raise click.ClickException(f"no upload matches {ident!r} (deleted meanwhile)")
-    say(f"imgz: deleted {found.public_id} ({found.name}.{found.extension})")
-
-
-@main.command()
-@click.option("--user", "user_name", help="Owner of the new key (default: admin).")
-@click.option("--key", "given_key", help="Use this existing key instead of making one.")
-@click.option("--url", "base_url", help="Public base URL (default IMGZ_BASE_URL).")
-@click.pass_obj
-def sharex(obj: Context, user_name: str | None, given_key: str | None, base_url: str | None) -> None:
-    """Print a ShareX custom uploader (.sxcu) for this server."""
-    import json
-
-    from .sharex import unusable_base, uploader
-
-    base = (base_url or obj.cfg.base_url or "").rstrip("/")
-    if not base:
-        raise click.ClickException("give --url https://your.host (or set IMGZ_BASE_URL): "
-                                   "the file must name an address ShareX can reach")
-    problem = unusable_base(base)
-    if problem:
-        raise click.ClickException(f"cannot use {base!r}: {problem}")
-    conn = obj.conn()
-    if given_key:
-        if db.find_key(conn, ids.digest(given_key)) is None:
-            raise click.ClickException("that key is unknown or revoked")
-        key_value = given_key
-    else:
-        key_value = ids.new_api_key()
-        db.add_key(conn, _user_id(conn, user_name), ids.digest(key_value), "sharex", _now())
-        say(f"imgz: made a new key labelled 'sharex' for {user_name or 'admin'}")
-    click.echo(json.dumps(uploader(base, key_value), indent=2))
-
-
-@main.command()
-@click.option("--repair", is_flag=True, help="Remove orphan files and uploads whose file is gone.")
-@click.pass_obj
-def check(obj: Context, repair: bool) -> None:
-    """Compare rows and files: report files no upload owns and uploads whose file is missing."""
-    from . import repair as repair_mod
-
-    if repair:
-        obj.clean_scratch()
-    found = repair_mod.check(_service(obj), repair=repair)
-    for path in found.orphans:
-        click.echo(f"orphan file\t{layout.DIR}/{path}")
-    for item in found.broken:
-        click.echo(f"missing file\t{item.public_id}\t{item.relpath()}")
-    for item, variants in found.lacking:
-        for variant in variants:
-            click.echo(f"missing variant\t{item.public_id}\t{item.relpath(variant)}")
-    if repair:
-        say(f"imgz: removed {len(found.orphans)} orphan file(s) and {len(found.broken)} upload(s) "
-            f"with a missing file; made the variants of {len(found.lacking) - len(found.unrepaired)} "
-            f"upload(s) again")
-        for item in found.unrepaired:
-            say(f"imgz: could not mend {item.public_id}: delete it with 'upload delete'")
-    else:
-        say(f"imgz: found {len(found.orphans)} orphan file(s), {len(found.broken)} upload(s) with a "
-            f"missing file and {len(found.lacking)} with a missing variant")
-    if found.unrepaired or (not repair and (found.orphans or found.broken or found.lacking)):
-        raise SystemExit(1)
 
 
 def run(argv: list[str] | None = None) -> int:

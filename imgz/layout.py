@@ -43,6 +43,11 @@ def is_safe(key: str) -> bool:
     return KEY.fullmatch(key) is not None or UNSAFE.search(key) is None  # the first is quicker
 
 
+def in_data_dir(key: str) -> str:
+    """How reports name a stored file: its key as a path under the data directory."""
+    return f"{DIR}/{key}"
+
+
 def date_folder(moment: datetime) -> str:
     """'YYYY/MM/DD', always zero-padded (strftime's %Y gives '999' for year 999 on glibc)."""
     return f"{moment.year:04d}/{moment.month:02d}/{moment.day:02d}"

@@ -1,0 +1,153 @@
+"""Who uploads and where to: ``user``, ``key``, ``album``, ``category`` and ``sharex``."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import click
+
+from .. import db, ids
+from . import now, say, user_id
+
+if TYPE_CHECKING:
+    from ..cli import Context
+
+
+def _fmt_ts(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.group()
+def user() -> None:
+    """Users: add, list."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Make the user an admin.")
+@click.pass_obj
+def user_add(obj: Context, name: str, admin: bool) -> None:
+    """Add a user; prints its name."""
+    conn = obj.conn()
+    if db.get_user_by_name(conn, name) is not None:
+        raise click.ClickException(f"user {name!r} exists already")
+    db.add_user(conn, name, admin, now())
+    click.echo(name)
+
+
+@user.command("list")
+@click.pass_obj
+def user_list(obj: Context) -> None:
+    """List users."""
+    for summary in db.list_users(obj.conn()):
+        role = "admin" if summary.user.is_admin else "user"
+        click.echo(f"{summary.user.name}\t{role}\tuploads={summary.uploads}\tkeys={summary.keys}")
+
+
+@click.group()
+def key() -> None:
+    """API keys: create, list, revoke."""
+
+
+@key.command("create")
+@click.option("--user", "user_name", help="Owner (default: admin).")
+@click.option("--label", default="", help="A label to tell keys apart.")
+@click.pass_obj
+def key_create(obj: Context, user_name: str | None, label: str) -> None:
+    """Create a key; prints it alone (it is shown only this once)."""
+    conn = obj.conn()
+    new_key = ids.new_api_key()
+    key_id = db.add_key(conn, user_id(conn, user_name), ids.digest(new_key), label, now())
+    say(f"imgz: key {key_id} created for {user_name or 'admin'}; it is not shown again")
+    click.echo(new_key)
+
+
+@key.command("list")
+@click.option("--user", "user_name", help="Only this user's keys.")
+@click.pass_obj
+def key_list(obj: Context, user_name: str | None) -> None:
+    """List keys: id, user, label, created, last used, revoked."""
+    conn = obj.conn()
+    owner = user_id(conn, user_name) if user_name else None
+    click.echo("id\tuser\tlabel\tcreated\tlast_used\trevoked")
+    for item in db.list_keys(conn, owner):
+        click.echo(f"{item.id}\t{item.user_name}\t{item.label or '-'}\t{_fmt_ts(item.created_at)}"
+                   f"\t{_fmt_ts(item.last_used_at)}\t{_fmt_ts(item.revoked_at)}")
+
+
+@key.command("revoke")
+@click.argument("key_id", type=int)
+@click.pass_obj
+def key_revoke(obj: Context, key_id: int) -> None:
+    """Revoke a key by its id; it fails at once, also against a running server."""
+    if not db.revoke_key(obj.conn(), key_id, now()):
+        raise click.ClickException(f"no live key with id {key_id}")
+    say(f"imgz: key {key_id} revoked")
+
+
+@click.group()
+def album() -> None:
+    """Albums: add."""
+
+
+@album.command("add")
+@click.argument("name")
+@click.option("--user", "user_name", required=True, help="The album's owner.")
+@click.pass_obj
+def album_add(obj: Context, name: str, user_name: str) -> None:
+    """Add an album for a user; prints its public id (the API's album_id)."""
+    conn = obj.conn()
+    owner = user_id(conn, user_name)
+    for _ in range(16):
+        public_id = ids.public_id(obj.cfg.id_length)
+        if db.get_album(conn, public_id) is None:
+            db.add_album(conn, public_id, owner, name, now())
+            click.echo(public_id)
+            return
+    raise click.ClickException("could not find a free album id")
+
+
+@click.group()
+def category() -> None:
+    """Categories: add."""
+
+
+@category.command("add")
+@click.argument("name")
+@click.pass_obj
+def category_add(obj: Context, name: str) -> None:
+    """Add a category; prints its id (the API's category_id)."""
+    conn = obj.conn()
+    if db.get_category_by_name(conn, name) is not None:
+        raise click.ClickException(f"category {name!r} exists already")
+    click.echo(str(db.add_category(conn, name)))
+
+
+@click.command()
+@click.option("--user", "user_name", help="Owner of the new key (default: admin).")
+@click.option("--key", "given_key", help="Use this existing key instead of making one.")
+@click.option("--url", "base_url", help="Public base URL (default IMGZ_BASE_URL).")
+@click.pass_obj
+def sharex(obj: Context, user_name: str | None, given_key: str | None, base_url: str | None) -> None:
+    """Print a ShareX custom uploader (.sxcu) for this server."""
+    import json
+
+    from ..sharex import unusable_base, uploader
+
+    base = (base_url or obj.cfg.base_url or "").rstrip("/")
+    if not base:
+        raise click.ClickException("give --url https://your.host (or set IMGZ_BASE_URL): "
+                                   "the file must name an address ShareX can reach")
+    problem = unusable_base(base)
+    if problem:
+        raise click.ClickException(f"cannot use {base!r}: {problem}")
+    conn = obj.conn()
+    if given_key:
+        if db.find_key(conn, ids.digest(given_key)) is None:
+            raise click.ClickException("that key is unknown or revoked")
+        key_value = given_key
+    else:
+        key_value = ids.new_api_key()
+        db.add_key(conn, user_id(conn, user_name), ids.digest(key_value), "sharex", now())
+        say(f"imgz: made a new key labelled 'sharex' for {user_name or 'admin'}")
+    click.echo(json.dumps(uploader(base, key_value), indent=2))
