@@ -100,7 +100,7 @@ def serve(obj: Context, host: str | None = None, port: int | None = None, data: 
             raise ConfigError(f"IMGZ_HOST={cfg.host!r} IMGZ_PORT={cfg.port}: cannot listen there: "
                               f"{reason}") from None
         # Only once the address is ours: a failed start must not use up the one showing of the key.
-        new_key = _first_key(cfg)
+        new_key = first_key(cfg)
         port_used = server.effective_port
         shown_host = "127.0.0.1" if not cfg.host or unspecified(cfg.host) else cfg.host
         base = cfg.base_url or f"http://{shown_host}:{port_used}"
@@ -159,7 +159,11 @@ def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
         clear_untrusted_proxy_headers=not cfg.trust_proxy)
 
 
-def _first_key(cfg: config_mod.Config) -> str | None:
+def first_key(cfg: config_mod.Config) -> str | None:
+    """Make the admin's first API key when no key exists yet, and return it (else None).
+
+    ``serve`` calls it once the address is its own; the test fixtures call it for an app they
+    run in their own process."""
     conn = db.connect(cfg.db)
     try:
         with db.transaction(conn):

@@ -1,0 +1,275 @@
+"""imgz in the test's own process: the Flask app behind Werkzeug's test client.
+
+``InProcess`` has the helpers of ``conftest.LiveServer`` (upload, get, rows, stored_files, command,
+...) and answers with real ``requests.Response`` objects: a request is prepared by requests, as a
+live test would send it, and handed to the test client, so a test moves from one to the other by
+its fixture alone. What the WSGI server adds is not here: waitress's framing and read deadlines
+(imgz/server.py) and the key gate (imgz/gate.py) are tested against a live server.
+"""
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import sys
+import traceback
+from pathlib import Path
+from subprocess import CompletedProcess
+from typing import Any, Iterator
+from urllib.parse import urljoin, urlsplit
+
+import click.testing
+import requests
+from requests.structures import CaseInsensitiveDict
+from werkzeug.wsgi import FileWrapper
+
+from imgz import cli, create_app, jobs as jobs_mod, scratch, workers
+
+BASE = "http://localhost"
+_REDIRECTS = {301, 302, 303, 307, 308}
+
+
+class Helpers:
+    """What LiveServer and InProcess share: uploads, reading the data dir. ``request`` is theirs."""
+
+    data: Path
+    key: str
+    url: str
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        raise NotImplementedError
+
+    @property
+    def db(self) -> Path:
+        return self.data / "imgz.db"
+
+    def upload(self, source: Any = None, *, filename: str = "file.png", api_key: Any = "default",
+               path: str = "/api/1/upload", method: str = "POST", field: str = "source",
+               content_type: str | None = None, params: dict | None = None,
+               headers: dict | None = None, **fields: Any) -> requests.Response:
+        """Upload: bytes go as a multipart file part, str as a form field.
+
+        ``api_key='default'`` sends the first key in X-API-Key; None sends none.
+        """
+        hdrs = dict(headers or {})
+        if api_key == "default":
+            hdrs["X-API-Key"] = self.key
+        elif api_key is not None:
+            hdrs["X-API-Key"] = api_key
+        data = {k: v for k, v in fields.items() if v is not None}
+        files = None
+        if isinstance(source, (bytes, bytearray)):
+            files = {field: (filename, bytes(source), content_type) if content_type
+                     else (filename, bytes(source))}
+        elif source is not None:
+            data[field] = source
+        return self.request(method, path, data=data or None, files=files, params=params,
+                            headers=hdrs, allow_redirects=False, timeout=120)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        """GET a path or URL; redirects are not followed unless asked."""
+        kwargs.setdefault("allow_redirects", False)
+        kwargs.setdefault("timeout", 30)
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        """POST like ``requests.post`` (redirects followed unless told not to)."""
+        return self.request("POST", path, **kwargs)
+
+    def head(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("allow_redirects", False)
+        return self.request("HEAD", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def rows(self) -> int:
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            return conn.execute("SELECT COUNT(*) FROM uploads").fetchone()[0]
+
+    def stored_files(self) -> list[str]:
+        return sorted(str(p.relative_to(self.data)) for p in (self.data / "images").rglob("*") if p.is_file())
+
+    def tmp_files(self) -> list[str]:
+        """What is left under tmp: the processes' scratch folders and their lock files not counted."""
+        tmp = self.data / "tmp"
+        found = []
+        for path in tmp.rglob("*"):
+            parts = path.relative_to(tmp).parts
+            if len(parts) == 1 and (path.is_dir() or path.name.endswith(".lock")):
+                continue
+            found.append(str(path.relative_to(self.data)))
+        return sorted(found)
+
+    def scratch_folders(self) -> list[str]:
+        """The scratch folders under tmp, one for each process that wrote there and was not cleaned."""
+        return sorted(p.name for p in (self.data / "tmp").glob("*") if p.is_dir())
+
+
+def settings_env(settings: dict[str, Any]) -> dict[str, str]:
+    """``make_app``/``make_server`` keywords as the environment a server would be given."""
+    return {f"IMGZ_{name.upper()}": str(value) for name, value in settings.items()}
+
+
+class InProcess(Helpers):
+    """The app for ``data`` built as ``serve`` builds it, without a listening socket.
+
+    ``env`` holds IMGZ_* settings (IMGZ_MIN_FREE_MB is 0 unless given, as for LiveServer);
+    the process's own environment is not read. ``jobs`` starts the expiry scheduler, which is
+    one per process: one app at a time may have it. ``stop()`` ends the media workers.
+    """
+
+    def __init__(self, data: Path, env: dict[str, str] | None = None, *, jobs: bool = False) -> None:
+        workers.start_fork_server()  # before anything changes where temporary files go, as serve
+        self.data = Path(data)
+        self.env = {"IMGZ_MIN_FREE_MB": "0", **(env or {}), "IMGZ_DATA": str(self.data)}
+        self.flask = create_app(environ=self.env, jobs=jobs)
+        self.config = self.flask.config["IMGZ"]
+        self.service = self.flask.config["IMGZ_SERVICE"]
+        self.jobs = jobs
+        self.key = cli.first_key(self.config) or ""
+        self.url = BASE
+        self.stopped = False
+
+    @property
+    def client(self) -> Any:
+        """A new test client (one per request, so threads never share one)."""
+        return self.flask.test_client(use_cookies=False)
+
+    def stop(self) -> None:
+        """End what the app started: scheduler, media workers, connections, scratch folder."""
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.jobs:
+            jobs_mod.stop()
+        pool = getattr(self.service, "_pool", None)  # started on first use, maybe never
+        if pool is not None:
+            pool.close()
+        self.flask.config["IMGZ_CONNECTIONS"].close_all()
+        scratch.of(self.data).close()
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Like ``requests.request``; a path or a URL of this app goes to the test client.
+
+        Other URLs (a fixture web host) are fetched for real. Redirects are followed unless
+        ``allow_redirects=False``, as requests does.
+        """
+        follow = kwargs.pop("allow_redirects", True)
+        kwargs.pop("timeout", None)
+        kwargs.pop("stream", None)
+        if not url.startswith(("http://", "https://")):
+            url = self.url + url
+        prepared = requests.Session().prepare_request(requests.Request(method, url, **kwargs))
+        history: list[requests.Response] = []
+        while True:
+            response = self._send(prepared)
+            if not (follow and response.is_redirect) or len(history) >= 30:
+                break
+            history.append(response)
+            prepared = _redirected(prepared, response)
+        response.history = history
+        return response
+
+    def _send(self, prepared: requests.PreparedRequest) -> requests.Response:
+        if not _same_origin(prepared.url or "", self.url):
+            with requests.Session() as session:
+                return session.send(prepared, allow_redirects=False, timeout=30)
+        body = prepared.body
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        elif body is not None and not isinstance(body, bytes):
+            if not hasattr(body, "read"):
+                raise TypeError("a streamed body needs a live server (tests/conftest.py LiveServer)")
+            body = body.read()
+        answer = self.client.open(prepared.url, method=prepared.method,
+                                  headers=list(prepared.headers.items()), data=body,
+                                  environ_base={"wsgi.file_wrapper": FileWrapper}, buffered=True)
+        try:
+            content = answer.get_data()
+        finally:
+            answer.close()
+        response = requests.Response()
+        response.status_code = answer.status_code
+        response.reason = answer.status.partition(" ")[2]
+        headers: CaseInsensitiveDict = CaseInsensitiveDict()
+        for name, value in answer.headers.items():
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        response.headers = headers
+        # an HTTP client reads no body for HEAD, 204 and 304
+        no_body = prepared.method == "HEAD" or answer.status_code in (204, 304)
+        response._content = b"" if no_body else content
+        response.encoding = requests.utils.get_encoding_from_headers(headers)
+        response.url = prepared.url or ""
+        response.request = prepared
+        return response
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def command(self, *args: str) -> CompletedProcess:
+        """``python app.py --data DIR <args>``, run in this process; ``serve`` is not run here."""
+        if "serve" in args:
+            raise ValueError("serve listens: run it with LiveServer")
+        return run_command("--data", str(self.data), *args)
+
+
+def run_command(*argv: str, env: dict[str, str | None] | None = None) -> CompletedProcess:
+    """``python app.py <argv>`` in this process: exit status, stdout and stderr as a process's.
+
+    ``env`` changes the environment meanwhile (None unsets). Media workers a command starts
+    (``check --repair`` renders) are stopped when it ends.
+    """
+    runner = click.testing.CliRunner()
+    with _pools_closed(), runner.isolation(env=env) as (out, err, _):
+        try:
+            code: Any = cli.run(list(argv))
+        except SystemExit as exc:
+            code = exc.code
+            if code is not None and not isinstance(code, int):
+                print(code, file=sys.stderr)
+                code = 1
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            code = 1
+        stdout, stderr = out.getvalue(), err.getvalue()
+    return CompletedProcess(["app.py", *argv], code or 0, stdout.decode(), stderr.decode())
+
+
+@contextlib.contextmanager
+def _pools_closed() -> Iterator[None]:
+    """Note the media-worker pools made meanwhile and close them at the end."""
+    made: list[workers.Pool] = []
+    original = workers.Pool
+
+    class Noted(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    workers.Pool = Noted  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        workers.Pool = original  # type: ignore[misc]
+        for pool in made:
+            pool.close()
+
+
+def _same_origin(url: str, base: str) -> bool:
+    one, other = urlsplit(url), urlsplit(base)
+    return (one.scheme, one.netloc) == (other.scheme, other.netloc)
+
+
+def _redirected(prepared: requests.PreparedRequest, response: requests.Response) -> requests.PreparedRequest:
+    """The next request of a redirect chain, with requests' rules for the method and body."""
+    nxt = prepared.copy()
+    nxt.url = urljoin(prepared.url or "", response.headers["Location"])
+    code = response.status_code
+    if (code == 303 and nxt.method != "HEAD") or (code in (301, 302) and nxt.method == "POST"):
+        nxt.method = "GET"
+    if code not in (307, 308):
+        for name in ("Content-Type", "Content-Length", "Transfer-Encoding"):
+            nxt.headers.pop(name, None)
+        nxt.body = None
+    return nxt
