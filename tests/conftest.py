@@ -1,6 +1,6 @@
-"""Fixtures: imgz in this process (``app``, ``client``, ``make_app``) for what needs no socket, and
-a real server in its own process on a free 127.0.0.1 port (``server``, ``make_server``,
-``LiveServer``) for streaming, framing, crashes, memory, nginx and browsers.
+"""Fixtures: imgz in this process (``server``, ``app``, ``client``, ``make_app``) for what needs no
+socket, and a real server in its own process on a free 127.0.0.1 port (``live_server``,
+``make_server``, ``LiveServer``) for streaming, framing, crashes, memory, nginx and browsers.
 
 Both kinds have the same helpers (tests/inprocess.py ``Helpers``) and answer with
 ``requests.Response`` objects."""
@@ -113,9 +113,17 @@ def _has_keys(db: Path) -> bool:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    """One imgz in this process shared by the whole run, with URL_SOURCES."""
+    srv = InProcess(tmp_path_factory.mktemp("data"), URL_SOURCES)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One shared server in its own process, with URL_SOURCES."""
-    srv = LiveServer(tmp_path_factory.mktemp("data"), URL_SOURCES)
+    srv = LiveServer(tmp_path_factory.mktemp("live"), URL_SOURCES)
     yield srv
     srv.stop()
 
