@@ -7,6 +7,7 @@ Both kinds have the same helpers (tests/inprocess.py ``Helpers``) and answer wit
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import queue
 import re
@@ -23,7 +24,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import requests
 
-from inprocess import Helpers, InProcess, settings_env
+from inprocess import Helpers, InProcess, as_response, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,6 +97,20 @@ class LiveServer(Helpers):
         """``requests.request`` to a path of this server, or to any URL."""
         kwargs.setdefault("timeout", 120)
         return requests.request(method, url if url.startswith("http") else self.url + url, **kwargs)
+
+    def raw(self, method: str, target: str, headers: dict[str, str] | None = None) -> requests.Response:
+        """Send the request target exactly as given: no client turns ``/a/../b`` into ``/b``."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.putrequest(method, target, skip_accept_encoding=True)
+            for name, value in (headers or {}).items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            answer = conn.getresponse()
+            return as_response(f"{answer.status} {answer.reason}", answer.getheaders(), answer.read(),
+                               self.url + target)
+        finally:
+            conn.close()
 
 
 # URL sources may reach fixture web hosts on 127.0.0.1.

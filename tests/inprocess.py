@@ -9,13 +9,14 @@ its fixture alone. What the WSGI server adds is not here: waitress's framing and
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import sys
 import traceback
 from pathlib import Path
 from subprocess import CompletedProcess
-from typing import Any, Iterator
-from urllib.parse import urljoin, urlsplit
+from typing import Any, Iterable, Iterator
+from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 import click.testing
 import requests
@@ -131,6 +132,10 @@ class InProcess(Helpers):
         self.stopped = False
 
     @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    @property
     def client(self) -> Any:
         """A new test client (one per request, so threads never share one)."""
         return self.flask.test_client(use_cookies=False)
@@ -172,8 +177,13 @@ class InProcess(Helpers):
         response.history = history
         return response
 
+    def raw(self, method: str, target: str, headers: dict[str, str] | None = None) -> requests.Response:
+        """Send the request target exactly as given: no client turns ``/a/../b`` into ``/b``."""
+        return self._call(method, target, list((headers or {}).items()), None, self.url + target)
+
     def _send(self, prepared: requests.PreparedRequest) -> requests.Response:
-        if not _same_origin(prepared.url or "", self.url):
+        url = prepared.url or ""
+        if not _same_origin(url, self.url):
             with requests.Session() as session:
                 return session.send(prepared, allow_redirects=False, timeout=30)
         body = prepared.body
@@ -183,27 +193,28 @@ class InProcess(Helpers):
             if not hasattr(body, "read"):
                 raise TypeError("a streamed body needs a live server (tests/conftest.py LiveServer)")
             body = body.read()
-        answer = self.client.open(prepared.url, method=prepared.method,
-                                  headers=list(prepared.headers.items()), data=body,
-                                  environ_base={"wsgi.file_wrapper": FileWrapper}, buffered=True)
+        parts = urlsplit(url)
+        target = parts.path + ("?" + parts.query if parts.query else "")
+        response = self._call(prepared.method or "GET", target, list(prepared.headers.items()), body, url)
+        response.request = prepared
+        return response
+
+    def _call(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None,
+              url: str) -> requests.Response:
+        # The environ waitress makes of a request line: the path unquoted to bytes, as latin-1.
+        path, _, query = target.partition("?")
+        environ = {"PATH_INFO": unquote_to_bytes(path).decode("latin-1"), "QUERY_STRING": query,
+                   "REQUEST_URI": target, "RAW_URI": target, "wsgi.file_wrapper": FileWrapper}
+        answer = self.client.open("/", base_url=self.url, method=method, headers=headers, data=body,
+                                  environ_overrides=environ, buffered=True)
         try:
             content = answer.get_data()
         finally:
             answer.close()
-        response = requests.Response()
-        response.status_code = answer.status_code
-        response.reason = answer.status.partition(" ")[2]
-        headers: CaseInsensitiveDict = CaseInsensitiveDict()
-        for name, value in answer.headers.items():
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        response.headers = headers
         # an HTTP client reads no body for HEAD, 204 and 304
-        no_body = prepared.method == "HEAD" or answer.status_code in (204, 304)
-        response._content = b"" if no_body else content
-        response.encoding = requests.utils.get_encoding_from_headers(headers)
-        response.url = prepared.url or ""
-        response.request = prepared
-        return response
+        if method == "HEAD" or answer.status_code in (204, 304):
+            content = b""
+        return as_response(answer.status, answer.headers.items(), content, url)
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -212,6 +223,21 @@ class InProcess(Helpers):
         if "serve" in args:
             raise ValueError("serve listens: run it with LiveServer")
         return run_command("--data", str(self.data), *args)
+
+
+def as_response(status: str, headers: Iterable[tuple[str, str]], content: bytes, url: str) -> requests.Response:
+    """A ``requests.Response`` for an answer read by other means (repeated headers joined)."""
+    response = requests.Response()
+    code, _, reason = status.partition(" ")
+    response.status_code, response.reason = int(code), reason
+    joined: CaseInsensitiveDict = CaseInsensitiveDict()
+    for name, value in headers:
+        joined[name] = f"{joined[name]}, {value}" if name in joined else value
+    response.headers = joined
+    response._content = content
+    response.encoding = requests.utils.get_encoding_from_headers(joined)
+    response.url = url
+    return response
 
 
 def run_command(*argv: str, env: dict[str, str | None] | None = None) -> CompletedProcess:
