@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -88,14 +89,12 @@ def test_a_data_dir_that_is_a_file_stops_with_one_clear_line(tmp_path, settings_
 
 
 def test_a_start_that_cannot_listen_keeps_the_first_key_for_the_next(tmp_path):
-    taken = LiveServer(tmp_path / "first")
-    try:
-        failed = run(tmp_path / "second", "serve", "--host", "127.0.0.1", "--port", str(taken.port))
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # a port something listens on
+        port = taken.getsockname()[1]
+        failed = run(tmp_path / "second", "serve", "--host", "127.0.0.1", "--port", str(port))
         assert failed.returncode == 2 and "imgz_" not in failed.stdout + failed.stderr
         lines = failed.stderr.strip().splitlines()
         assert len(lines) == 1 and "IMGZ_PORT" in lines[0], failed.stderr
-    finally:
-        taken.stop()
     second = LiveServer(tmp_path / "second")
     try:
         assert re.fullmatch(r"imgz_[0-9A-Za-z]{32}", second.key)

@@ -87,9 +87,9 @@ def test_expiry_survives_a_restart(tmp_path):
     second = InProcess(data, {"IMGZ_EXPIRATION_MIN": "1", "IMGZ_EXPIRY_INTERVAL": "3600"}, jobs=True)
     try:
         second.key = key
-        # the interval is an hour: only the sweep at start can remove it
-        assert _wait_until(lambda: second.rows() == 0, 5)
-        assert not any(image["name"] in p for p in second.stored_files())
+        # the interval is an hour: only the sweep at start can remove it (rows first, then files)
+        assert _wait_until(lambda: not any(image["name"] in p for p in second.stored_files()), 5)
+        assert second.rows() == 0
         assert second.get(image["url"].replace(first.url, second.url)).status_code == 404
     finally:
         second.stop()
