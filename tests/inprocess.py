@@ -88,7 +88,10 @@ class Helpers:
             return conn.execute("SELECT COUNT(*) FROM uploads").fetchone()[0]
 
     def stored_files(self) -> list[str]:
-        return sorted(str(p.relative_to(self.data)) for p in (self.data / "images").rglob("*") if p.is_file())
+        found = []
+        for folder, _, names in os.walk(self.data / "images"):
+            found.extend(os.path.relpath(os.path.join(folder, name), self.data) for name in names)
+        return sorted(found)
 
     def tmp_files(self) -> list[str]:
         """What is left under tmp: the processes' scratch folders and their lock files not counted."""
