@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -100,11 +101,13 @@ def test_a_command_run_during_an_upload_leaves_it_alone(tmp_path, held, args):
 
 
 def test_a_second_serve_that_cannot_listen_leaves_the_running_upload_alone(tmp_path, held):
-    srv = LiveServer(tmp_path / "d", URL_ENV)
+    srv = InProcess(tmp_path / "d", URL_ENV)
     try:
         answers = start_held_upload(srv, held)
         folders, files = srv.scratch_folders(), srv.tmp_files()
-        second = run(srv.data, "serve", "--host", "127.0.0.1", "--port", str(srv.port))
+        with socket.create_server(("127.0.0.1", 0)) as taken:  # its port is taken
+            port = taken.getsockname()[1]
+            second = run(srv.data, "serve", "--host", "127.0.0.1", "--port", str(port))
         kept = srv.scratch_folders(), srv.tmp_files()
         assert_upload_ok(finish(held, answers))
         assert second.returncode == 2 and "IMGZ_PORT" in second.stderr, second.stderr
@@ -129,7 +132,7 @@ def test_a_killed_servers_folder_stays_until_the_next_start_removes_it(tmp_path,
     held.release()
     assert run(data, "user", "list").returncode == 0
     assert srv.scratch_folders() == dead and srv.tmp_files(), "a command that reads cleans nothing"
-    after = LiveServer(data)
+    after = InProcess(data)  # starts as serve does
     try:
         after.key = key
         assert dead[0] not in after.scratch_folders() and len(after.scratch_folders()) == 1
