@@ -11,22 +11,19 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import sys
-import traceback
 from pathlib import Path
 from subprocess import CompletedProcess
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
-import click.testing
 import requests
 from requests.structures import CaseInsensitiveDict
 from werkzeug.wsgi import FileWrapper
 
+from commands import run_command
 from imgz import cli, create_app, jobs as jobs_mod, scratch, workers
 
 BASE = "http://localhost"
-_REDIRECTS = {301, 302, 303, 307, 308}
 
 
 class Helpers:
@@ -241,48 +238,6 @@ def as_response(status: str, headers: Iterable[tuple[str, str]], content: bytes,
     response.encoding = requests.utils.get_encoding_from_headers(joined)
     response.url = url
     return response
-
-
-def run_command(*argv: str, env: dict[str, str | None] | None = None) -> CompletedProcess:
-    """``python app.py <argv>`` in this process: exit status, stdout and stderr as a process's.
-
-    ``env`` changes the environment meanwhile (None unsets). Media workers a command starts
-    (``check --repair`` renders) are stopped when it ends.
-    """
-    runner = click.testing.CliRunner()
-    with _pools_closed(), runner.isolation(env=env) as (out, err, _):
-        try:
-            code: Any = cli.run(list(argv))
-        except SystemExit as exc:
-            code = exc.code
-            if code is not None and not isinstance(code, int):
-                print(code, file=sys.stderr)
-                code = 1
-        except Exception:
-            traceback.print_exc(file=sys.stderr)
-            code = 1
-        stdout, stderr = out.getvalue(), err.getvalue()
-    return CompletedProcess(["app.py", *argv], code or 0, stdout.decode(), stderr.decode())
-
-
-@contextlib.contextmanager
-def _pools_closed() -> Iterator[None]:
-    """Note the media-worker pools made meanwhile and close them at the end."""
-    made: list[workers.Pool] = []
-    original = workers.Pool
-
-    class Noted(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    workers.Pool = Noted  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        workers.Pool = original  # type: ignore[misc]
-        for pool in made:
-            pool.close()
 
 
 def _same_origin(url: str, base: str) -> bool:

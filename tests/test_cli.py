@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 import media
+from commands import run_command
 from conftest import ROOT, LiveServer
 from contract import assert_upload_ok
-from inprocess import InProcess, run_command
+from inprocess import InProcess
 from imgz import config
 
 

@@ -19,9 +19,10 @@ import pytest
 import requests
 
 import media
+from commands import run_command
 from conftest import ROOT, LiveServer
 from contract import assert_upload_ok
-from inprocess import Helpers, InProcess, run_command
+from inprocess import Helpers, InProcess
 from webhost import Held, WebHost
 
 URL_ENV = {"IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "60"}
