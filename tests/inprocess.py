@@ -133,6 +133,7 @@ class InProcess(Helpers):
 
     @property
     def pid(self) -> int:
+        """The app's process: this one."""
         return os.getpid()
 
     @property
@@ -166,7 +167,8 @@ class InProcess(Helpers):
         kwargs.pop("stream", None)
         if not url.startswith(("http://", "https://")):
             url = self.url + url
-        prepared = requests.Session().prepare_request(requests.Request(method, url, **kwargs))
+        with requests.Session() as session:  # its default headers, as a live test sends them
+            prepared = session.prepare_request(requests.Request(method, url, **kwargs))
         history: list[requests.Response] = []
         while True:
             response = self._send(prepared)
