@@ -160,10 +160,7 @@ def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
 
 
 def first_key(cfg: config_mod.Config) -> str | None:
-    """Make the admin's first API key when no key exists yet, and return it (else None).
-
-    ``serve`` calls it once the address is its own; the test fixtures call it for an app they
-    run in their own process."""
+    """The admin's first API key, made when there is no key yet (else None)."""
     conn = db.connect(cfg.db)
     try:
         with db.transaction(conn):
