@@ -100,7 +100,7 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
                                      f"{str(getattr(exc, 'strerror', None) or exc).rstrip('.')}",
                                      flag=obj.flags.get(name) is not None) from None
         # Only once the address is ours: a failed start must not use up the one showing of the key.
-        new_key = _first_key(cfg)
+        new_key = first_key(cfg)
         port_used = server.effective_port
         shown_host = "127.0.0.1" if not cfg.host or unspecified(cfg.host) else cfg.host
         base = cfg.base_url or f"http://{shown_host}:{port_used}"
@@ -161,7 +161,8 @@ def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
         clear_untrusted_proxy_headers=not cfg.trust_proxy)
 
 
-def _first_key(cfg: config_mod.Config) -> str | None:
+def first_key(cfg: config_mod.Config) -> str | None:
+    """The admin's first API key, made when there is no key yet (else None)."""
     conn = db.connect(cfg.db)
     try:
         with db.transaction(conn):

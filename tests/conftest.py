@@ -1,10 +1,17 @@
-"""Fixtures: a real imgz server in its own process on a free 127.0.0.1 port, and an API helper."""
+"""Fixtures: imgz in this process (``server``, ``app``, ``client``, ``make_app``) for what needs no
+socket, and a real server in its own process on a free 127.0.0.1 port (``live_server``,
+``make_server``, ``LiveServer``) for streaming, framing, crashes, memory, nginx and browsers.
+
+Both kinds have the same helpers (tests/inprocess.py ``Helpers``) and answer with
+``requests.Response`` objects."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import queue
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,18 +25,38 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import requests
 
+from inprocess import Helpers, InProcess, as_response, settings_env
+
 ROOT = Path(__file__).resolve().parent.parent
+RAM_DISK = Path("/dev/shm")
 
 
-class LiveServer:
+def _temporary_files_in_memory() -> None:
+    """Put pytest's temporary folders (the tests' data dirs) on a RAM file system when the machine
+    has a roomy one: every stored file is fsynced, which costs a disk write each time and nothing
+    there. PYTEST_DEBUG_TEMPROOT set by hand wins."""
+    try:
+        roomy = RAM_DISK.is_dir() and os.access(RAM_DISK, os.W_OK) and \
+            shutil.disk_usage(RAM_DISK).free > 4 * 1024 ** 3
+    except OSError:
+        roomy = False
+    if roomy:
+        os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(RAM_DISK))
+
+
+_temporary_files_in_memory()
+
+
+class LiveServer(Helpers):
     """``python app.py serve`` on a free port with its own data dir; stopped by ``stop()``."""
 
     def __init__(self, data: Path, env: dict[str, str] | None = None,
                  prefix: list[str] | None = None) -> None:
         self.data = data
-        # A fresh data dir prints its first key and a curl line on stdout, which is read by its
-        # own thread: wait for both lines as well as for the port (printed last, on stderr).
-        expect_key = not (data / "imgz.db").exists()
+        # A data dir without a key yet prints its first key and a curl line on stdout, which is
+        # read by its own thread: wait for both lines as well as for the port (on stderr). A
+        # start that could not listen leaves a database with no key behind.
+        expect_key = not _has_keys(data / "imgz.db")
         hinted = False
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}
         full_env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1"})
@@ -70,10 +97,6 @@ class LiveServer:
     def pid(self) -> int:
         return self.proc.pid
 
-    @property
-    def db(self) -> Path:
-        return self.data / "imgz.db"
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -88,65 +111,82 @@ class LiveServer:
         return subprocess.run([sys.executable, str(ROOT / "app.py"), "--data", str(self.data), *args],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
 
-    def upload(self, source: Any = None, *, filename: str = "file.png", api_key: Any = "default",
-               path: str = "/api/1/upload", method: str = "POST", field: str = "source",
-               content_type: str | None = None, params: dict | None = None,
-               headers: dict | None = None, **fields: Any) -> requests.Response:
-        """Upload with a real HTTP client. bytes go as a multipart file part, str as a form field.
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """``requests.request`` to a path of this server, or to any URL."""
+        kwargs.setdefault("timeout", 120)
+        return requests.request(method, url if url.startswith("http") else self.url + url, **kwargs)
 
-        ``api_key='default'`` sends this server's first key in X-API-Key; None sends none.
-        """
-        hdrs = dict(headers or {})
-        if api_key == "default":
-            hdrs["X-API-Key"] = self.key
-        elif api_key is not None:
-            hdrs["X-API-Key"] = api_key
-        data = {k: v for k, v in fields.items() if v is not None}
-        files = None
-        if isinstance(source, (bytes, bytearray)):
-            files = {field: (filename, bytes(source), content_type) if content_type
-                     else (filename, bytes(source))}
-        elif source is not None:
-            data[field] = source
-        return requests.request(method, self.url + path, data=data or None, files=files,
-                                params=params, headers=hdrs, allow_redirects=False, timeout=120)
+    def raw(self, method: str, target: str, headers: dict[str, str] | None = None) -> requests.Response:
+        """Send the request target exactly as given: no client turns ``/a/../b`` into ``/b``."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.putrequest(method, target, skip_accept_encoding=True)
+            for name, value in (headers or {}).items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            answer = conn.getresponse()
+            return as_response(f"{answer.status} {answer.reason}", answer.getheaders(), answer.read(),
+                               self.url + target)
+        finally:
+            conn.close()
 
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("allow_redirects", False)
-        kwargs.setdefault("timeout", 30)
-        url = path if path.startswith("http") else self.url + path
-        return requests.get(url, **kwargs)
 
-    def rows(self) -> int:
-        with contextlib.closing(sqlite3.connect(self.db)) as conn:
-            return conn.execute("SELECT COUNT(*) FROM uploads").fetchone()[0]
+# URL sources may reach fixture web hosts on 127.0.0.1.
+URL_SOURCES = {"IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "3"}
 
-    def stored_files(self) -> list[str]:
-        return sorted(str(p.relative_to(self.data)) for p in (self.data / "images").rglob("*") if p.is_file())
 
-    def tmp_files(self) -> list[str]:
-        """What is left under tmp: the processes' scratch folders and their lock files not counted."""
-        tmp = self.data / "tmp"
-        found = []
-        for path in tmp.rglob("*"):
-            parts = path.relative_to(tmp).parts
-            if len(parts) == 1 and (path.is_dir() or path.name.endswith(".lock")):
-                continue
-            found.append(str(path.relative_to(self.data)))
-        return sorted(found)
-
-    def scratch_folders(self) -> list[str]:
-        """The scratch folders under tmp, one for each process that wrote there and was not cleaned."""
-        return sorted(p.name for p in (self.data / "tmp").glob("*") if p.is_dir())
+def _has_keys(db: Path) -> bool:
+    if not db.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        try:
+            return conn.execute("SELECT COUNT(*) FROM api_keys").fetchone()[0] > 0
+        except sqlite3.OperationalError:  # no such table: made by nothing that got that far
+            return False
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One shared server; URL sources may reach 127.0.0.1 for fixture servers."""
-    srv = LiveServer(tmp_path_factory.mktemp("data"), {"IMGZ_URL_ALLOW_NETS": "127.0.0.1/32",
-                                                       "IMGZ_URL_TIMEOUT": "3"})
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    """One imgz in this process shared by the whole run, with URL_SOURCES."""
+    srv = InProcess(tmp_path_factory.mktemp("data"), URL_SOURCES)
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One shared server in its own process, with URL_SOURCES."""
+    srv = LiveServer(tmp_path_factory.mktemp("live"), URL_SOURCES)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Any]:
+    """Make in-process apps with their own settings (``make_app(max_upload_mb=1)``) and data
+    dirs; all are stopped after the test. ``jobs=True`` runs the expiry scheduler (one app)."""
+    made: list[InProcess] = []
+
+    def make(*, jobs: bool = False, **settings: Any) -> InProcess:
+        srv = InProcess(tmp_path / f"app{len(made)}", settings_env(settings), jobs=jobs)
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        srv.stop()
+
+
+@pytest.fixture
+def app(make_app: Any) -> InProcess:
+    """An in-process app of its own with the default settings (its Flask app is ``app.flask``)."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: InProcess) -> Any:
+    """Flask's test client for ``app``."""
+    return app.client
 
 
 @pytest.fixture
@@ -155,7 +195,7 @@ def make_server(tmp_path: Path) -> Iterator[Any]:
     started: list[LiveServer] = []
 
     def start(**env: str) -> LiveServer:
-        srv = LiveServer(tmp_path / f"data{len(started)}", {f"IMGZ_{k.upper()}": str(v) for k, v in env.items()})
+        srv = LiveServer(tmp_path / f"data{len(started)}", settings_env(env))
         started.append(srv)
         return srv
 

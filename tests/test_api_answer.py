@@ -1,4 +1,4 @@
-"""The answer's shape (SPEC §4) and the files it points at, through the real server."""
+"""The answer's shape (SPEC §4) and the files it points at, through the app."""
 from __future__ import annotations
 
 import hashlib
@@ -185,8 +185,8 @@ def test_eight_concurrent_uploads_with_one_name(server):
         assert server.get(img["url"]).content == data
 
 
-def test_a_name_that_looks_like_a_variant_does_not_collide(server, make_server):
-    srv = make_server(filenaming="original")
+def test_a_name_that_looks_like_a_variant_does_not_collide(server, make_app):
+    srv = make_app(filenaming="original")
     first = assert_upload_ok(srv.upload(media.png(600, 400), filename="photo.png"))
     second = assert_upload_ok(srv.upload(media.png(30, 30), filename="photo.th.png"))
     assert first["name"] == "photo"
@@ -198,8 +198,8 @@ def test_a_name_that_looks_like_a_variant_does_not_collide(server, make_server):
 
 @pytest.mark.parametrize("mode,pattern", [("mixed", r"shot-[0-9A-Za-z]{8}"), ("original", r"shot"),
                                           ("random", r"[0-9A-Za-z]{16}")])
-def test_file_naming_modes(make_server, mode, pattern):
-    srv = make_server(filenaming=mode)
+def test_file_naming_modes(make_app, mode, pattern):
+    srv = make_app(filenaming=mode)
     image = assert_upload_ok(srv.upload(media.png(20, 20), filename="shot.png"))
     assert re.fullmatch(pattern, image["name"])
 

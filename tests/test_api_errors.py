@@ -9,11 +9,10 @@ import subprocess
 import zipfile
 
 import pytest
-import requests
 
 import media
-from conftest import LiveServer
 from contract import assert_error, assert_upload_ok
+from inprocess import InProcess
 
 RAW_BODY = ('Invalid form body: a urlencoded body must be UTF-8 text. Send a file as a multipart form '
             'field named source: curl -F "source=@file.png"')
@@ -23,9 +22,9 @@ PNG = media.png(32, 24)
 
 
 @pytest.fixture(scope="module")
-def strict(tmp_path_factory, webhost) -> LiveServer:
-    """A server with small limits so over-limit cases stay fast."""
-    srv = LiveServer(tmp_path_factory.mktemp("strict"), {
+def strict(tmp_path_factory, webhost) -> InProcess:
+    """An app with small limits so over-limit cases stay fast."""
+    srv = InProcess(tmp_path_factory.mktemp("strict"), {
         "IMGZ_MAX_UPLOAD_MB": str(LIMIT_MB), "IMGZ_MAX_ANIMATION_PIXELS": "1000000",
         "IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "2"})
     yield srv
@@ -88,17 +87,18 @@ def test_bad_source_value(strict, nothing_stored, fields, status, code, message)
     assert_error(strict.upload(**fields), status, code, message)
 
 
-def test_a_file_sent_as_the_raw_body_hears_how_to_send_it(strict, nothing_stored, tmp_path):
+def test_a_file_sent_as_the_raw_body_hears_how_to_send_it(strict, nothing_stored, make_server, tmp_path):
     """``curl --data-binary @file`` sends the file as the whole body and calls it urlencoded."""
-    headers = {"X-API-Key": strict.key, "Content-Type": "application/x-www-form-urlencoded"}
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
     for data in (PNG, media.jpeg(40, 30), media.gif(30, 20, frames=2)):
-        response = requests.post(strict.url + "/api/1/upload", data=data, headers=headers, timeout=30)
-        assert_error(response, 400, 400, RAW_BODY)
+        assert_error(strict.post("/api/1/upload", data=data, headers={**headers, "X-API-Key": strict.key}),
+                     400, 400, RAW_BODY)
     if shutil.which("curl") is None:
         return
+    live = make_server()  # what curl itself sends, to a real socket
     (tmp_path / "f.png").write_bytes(PNG)
-    run = subprocess.run(["curl", "-sS", "--data-binary", "@f.png", "-H", f"X-API-Key: {strict.key}",
-                          "-w", "\n%{http_code}", strict.url + "/api/1/upload"],
+    run = subprocess.run(["curl", "-sS", "--data-binary", "@f.png", "-H", f"X-API-Key: {live.key}",
+                          "-w", "\n%{http_code}", live.url + "/api/1/upload"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=30)
     body, status = run.stdout.rsplit("\n", 1)
     assert status == "400" and json.loads(body) == {
@@ -149,7 +149,7 @@ def test_over_limit_file_answers_in_the_body_format(strict, nothing_stored, fmt,
     fields = [("format", (None, fmt)), ("source", ("big.png", data))]
     if where == "after":
         fields.reverse()
-    response = requests.post(strict.url + "/api/1/upload", files=fields,
+    response = strict.post("/api/1/upload", files=fields,
                              headers={"X-API-Key": strict.key}, timeout=30)
     assert response.status_code == 413
     assert response.headers["Content-Type"].startswith("text/plain")
@@ -161,10 +161,10 @@ def test_base64_far_over_the_limit_answers_in_the_body_format(strict, nothing_st
     encoded = base64.b64encode(b"\0" * (LIMIT_MB * 2_000_000)).decode()
     headers = {"X-API-Key": strict.key}
     if form == "urlencoded":
-        response = requests.post(strict.url + "/api/1/upload", data={"format": "txt", "source": encoded},
+        response = strict.post("/api/1/upload", data={"format": "txt", "source": encoded},
                                  headers=headers, timeout=30)
     else:
-        response = requests.post(strict.url + "/api/1/upload", headers=headers, timeout=30,
+        response = strict.post("/api/1/upload", headers=headers, timeout=30,
                                  files=[("format", (None, "txt")), ("source", (None, encoded))])
     assert (response.status_code, response.text) == (413, f"File too big - max {LIMIT_MB} MB")
 
@@ -172,10 +172,10 @@ def test_base64_far_over_the_limit_answers_in_the_body_format(strict, nothing_st
 def test_a_refused_clients_large_body_is_not_read(strict, nothing_stored):
     """Its format stays the query string's: the body was never parsed."""
     fields = [(f"f{i}", (None, "x" * 500_000)) for i in range(4)] + [("format", (None, "txt"))]
-    response = requests.post(strict.url + "/api/1/upload", files=fields,
+    response = strict.post("/api/1/upload", files=fields,
                              headers={"X-API-Key": "imgz_wrong"}, timeout=30)
     assert_error(response, 401, 100, "Invalid API key.")
-    small = requests.post(strict.url + "/api/1/upload", files=[("format", (None, "txt"))],
+    small = strict.post("/api/1/upload", files=[("format", (None, "txt"))],
                           headers={"X-API-Key": "imgz_wrong"}, timeout=30)
     assert (small.status_code, small.text) == (401, "Invalid API key.")
 
@@ -196,7 +196,7 @@ def test_a_body_of_exactly_the_largest_size_is_read(strict):
     largest = body_limit(LIMIT_MB * 1_000_000)
     data = body(largest - len(body(0)))
     assert len(data) == largest
-    response = requests.post(strict.url + "/api/1/upload", data=data, timeout=30, headers={
+    response = strict.post("/api/1/upload", data=data, timeout=30, headers={
         "X-API-Key": strict.key, "Content-Type": "multipart/form-data; boundary=b0undary"})
     assert_upload_ok(response)
 
@@ -278,8 +278,8 @@ def test_url_answering_404(strict, webhost, nothing_stored):
     assert_error(strict.upload(webhost.url("/missing.png")), 400, 622, "Invalid image URL: HTTP 404")
 
 
-def test_url_sources_can_be_turned_off(make_server, webhost):
-    srv = make_server(url_sources="0", url_allow_nets="127.0.0.1/32")
+def test_url_sources_can_be_turned_off(make_app, webhost):
+    srv = make_app(url_sources="0", url_allow_nets="127.0.0.1/32")
     url = webhost.add("/fine.png", body=PNG)
     assert_error(srv.upload(url), 400, 622)
     assert srv.rows() == 0
@@ -292,7 +292,7 @@ def test_url_sources_can_be_turned_off(make_server, webhost):
     ("DELETE", "/api/1/upload/", 405),
 ])
 def test_framework_errors_on_api_paths_are_json(strict, method, path, status):
-    response = requests.request(method, strict.url + path, timeout=10)
+    response = strict.request(method, path, timeout=10)
     assert_error(response, status, status)
 
 

@@ -1,4 +1,4 @@
-"""End to end: each source form and answer format through the real server."""
+"""End to end: each source form and answer format through the app and its HTTP answers."""
 from __future__ import annotations
 
 import base64
@@ -6,7 +6,6 @@ import hashlib
 import io
 
 import pytest
-import requests
 from PIL import Image
 
 import media
@@ -102,7 +101,7 @@ def test_file_part_without_content_type(server):
     boundary = "imgzboundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"source\"; filename=\"a.png\"\r\n\r\n"
             ).encode() + PNG + f"\r\n--{boundary}--\r\n".encode()
-    response = requests.post(server.url + "/api/1/upload", data=body, timeout=30,
+    response = server.post("/api/1/upload", data=body, timeout=30,
                              headers={"X-API-Key": server.key,
                                       "Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert_upload_ok(response)
@@ -147,7 +146,7 @@ def test_tags_zero_is_no_tags(server):
 
 @pytest.mark.parametrize("source", ["", "0"])
 def test_an_absent_source_lets_the_imgbb_image_count(server, source):
-    response = requests.post(server.url + "/api/1/upload", headers={"X-API-Key": server.key},
+    response = server.post("/api/1/upload", headers={"X-API-Key": server.key},
                              data={"source": source, "image": base64.b64encode(PNG).decode()},
                              timeout=30)
     assert response.status_code == 200, response.text

@@ -8,7 +8,6 @@ import subprocess
 
 import imageio_ffmpeg
 import pytest
-import requests
 from PIL import Image
 
 import media
@@ -147,10 +146,10 @@ def test_bad_video(server, name):
     assert server.rows() == rows and server.stored_files() == files and server.tmp_files() == []
 
 
-def test_ffmpeg_over_its_timeout_is_a_clean_error(make_server):
-    srv = make_server(ffmpeg_timeout="0.001")
+def test_ffmpeg_over_its_timeout_is_a_clean_error(make_app):
+    srv = make_app(ffmpeg_timeout="0.001")
     response = srv.upload(media.clip("mp4", size="320x240", seconds=1.0), filename="slow.mp4")
     assert_error(response, 400, 100)
     assert "timed out" in response.json()["error"]["message"]
     assert srv.rows() == 0 and srv.stored_files() == [] and srv.tmp_files() == []
-    assert requests.get(srv.url + "/", timeout=5).status_code == 200
+    assert srv.request("GET", "/", timeout=5).status_code == 200

@@ -29,7 +29,6 @@ def post(server, form: str, fields: list[tuple[str, str | bytes]], params: dict 
          key: bool = True) -> requests.Response:
     """Send fields in order (a name may repeat) as multipart string parts or urlencoded."""
     headers = {"X-API-Key": server.key} if key else {}
-    url = server.url + "/api/1/upload"
     if form == "multipart":
         boundary = uuid.uuid4().hex
         body = b"".join(
@@ -40,7 +39,7 @@ def post(server, form: str, fields: list[tuple[str, str | bytes]], params: dict 
     else:
         body = urllib.parse.urlencode(fields).encode()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-    return requests.post(url, data=body, params=params, headers=headers, timeout=120)
+    return server.post("/api/1/upload", data=body, params=params, headers=headers, timeout=120)
 
 
 def b64(data: bytes) -> str:
@@ -110,8 +109,8 @@ def test_a_long_value_with_nothing_in_it_is_an_empty_source(server, form, text):
 
 
 @pytest.mark.parametrize("form", FORMS)
-def test_a_long_source_past_the_limit_is_413_json(make_server, form):
-    srv = make_server(max_upload_mb=1)
+def test_a_long_source_past_the_limit_is_413_json(make_app, form):
+    srv = make_app(max_upload_mb=1)
     data = media.jpeg(100, 100) + bytes(range(256)) * 4200  # just over 1 MB decoded
     response = post(srv, form, [("source", b64(data))])
     assert_error(response, 413, 400, "File too big - max 1 MB")

@@ -1,6 +1,7 @@
 """Settings, first start and the management commands, run as a user runs them."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -8,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -16,8 +16,10 @@ import pytest
 import requests
 
 import media
+from commands import run_command
 from conftest import ROOT, LiveServer
 from contract import assert_upload_ok
+from inprocess import InProcess
 from imgz import config
 
 
@@ -28,15 +30,20 @@ def run(data: Path, *args: str, env: dict | None = None) -> subprocess.Completed
                           cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60)
 
 
-def _printed_key(srv: LiveServer) -> str:
-    """The first key as printed on stdout: before the serving line, but read by its own thread."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for line in list(srv.stdout):
-            if "API key" in line:
-                return line.rsplit(" ", 1)[1].strip()
-        time.sleep(0.05)
-    return ""
+def run_here(data: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``run`` in this process, with the same environment (IMGZ_* settings only from env)."""
+    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("IMGZ_")}
+    return run_command("--data", str(data), *args, env={**unset, **(env or {})})
+
+
+@pytest.fixture
+def settings_only(monkeypatch):
+    """For ``serve`` run in this process: it must stop at its settings, before it sets anything
+    up (logging is its first step past them)."""
+    def past_settings(*args, **kwargs):
+        raise AssertionError("serve got past its settings")
+
+    monkeypatch.setattr(logging, "basicConfig", past_settings)
 
 
 def test_readme_lists_every_setting():
@@ -64,40 +71,37 @@ def test_readme_opens_with_the_two_commands():
     ("IMGZ_EXPIRATION_MAX", "999999999999999"), ("IMGZ_URL_TIMEOUT", "1e300"),
     ("IMGZ_HOST", "bogus.invalid"), ("IMGZ_ROUTE_VIDEO", "api"), ("IMGZ_DB", "/proc/none/imgz.db"),
 ])
-def test_bad_setting_stops_with_one_clear_line(tmp_path, name, value):
-    result = run(tmp_path, "serve", env={name: value})
+def test_bad_setting_stops_with_one_clear_line(tmp_path, settings_only, name, value):
+    # A host is found bad only when serve tries to listen there: that start runs as a process.
+    result = (run if name == "IMGZ_HOST" else run_here)(tmp_path, "serve", env={name: value})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and name in lines[0], result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_port_flag_is_checked_like_the_setting(tmp_path):
-    result = run(tmp_path, "serve", "--port", "70000")
+def test_port_flag_is_checked_like_the_setting(tmp_path, settings_only):
+    result = run_here(tmp_path, "serve", "--port", "70000")
     assert result.returncode == 2 and "IMGZ_PORT" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_data_dir_that_is_a_file_stops_with_one_clear_line(tmp_path):
+def test_a_data_dir_that_is_a_file_stops_with_one_clear_line(tmp_path, settings_only):
     (tmp_path / "file").write_text("not a directory")
-    result = run(tmp_path / "file", "serve")
+    result = run_here(tmp_path / "file", "serve")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "IMGZ_DATA" in lines[0], result.stderr
 
 
 def test_a_start_that_cannot_listen_keeps_the_first_key_for_the_next(tmp_path):
-    taken = LiveServer(tmp_path / "first")
-    try:
-        failed = run(tmp_path / "second", "serve", "--host", "127.0.0.1", "--port", str(taken.port))
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # a port something listens on
+        port = taken.getsockname()[1]
+        failed = run(tmp_path / "second", "serve", "--host", "127.0.0.1", "--port", str(port))
         assert failed.returncode == 2 and "imgz_" not in failed.stdout + failed.stderr
         lines = failed.stderr.strip().splitlines()
         assert len(lines) == 1 and "IMGZ_PORT" in lines[0], failed.stderr
-    finally:
-        taken.stop()
-    # The failed start made the database (without a key), so LiveServer does not wait for one.
     second = LiveServer(tmp_path / "second")
     try:
-        second.key = _printed_key(second)
         assert re.fullmatch(r"imgz_[0-9A-Za-z]{32}", second.key)
         assert_upload_ok(second.upload(media.png(10, 10)))
     finally:
@@ -184,8 +188,8 @@ def test_a_bad_setting_is_one_line_on_stderr(tmp_path, args, env, line):
     assert (result.returncode, result.stdout, result.stderr) == (2, "", f"imgz: bad setting: {line}\n")
 
 
-def test_the_video_route_may_be_called_video(make_server):
-    srv = make_server(route_video="video")
+def test_the_video_route_may_be_called_video(make_app):
+    srv = make_app(route_video="video")
     clip = assert_upload_ok(srv.upload(media.clip("mp4"), filename="c.mp4"))
     assert clip["url_viewer"].startswith(srv.url + "/video/")
     assert srv.get(clip["path_viewer"]).status_code == 200
@@ -222,6 +226,7 @@ def test_first_start_prints_one_key_and_later_starts_none(tmp_path):
 
 
 def test_users_and_keys(tmp_path):
+    run = run_here
     assert run(tmp_path, "user", "add", "bob").stdout.strip() == "bob"
     assert run(tmp_path, "user", "add", "carol", "--admin").returncode == 0
     assert run(tmp_path, "user", "add", "bob").returncode != 0
@@ -244,25 +249,25 @@ def test_users_and_keys(tmp_path):
 
 
 def test_key_list_shows_last_use(tmp_path):
-    srv = LiveServer(tmp_path / "d")
+    srv = InProcess(tmp_path / "d")
     try:
-        assert run(tmp_path / "d", "key", "list").stdout.splitlines()[1].split("\t")[4] == "-"
+        assert run_here(tmp_path / "d", "key", "list").stdout.splitlines()[1].split("\t")[4] == "-"
         assert_upload_ok(srv.upload(media.png(10, 10)))
-        last_used = run(tmp_path / "d", "key", "list").stdout.splitlines()[1].split("\t")[4]
+        last_used = run_here(tmp_path / "d", "key", "list").stdout.splitlines()[1].split("\t")[4]
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", last_used)
     finally:
         srv.stop()
 
 
 def test_keys_are_stored_only_as_hashes(tmp_path):
-    key = run(tmp_path, "key", "create").stdout.strip()
+    key = run_here(tmp_path, "key", "create").stdout.strip()
     assert key.encode() not in (tmp_path / "imgz.db").read_bytes()
     for wal in tmp_path.glob("imgz.db*"):
         assert key.encode() not in wal.read_bytes()
 
 
-def test_low_disk_space_refuses_uploads(make_server):
-    srv = make_server(min_free_mb=10 ** 12)
+def test_low_disk_space_refuses_uploads(make_app):
+    srv = make_app(min_free_mb=10 ** 12)
     response = srv.upload(media.png(10, 10))
     assert response.status_code == 507
     assert response.json()["error"] == {"message": "Not enough storage", "code": 400}
@@ -271,8 +276,8 @@ def test_low_disk_space_refuses_uploads(make_server):
     assert srv.rows() == 0 and srv.stored_files() == [] and srv.tmp_files() == []
 
 
-def test_use_file_date_files_the_upload_under_its_exif_date(make_server):
-    srv = make_server(timezone="Europe/Berlin")
+def test_use_file_date_files_the_upload_under_its_exif_date(make_app):
+    srv = make_app(timezone="Europe/Berlin")
     data = media.jpeg(40, 30, exif=media.exif_bytes(date_time_original="2019:05:04 10:00:00"))
     image = assert_upload_ok(srv.upload(data, filename="old.jpg", use_file_date="1"))
     assert "/images/2019/05/04/" in image["url"]

@@ -1,16 +1,16 @@
-"""Two deletions of one upload at once, through a real server: exactly one succeeds, the other is
+"""Two deletions of one upload at once, each on its own thread: exactly one succeeds, the other is
 told there is nothing to delete (404), and the upload is gone afterwards."""
 from __future__ import annotations
 
-import http.client
 import threading
+from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
 import media
-from conftest import LiveServer
 from contract import assert_upload_ok
+from inprocess import InProcess
 
 ROUNDS = 15
 JSON = {"Accept": "application/json"}
@@ -24,36 +24,28 @@ PLAIN_POST = ("POST", BROWSER, b"", 200)                  # a form posted withou
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory) -> LiveServer:
-    server = LiveServer(tmp_path_factory.mktemp("delete-race"), {"IMGZ_THREADS": "8"})
+def srv(tmp_path_factory) -> Iterator[InProcess]:
+    server = InProcess(tmp_path_factory.mktemp("delete-race"))
     yield server
     server.stop()
 
 
-def _race(srv: LiveServer, path: str, requests: list[tuple[str, dict, bytes, int]]) -> list[int]:
-    """Send the requests at the same moment on connections opened beforehand; their statuses."""
-    connections = [http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30) for _ in requests]
-    for conn in connections:
-        conn.connect()
+def _race(srv: InProcess, path: str, requests: list[tuple[str, dict, bytes, int]]) -> list[int]:
+    """Send the requests at the same moment, each from its own thread; their statuses."""
     barrier = threading.Barrier(len(requests))
     statuses: list[int] = [0] * len(requests)
 
     def send(index: int) -> None:
         method, headers, body, _ = requests[index]
-        conn = connections[index]
         barrier.wait()
-        conn.request(method, path, body=body or None, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        statuses[index] = response.status
+        statuses[index] = srv.request(method, path, data=body or None, headers=headers,
+                                      allow_redirects=False).status_code
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    for conn in connections:
-        conn.close()
     return statuses
 
 

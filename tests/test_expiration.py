@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
@@ -12,6 +13,7 @@ import pytest
 import media
 from conftest import LiveServer
 from contract import assert_error, assert_upload_ok
+from inprocess import InProcess
 from imgz import config, db, init_data, jobs
 from imgz.service import Service
 
@@ -54,8 +56,9 @@ def test_invalid_expiration_is_refused_and_nothing_stored(server, value):
     assert server.rows() == rows
 
 
-def test_expired_uploads_disappear(make_server):
-    srv = make_server(expiration_min="1", expiry_interval="1")
+def test_expired_uploads_disappear(make_app, caplog):
+    caplog.set_level(logging.INFO, logger="imgz")
+    srv = make_app(jobs=True, expiration_min="1", expiry_interval="1")
     keep = assert_upload_ok(srv.upload(media.png(700, 400)))
     going = assert_upload_ok(srv.upload(media.png(700, 400), expiration="PT2S"))
     for url in _urls(going):
@@ -69,14 +72,13 @@ def test_expired_uploads_disappear(make_server):
     assert srv.rows() == 1
     for url in _urls(keep):
         assert srv.get(url).status_code in {200, 302}
-    # the sweep logs after removing; its line reaches us through a reader thread
-    assert _wait_until(lambda: any("expiry sweep removed 1 expired upload" in line
-                                   for line in srv.stderr), 5)
+    # the sweep logs after removing, on the scheduler's thread
+    assert _wait_until(lambda: "expiry sweep removed 1 expired upload" in caplog.text, 5)
 
 
 def test_expiry_survives_a_restart(tmp_path):
     data = tmp_path / "d"
-    first = LiveServer(data, {"IMGZ_EXPIRATION_MIN": "1", "IMGZ_EXPIRY_INTERVAL": "3600"})
+    first = InProcess(data, {"IMGZ_EXPIRATION_MIN": "1", "IMGZ_EXPIRY_INTERVAL": "3600"}, jobs=True)
     try:
         image = assert_upload_ok(first.upload(media.png(30, 30), expiration="PT2S"))
         key = first.key
@@ -84,12 +86,12 @@ def test_expiry_survives_a_restart(tmp_path):
         first.stop()
     assert any(image["name"] in p for p in first.stored_files())
     time.sleep(2.2)
-    second = LiveServer(data, {"IMGZ_EXPIRATION_MIN": "1", "IMGZ_EXPIRY_INTERVAL": "3600"})
+    second = InProcess(data, {"IMGZ_EXPIRATION_MIN": "1", "IMGZ_EXPIRY_INTERVAL": "3600"}, jobs=True)
     try:
         second.key = key
-        # the interval is an hour: only the sweep at start can remove it
-        assert _wait_until(lambda: second.rows() == 0, 5)
-        assert not any(image["name"] in p for p in second.stored_files())
+        # the interval is an hour: only the sweep at start can remove it (rows first, then files)
+        assert _wait_until(lambda: not any(image["name"] in p for p in second.stored_files()), 5)
+        assert second.rows() == 0
         assert second.get(image["url"].replace(first.url, second.url)).status_code == 404
     finally:
         second.stop()
@@ -97,7 +99,7 @@ def test_expiry_survives_a_restart(tmp_path):
 
 def test_expire_command_prints_the_count(tmp_path):
     data = tmp_path / "d"
-    srv = LiveServer(data, {"IMGZ_EXPIRATION_MIN": "1", "IMGZ_EXPIRY_INTERVAL": "3600"})
+    srv = InProcess(data, {"IMGZ_EXPIRATION_MIN": "1", "IMGZ_EXPIRY_INTERVAL": "3600"})
     try:
         assert_upload_ok(srv.upload(media.png(30, 30), expiration="PT1S"))
         assert_upload_ok(srv.upload(media.png(30, 30), expiration="PT1S"))

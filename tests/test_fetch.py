@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gc
-import http.server
 import os
 import shutil
 import socket
@@ -11,134 +10,22 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from imgz import fetch
 from imgz.errors import InvalidURL
+from webhost import WebHost, body, redirect, status, trickle
 
 LOCAL = ["127.0.0.1/32"]
 PNG_ISH = bytes(range(256)) * 40
 
 
-# --- fixture servers ---------------------------------------------------------------------------
-
-Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    # Handler threads are joined on close, so nothing outlives the test.
-    daemon_threads = False
-    block_on_close = True
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):
-        site: Site = self.server.site  # type: ignore[attr-defined]
-        path = self.path.partition("?")[0]
-        site.requests.append((self.path, dict(self.headers.items())))
-        site.routes.get(path, status(404))(self)
-
-    def log_message(self, *args):
-        pass
-
-
-class Site:
-    """A small HTTP server on a free 127.0.0.1 port, answering from a table of routes."""
-
-    def __init__(self, server_class=_Server) -> None:
-        self.routes: dict[str, Handler] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.stopping = threading.Event()
-        self.server = server_class(("127.0.0.1", 0), _Handler)
-        self.server.site = self  # type: ignore[attr-defined]
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,))
-
-    def url(self, path: str = "/", host: str = "127.0.0.1", scheme: str = "http") -> str:
-        return f"{scheme}://{host}:{self.port}{path}"
-
-    def start(self) -> Site:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
 def site():
-    s = Site().start()
-    yield s
-    s.stop()
-
-
-def body(data: bytes, content_type: str = "image/png", length: int | None = None,
-         chunked: bool = False) -> Handler:
-    """Answer 200 with data; length overrides Content-Length, -1 leaves it out."""
-    def handle(h):
-        h.send_response(200)
-        h.send_header("Content-Type", content_type)
-        if chunked:
-            h.send_header("Transfer-Encoding", "chunked")
-        elif length != -1:
-            h.send_header("Content-Length", str(len(data) if length is None else length))
-        h.send_header("Connection", "close")
-        h.end_headers()
-        if chunked:
-            for i in range(0, len(data), 4096):
-                piece = data[i:i + 4096]
-                h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            h.wfile.write(b"0\r\n\r\n")
-        else:
-            h.wfile.write(data)
-        h.close_connection = True
-    return handle
-
-
-def status(code: int) -> Handler:
-    def handle(h):
-        h.send_response(code)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-    return handle
-
-
-def redirect(location: str, code: int = 302) -> Handler:
-    def handle(h):
-        h.send_response(code)
-        h.send_header("Location", location)
-        h.send_header("Content-Length", "0")
-        h.end_headers()
-    return handle
-
-
-def trickle(site: Site, head: bool = False) -> Handler:
-    """Send one byte a second, in the status line (head) or in the body, until the site stops."""
-    def handle(h):
-        h.close_connection = True
-        if not head:
-            h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-        payload = b"HTTP/1.1 200 OK\r\n" if head else b"x" * 1000
-        for byte in payload:
-            try:
-                h.wfile.write(bytes([byte]))
-                h.wfile.flush()
-            except OSError:
-                return
-            if site.stopping.wait(1):
-                return
-    return handle
+    with WebHost() as host:
+        yield host
 
 
 class Sink:
@@ -347,14 +234,14 @@ def test_connection_refused():
 # --- deadline ----------------------------------------------------------------------------------
 
 def test_trickling_body_times_out(site):
-    site.routes["/slow.png"] = trickle(site)
+    site.routes["/slow.png"] = trickle()
     start = time.monotonic()
     assert refused(site.url("/slow.png"), allow_nets=LOCAL, deadline=2) == "timed out"
     assert time.monotonic() - start < 3
 
 
 def test_trickling_status_line_times_out(site):
-    site.routes["/slow.png"] = trickle(site, head=True)
+    site.routes["/slow.png"] = trickle(head=True)
     start = time.monotonic()
     assert refused(site.url("/slow.png"), allow_nets=LOCAL, deadline=1) == "timed out"
     assert time.monotonic() - start < 2
@@ -377,7 +264,7 @@ def test_slow_resolver_times_out():
 
 def test_deadline_covers_redirects(site):
     site.routes["/start"] = redirect("/slow.png")
-    site.routes["/slow.png"] = trickle(site)
+    site.routes["/slow.png"] = trickle()
     start = time.monotonic()
     assert refused(site.url("/start"), allow_nets=LOCAL, deadline=1) == "timed out"
     assert time.monotonic() - start < 2
@@ -461,7 +348,7 @@ def client_sockets_to(port: int) -> set[str]:
 def test_no_socket_left_open(site, path):
     site.routes.update({
         "/ok.png": body(b"ok"), "/big.png": body(b"x" * 5000, length=-1), "/r": redirect("/ok.png"),
-        "/slow.png": trickle(site), "/cut.png": body(b"x", length=10),
+        "/slow.png": trickle(), "/cut.png": body(b"x", length=10),
         "/liar.png": body(b"x" * 100, length=10),
     })
     error = None
@@ -497,13 +384,10 @@ def tls_site(tmp_path):
     context.load_cert_chain(cert, key)
     names = []
     context.sni_callback = lambda sock, name, ctx: names.append(name)
-    s = Site()
-    s.server.socket = context.wrap_socket(s.server.socket, server_side=True)
-    s.sni = names  # type: ignore[attr-defined]
-    s.cert = cert  # type: ignore[attr-defined]
-    s.start()
-    yield s
-    s.stop()
+    with WebHost(tls=context) as host:
+        host.sni = names  # type: ignore[attr-defined]
+        host.cert = cert  # type: ignore[attr-defined]
+        yield host
 
 
 def test_tls_verifies_certificate_and_sends_url_host(tls_site):

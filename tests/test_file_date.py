@@ -1,4 +1,4 @@
-"""use_file_date at the calendar's edges, through a real server: every upload is stored, its file URL
+"""use_file_date at the calendar's edges, through the app: every upload is stored, its file URL
 answers, and a date outside 1970-9999 (in UTC or in the site's zone) leaves the upload date."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 import media
-from conftest import LiveServer
 from contract import assert_upload_ok
+from inprocess import InProcess
 
 # Fixed-offset zones (Etc/GMT-14 is UTC+14), so the expected local date is plain arithmetic.
 ZONES = {"UTC": 0, "Etc/GMT-14": 14 * 60, "Etc/GMT+12": -12 * 60}
@@ -20,8 +20,8 @@ EDGE_YEARS = [1, 2, 999, 1000, 1969, 1970, 1971, 9998, 9999]
 
 
 @pytest.fixture(scope="module", params=list(ZONES))
-def site(request, tmp_path_factory) -> LiveServer:
-    srv = LiveServer(tmp_path_factory.mktemp("file-date"), {"IMGZ_TIMEZONE": request.param})
+def site(request, tmp_path_factory) -> InProcess:
+    srv = InProcess(tmp_path_factory.mktemp("file-date"), {"IMGZ_TIMEZONE": request.param})
     srv.zone = request.param
     yield srv
     srv.stop()
@@ -50,7 +50,7 @@ def _expected_local(taken: datetime, offset: str | None, zone_minutes: int) -> s
     return f"{day.isoformat()} {local % 1440 // 60:02d}:{local % 60:02d}:{taken.second:02d}"
 
 
-def _upload(srv: LiveServer, taken: str, offset: str | None) -> tuple[dict, datetime]:
+def _upload(srv: InProcess, taken: str, offset: str | None) -> tuple[dict, datetime]:
     exif = media.exif_bytes(date_time_original=taken, offset_time_original=offset)
     before = datetime.now(timezone.utc)
     response = srv.upload(media.jpeg(24, 16, color="teal", exif=exif), filename="dated.jpg",
@@ -58,7 +58,7 @@ def _upload(srv: LiveServer, taken: str, offset: str | None) -> tuple[dict, date
     return assert_upload_ok(response), before
 
 
-def _check(srv: LiveServer, taken: str, offset: str | None) -> None:
+def _check(srv: InProcess, taken: str, offset: str | None) -> None:
     image, before = _upload(srv, taken, offset)
     folder = re.search(r"/images/(\d{4})/(\d{2})/(\d{2})/[^/]+$", image["url"])
     assert folder, image["url"]

@@ -1,4 +1,4 @@
-"""Hostile metadata through a real server: containers that carry a location past an old
+"""Hostile metadata through the app: containers that carry a location past an old
 deny-list, metadata that cannot be read, and structure no encoder writes."""
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import zlib
 from typing import Callable, Iterator
 
 import pytest
-import requests
 from PIL import Image
 
 import media
-from conftest import LiveServer
 from contract import assert_error, assert_upload_ok
+from inprocess import InProcess
 
 ICC = media.icc_profile()
 GPS = media.exif_bytes(gps=(52.3702, 4.8952), make="Drone")
@@ -22,8 +21,8 @@ TOO_COMPLEX = (400, 400, "Image too complex")
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("metadata-hostile"))
+def srv(tmp_path_factory) -> Iterator[InProcess]:
+    server = InProcess(tmp_path_factory.mktemp("metadata-hostile"))
     yield server
     server.stop()
 
@@ -35,10 +34,10 @@ def nothing_stored(srv):
     assert srv.rows() == rows
     assert srv.stored_files() == files
     assert srv.tmp_files() == []
-    assert requests.get(srv.url + "/", timeout=5).status_code == 200
+    assert srv.request("GET", "/", timeout=5).status_code == 200
 
 
-def stored(srv: LiveServer, image: dict) -> bytes:
+def stored(srv: InProcess, image: dict) -> bytes:
     response = srv.get(image["url"])
     assert response.status_code == 200
     return response.content

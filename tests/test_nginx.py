@@ -8,12 +8,13 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 import media
-from conftest import ROOT
+from conftest import ROOT, LiveServer
 from contract import assert_upload_ok
 from imgz.files import DOCUMENT_CSP
 
@@ -33,9 +34,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def fronted(make_server, tmp_path):
-    srv = make_server(accel="nginx", trust_proxy="1")
+@pytest.fixture(scope="module")
+def fronted(tmp_path_factory):
+    """imgz behind the README's nginx site, shared by this module's tests."""
+    tmp_path = tmp_path_factory.mktemp("fronted")
+    srv = LiveServer(tmp_path / "data", {"IMGZ_ACCEL": "nginx", "IMGZ_TRUST_PROXY": "1"})
+    try:
+        yield from _behind_nginx(srv, tmp_path)
+    finally:
+        srv.stop()
+
+
+def _behind_nginx(srv: LiveServer, tmp_path: Path):
     port = free_port()
     site = readme_snippet()
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")

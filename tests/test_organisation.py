@@ -11,16 +11,15 @@ import requests
 
 import media
 from contract import assert_error, assert_upload_ok
+from inprocess import InProcess
 
 PNG = media.png(40, 30)
 
 
 @pytest.fixture(scope="module")
 def org(tmp_path_factory):
-    """A server with a second user, an album each and a category."""
-    from conftest import LiveServer
-
-    srv = LiveServer(tmp_path_factory.mktemp("org"), {"IMGZ_BASE_URL": ""})
+    """An app with a second user, an album each and a category."""
+    srv = InProcess(tmp_path_factory.mktemp("org"), {"IMGZ_BASE_URL": ""})
     srv.command("user", "add", "bob")
     srv.bob_key = srv.command("key", "create", "--user", "bob").stdout.strip()
     srv.admin_album = srv.command("album", "add", "Trips", "--user", "admin").stdout.strip()
@@ -89,8 +88,8 @@ def test_upload_list_by_user(org):
     assert any(line.startswith(image["id_encoded"] + "\t") for line in lines)
 
 
-def test_check_finds_and_repairs_orphans(make_server):
-    srv = make_server()
+def test_check_finds_and_repairs_orphans(make_app):
+    srv = make_app()
     kept = assert_upload_ok(srv.upload(media.png(600, 400)))
     broken = assert_upload_ok(srv.upload(media.png(600, 400)))
     day = srv.data / "images" / kept["url"].split("/images/")[1].rsplit("/", 1)[0]
@@ -109,8 +108,8 @@ def test_check_finds_and_repairs_orphans(make_server):
     assert srv.get(kept["url"]).status_code == 200
 
 
-def test_check_finds_missing_variants_and_repair_makes_them_again(make_server):
-    srv = make_server()
+def test_check_finds_missing_variants_and_repair_makes_them_again(make_app):
+    srv = make_app()
     photo = assert_upload_ok(srv.upload(media.png(600, 400), filename="photo.png"))
     clip = assert_upload_ok(srv.upload(media.clip("mp4", size="640x360", seconds=1), filename="c.mp4"))
     lost = {photo["thumb"]["url"]: photo["thumb"]["size"], photo["medium"]["url"]: photo["medium"]["size"],
@@ -152,26 +151,26 @@ def _apply(template: str, answer: dict) -> str:
     return re.sub(r"\{json:([^}]+)\}", lookup, template)
 
 
-def _use_sxcu(sxcu: dict, data: bytes) -> requests.Response:
+def _use_sxcu(srv, sxcu: dict, data: bytes) -> requests.Response:
     """Send exactly the request the uploader describes."""
     assert sxcu["RequestMethod"] == "POST" and sxcu["Body"] == "MultipartFormData"
-    return requests.post(sxcu["RequestURL"], headers=sxcu["Headers"],
+    return srv.post(sxcu["RequestURL"], headers=sxcu["Headers"],
                          files={sxcu["FileFormName"]: ("capture.png", data)}, timeout=30)
 
 
 def _check_sxcu(sxcu: dict, srv) -> None:
     assert set(sxcu) == SXCU_FIELDS
     assert sxcu["Version"] == "17.0.0" and sxcu["DestinationType"] == "ImageUploader, FileUploader"
-    answer = _use_sxcu(sxcu, media.png(640, 400)).json()
+    answer = _use_sxcu(srv, sxcu, media.png(640, 400)).json()
     url, thumb, deletion = (_apply(sxcu[k], answer) for k in ("URL", "ThumbnailURL", "DeletionURL"))
     assert srv.get(url).status_code == 200 and srv.get(thumb).status_code == 200
     assert srv.get(deletion).status_code == 200  # the confirmation page
     bad = dict(sxcu, Headers={"X-API-Key": "imgz_wrong"})
-    assert _apply(bad["ErrorMessage"], _use_sxcu(bad, PNG).json()) == "Invalid API key."
+    assert _apply(bad["ErrorMessage"], _use_sxcu(srv, bad, PNG).json()) == "Invalid API key."
 
 
-def test_sharex_command(make_server):
-    srv = make_server()
+def test_sharex_command(make_app):
+    srv = make_app()
     result = srv.command("sharex", "--url", srv.url)
     assert result.returncode == 0, result.stderr
     sxcu = json.loads(result.stdout)
@@ -185,15 +184,15 @@ def test_sharex_command(make_server):
 
 @pytest.mark.parametrize("args,env", [([], {}), (["--url", "http://0.0.0.0:8080"], {})])
 def test_sharex_refuses_an_unknown_url(tmp_path, args, env):
-    from test_cli import run
+    from test_cli import run_here
 
-    result = run(tmp_path, "sharex", *args, env=env)
+    result = run_here(tmp_path, "sharex", *args, env=env)
     assert result.returncode != 0 and result.stdout == ""
     assert "url" in result.stderr.lower() or "0.0.0.0" in result.stderr
 
 
-def test_sharex_download(make_server):
-    srv = make_server()
+def test_sharex_download(make_app):
+    srv = make_app()
     response = srv.get("/sharex.sxcu", headers={"X-API-Key": srv.key})
     assert response.status_code == 200
     assert response.headers["Content-Disposition"].startswith("attachment;")
@@ -214,8 +213,8 @@ def test_sharex_download_never_names_0_0_0_0(server, host):
     assert "RequestURL" not in response.text
 
 
-def test_sharex_download_uses_the_base_url(make_server):
-    srv = make_server(base_url="https://img.example.org")
+def test_sharex_download_uses_the_base_url(make_app):
+    srv = make_app(base_url="https://img.example.org")
     assert srv.get("/sharex.sxcu", headers={"X-API-Key": srv.key}).json()["RequestURL"] == \
         "https://img.example.org/api/1/upload"
 
@@ -224,8 +223,8 @@ def test_guest_uploads_off_by_default(server):
     assert_error(server.upload(PNG, api_key=None), 401, 100, "No key provided")
 
 
-def test_guest_uploads_on(make_server, webhost):
-    srv = make_server(guest_uploads="1", guest_max_upload_mb="0.5", url_allow_nets="127.0.0.1/32")
+def test_guest_uploads_on(make_app, webhost):
+    srv = make_app(guest_uploads="1", guest_max_upload_mb="0.5", url_allow_nets="127.0.0.1/32")
     image = assert_upload_ok(srv.upload(PNG, api_key=None))
     with sqlite3.connect(srv.db) as conn:
         assert conn.execute("SELECT user_id FROM uploads").fetchone()[0] is None

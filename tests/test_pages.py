@@ -1,4 +1,4 @@
-"""The pages people see, through the real server: viewer, embeds, oEmbed, delete, tags, errors."""
+"""The pages people see, through the app: viewer, embeds, oEmbed, delete, tags, errors."""
 from __future__ import annotations
 
 import html
@@ -12,8 +12,8 @@ import pytest
 import requests
 
 import media
-from conftest import LiveServer
 from contract import assert_upload_ok
+from inprocess import InProcess
 from imgz import create_app
 from imgz.chevereto import tag_key
 from imgz.errors import DatabaseError
@@ -97,8 +97,8 @@ def clip(server):
 @pytest.fixture(scope="module")
 def tagged(tmp_path_factory):
     """A server with public tag pages and a one-second minimum expiry."""
-    srv = LiveServer(tmp_path_factory.mktemp("tags"), {"IMGZ_PUBLIC_TAGS": "1",
-                                                       "IMGZ_EXPIRATION_MIN": "1"})
+    srv = InProcess(tmp_path_factory.mktemp("tags"), {"IMGZ_PUBLIC_TAGS": "1",
+                                                      "IMGZ_EXPIRATION_MIN": "1"})
     yield srv
     srv.stop()
 
@@ -188,8 +188,8 @@ def test_nsfw_viewer_blurs_behind_a_toggle(server):
 
 # -- embeds --------------------------------------------------------------------------------------
 
-def _loads(url: str, kind: str) -> None:
-    response = requests.get(url, timeout=10)
+def _loads(server, url: str, kind: str) -> None:
+    response = server.request("GET", url, timeout=10)
     assert response.status_code == 200, url
     assert response.headers["Content-Type"].startswith(kind), (url, response.headers["Content-Type"])
 
@@ -210,8 +210,8 @@ def test_image_viewer_carries_opengraph_and_twitter_tags(server):
     assert "og:image:secure_url" not in meta, "plain http has no secure URL"
     assert meta["theme-color"].startswith("#")
     assert not [key for key in meta if key.startswith(("og:video", "twitter:player"))]
-    _loads(meta["og:image"], "image/jpeg")
-    _loads(meta["og:url"], "text/html")
+    _loads(server, meta["og:image"], "image/jpeg")
+    _loads(server, meta["og:url"], "text/html")
 
 
 def test_video_viewer_carries_player_tags(server, clip):
@@ -223,8 +223,8 @@ def test_video_viewer_carries_player_tags(server, clip):
         "video/mp4", "320", "240")
     assert (meta["twitter:player:width"], meta["twitter:player:height"]) == ("320", "240")
     assert meta["og:image"] == clip["display_url"]
-    _loads(meta["og:video"], "video/mp4")
-    _loads(meta["og:image"], "image/jpeg")
+    _loads(server, meta["og:video"], "video/mp4")
+    _loads(server, meta["og:image"], "image/jpeg")
 
 
 @pytest.mark.parametrize("kind", ["image", "video"])
@@ -245,7 +245,7 @@ def test_oembed_discovery_link_answers_a_photo(server):
     image = _upload(server, title="Fox")
     _, page = _page(server, image["url_viewer"])
     link = page.find("link", rel="alternate", type="application/json+oembed")[0]
-    response = requests.get(link["href"], timeout=10)
+    response = server.request("GET", link["href"], timeout=10)
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
     body = response.json()
     assert body["version"] == "1.0" and body["type"] == "photo"
@@ -253,8 +253,8 @@ def test_oembed_discovery_link_answers_a_photo(server):
     assert (body["url"], body["width"], body["height"]) == (
         image["display_url"], image["display_width"], image["display_height"])
     assert body["thumbnail_url"] == image["thumb"]["url"]
-    _loads(body["url"], "image/png")
-    _loads(body["thumbnail_url"], "image/png")
+    _loads(server, body["url"], "image/png")
+    _loads(server, body["thumbnail_url"], "image/png")
 
 
 def test_oembed_of_a_video(server, clip):
@@ -263,7 +263,7 @@ def test_oembed_of_a_video(server, clip):
     video = Page(body["html"]).find("video")[0]
     assert "controls" in video and video["poster"] == clip["url_frame"]
     assert Page(body["html"]).find("source")[0]["src"] == clip["url"]
-    _loads(body["thumbnail_url"], "image/jpeg")
+    _loads(server, body["thumbnail_url"], "image/jpeg")
 
 
 @pytest.mark.parametrize(("query", "status"), [
@@ -351,18 +351,20 @@ def test_bots_do_not_count_views(server, agent):
 
 
 @pytest.mark.parametrize(("case", "request_it"), [
-    ("head", lambda url, img: requests.head(url, headers={"User-Agent": BROWSER}, timeout=10)),
-    ("range", lambda url, img: requests.get(url, headers={"User-Agent": BROWSER, "Range": "bytes=0-9"},
-                                            timeout=10)),
-    ("file", lambda url, img: requests.get(img["url"], headers={"User-Agent": BROWSER}, timeout=10)),
-    ("prefetch", lambda url, img: requests.get(url, headers={"User-Agent": BROWSER,
-                                                             "Sec-Purpose": "prefetch"}, timeout=10)),
-    ("short url", lambda url, img: requests.get(img["url_short"], headers={"User-Agent": BROWSER},
-                                                allow_redirects=False, timeout=10)),
+    ("head", lambda srv, url, img: srv.head(url, headers={"User-Agent": BROWSER}, timeout=10)),
+    ("range", lambda srv, url, img: srv.request("GET", url, headers={"User-Agent": BROWSER,
+                                                                     "Range": "bytes=0-9"}, timeout=10)),
+    ("file", lambda srv, url, img: srv.request("GET", img["url"], headers={"User-Agent": BROWSER},
+                                               timeout=10)),
+    ("prefetch", lambda srv, url, img: srv.request("GET", url, headers={"User-Agent": BROWSER,
+                                                                        "Sec-Purpose": "prefetch"},
+                                                   timeout=10)),
+    ("short url", lambda srv, url, img: srv.request("GET", img["url_short"], headers={"User-Agent": BROWSER},
+                                                    allow_redirects=False, timeout=10)),
 ])
 def test_requests_that_are_not_page_views(server, case, request_it):
     image = _upload(server)
-    assert request_it(image["url_viewer"], image).status_code in {200, 206, 302}
+    assert request_it(server, image["url_viewer"], image).status_code in {200, 206, 302}
     assert _views(server, image["id_encoded"]) == 0
 
 
@@ -390,7 +392,7 @@ def test_person_views_count_but_bots_do_not(server):
     server.get(image["url_viewer"], headers=browser)
     server.get(image["url_viewer"], headers={"User-Agent": "Mozilla/5.0 (compatible; Discordbot/2.0)"})
     server.get(image["url_viewer"], headers={**browser, "Range": "bytes=0-10"})
-    requests.head(image["url_viewer"], headers=browser, timeout=10)
+    server.head(image["url_viewer"], headers=browser, timeout=10)
     assert _views(server, image["id_encoded"]) == 1
     page = server.get(image["url_viewer"], headers=browser)
     assert "1 view<" in page.text
@@ -404,7 +406,7 @@ def test_delete_confirms_on_get_and_deletes_on_post(server):
     confirm = server.get(image["delete_url"])
     assert confirm.status_code == 200 and "<form" in confirm.text and 'method="post"' in confirm.text
     assert server.get(image["url"]).status_code == 200, "a GET must not delete"
-    done = requests.post(image["delete_url"], timeout=10)
+    done = server.post(image["delete_url"], timeout=10)
     assert done.status_code == 200 and "Deleted" in done.text
     for url in (image["url"], image["thumb"]["url"], image["medium"]["url"], image["url_viewer"]):
         assert server.get(url).status_code == 404
@@ -426,7 +428,7 @@ def test_repeated_get_of_the_delete_url_deletes_nothing(server):
     image = _upload(server)
     for _ in range(3):
         assert server.get(image["delete_url"]).status_code == 200
-        assert requests.head(image["delete_url"], timeout=10).status_code == 200
+        assert server.head(image["delete_url"], timeout=10).status_code == 200
     assert server.get(image["url"]).status_code == 200
     assert server.get(image["url_viewer"]).status_code == 200
 
@@ -434,7 +436,7 @@ def test_repeated_get_of_the_delete_url_deletes_nothing(server):
 def test_delete_from_a_script_answers_json(server):
     image = _upload(server)
     rows = server.rows()
-    response = requests.delete(image["delete_url"], headers={"Accept": "application/json"}, timeout=10)
+    response = server.delete(image["delete_url"], headers={"Accept": "application/json"}, timeout=10)
     assert response.status_code == 200
     assert response.json()["success"]["message"] == "file deleted"
     assert server.rows() == rows - 1
@@ -453,7 +455,7 @@ def test_delete_from_a_script_answers_json(server):
 ])
 def test_delete_answers_json_to_clients_that_name_it(server, accept, json_answer):
     image = _upload(server)
-    response = requests.delete(image["delete_url"], headers={"Accept": accept}, timeout=10)
+    response = server.delete(image["delete_url"], headers={"Accept": accept}, timeout=10)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith(
         "application/json" if json_answer else "text/html")
@@ -466,9 +468,9 @@ def test_wrong_secret_deletes_nothing(server):
     wrong = image["url_short"] + "/delete/" + other["delete_url"].rsplit("/", 1)[1]
     rows = server.rows()
     for method in ("GET", "POST", "DELETE"):
-        response = requests.request(method, wrong, timeout=10)
+        response = server.request(method, wrong, timeout=10)
         assert response.status_code == 404 and response.headers["Content-Type"].startswith("text/html")
-    response = requests.delete(wrong, headers={"Accept": "application/json"}, timeout=10)
+    response = server.delete(wrong, headers={"Accept": "application/json"}, timeout=10)
     assert response.status_code == 404 and response.json()["error"]["code"] == 404
     assert server.rows() == rows
     assert server.get(image["url"]).status_code == 200
@@ -565,7 +567,7 @@ def test_start_page_lists_public_tags(tagged):
 
 def test_deleting_from_the_page_lands_on_the_start_page(server):
     image = _upload(server)
-    response = requests.post(image["delete_url"], data={"confirm": "page"}, allow_redirects=False,
+    response = server.post(image["delete_url"], data={"confirm": "page"}, allow_redirects=False,
                              timeout=10)
     assert response.status_code == 303 and response.headers["Location"] == "/?deleted=1"
     _, page = _page(server, response.headers["Location"])
@@ -594,7 +596,7 @@ def test_copy_buttons_say_what_they_copy(server):
     ("PUT", "/", 405),
 ])
 def test_error_pages_are_html_in_the_site_style(server, method, path, status):
-    response = requests.request(method, server.url + path, timeout=10)
+    response = server.request(method, path, timeout=10)
     assert response.status_code == status
     assert response.headers["Content-Type"].startswith("text/html")
     page = Page(response.text)

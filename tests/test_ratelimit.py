@@ -51,8 +51,8 @@ def test_bucket_memory_is_bounded(monkeypatch):
     assert len(limiter._buckets) <= 101
 
 
-def test_per_key_limit(make_server):
-    srv = make_server(rate_limit_key="3/60")
+def test_per_key_limit(make_app):
+    srv = make_app(rate_limit_key="3/60")
     other = srv.command("key", "create").stdout.strip()
     for _ in range(3):
         assert_upload_ok(srv.upload(PNG))
@@ -67,8 +67,8 @@ def test_per_key_limit(make_server):
     assert txt.status_code == 429 and txt.text.startswith("Too many requests")
 
 
-def test_per_address_limit_and_trusted_proxy(make_server):
-    srv = make_server(rate_limit_ip="2/60", trust_proxy="1")
+def test_per_address_limit_and_trusted_proxy(make_app):
+    srv = make_app(rate_limit_ip="2/60", trust_proxy="1")
     first = {"X-Forwarded-For": "203.0.113.7"}
     second = {"X-Forwarded-For": "203.0.113.8"}
     assert_upload_ok(srv.upload(PNG, headers=first))
@@ -80,8 +80,8 @@ def test_per_address_limit_and_trusted_proxy(make_server):
     assert_upload_ok(srv.upload(PNG, headers=second))
 
 
-def test_forwarded_for_is_ignored_without_trusted_proxy(make_server):
-    srv = make_server(rate_limit_ip="2/60")
+def test_forwarded_for_is_ignored_without_trusted_proxy(make_app):
+    srv = make_app(rate_limit_ip="2/60")
     assert_upload_ok(srv.upload(PNG, headers={"X-Forwarded-For": "203.0.113.1"}))
     assert_upload_ok(srv.upload(PNG, headers={"X-Forwarded-For": "203.0.113.2"}))
     assert_error(srv.upload(PNG, headers={"X-Forwarded-For": "203.0.113.3"}), 429, 429)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,61 +19,24 @@ import pytest
 import requests
 
 import media
+from commands import run_command
 from conftest import ROOT, LiveServer
 from contract import assert_upload_ok
+from inprocess import Helpers, InProcess
+from webhost import Held, WebHost
 
 URL_ENV = {"IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "60"}
 
 
-class HeldHost:
-    """Serves one image: its first half at once, the rest only after ``release()``."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.sending = threading.Event()
-        self.released = threading.Event()
-        host = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                half = len(host.body) // 2
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(host.body)))
-                self.end_headers()
-                try:
-                    self.wfile.write(host.body[:half])
-                    self.wfile.flush()
-                    host.sending.set()
-                    host.released.wait(60)
-                    self.wfile.write(host.body[half:])
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/held.png"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def release(self) -> None:
-        self.released.set()
-
-    def close(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def held() -> Iterator[HeldHost]:
-    host = HeldHost(media.png(300, 200))
-    yield host
-    host.close()
+def held() -> Iterator[Held]:
+    """A PNG whose second half is sent only once released; its URL is ``held.url``."""
+    with WebHost() as host:
+        route = Held(media.png(300, 200))
+        host.routes["/held.png"] = route
+        route.url = host.url("/held.png")  # type: ignore[attr-defined]
+        yield route
+        route.release()
 
 
 def run(data: Path, *args: str) -> subprocess.CompletedProcess:
@@ -82,7 +45,13 @@ def run(data: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
-def start_held_upload(srv: LiveServer, host: HeldHost) -> list[Any]:
+def run_here(data: Path, *args: str) -> subprocess.CompletedProcess:
+    """``run`` in this process."""
+    return run_command("--data", str(data), *args,
+                       env={k: None for k in os.environ if k.startswith("IMGZ_")})
+
+
+def start_held_upload(srv: Helpers, host: Held) -> list[Any]:
     """Start a URL upload and return once half of it sits in the server's scratch folder."""
     answers: list[Any] = []
 
@@ -102,7 +71,7 @@ def start_held_upload(srv: LiveServer, host: HeldHost) -> list[Any]:
     return answers
 
 
-def finish(host: HeldHost, answers: list[Any]) -> Any:
+def finish(host: Held, answers: list[Any]) -> Any:
     host.release()
     for _ in range(600):
         if answers:
@@ -117,7 +86,7 @@ def finish(host: HeldHost, answers: list[Any]) -> Any:
     ["check", "--repair"],
 ], ids=lambda a: " ".join(a))
 def test_a_command_run_during_an_upload_leaves_it_alone(tmp_path, held, args):
-    srv = LiveServer(tmp_path / "d", URL_ENV)
+    srv = InProcess(tmp_path / "d", URL_ENV)
     try:
         answers = start_held_upload(srv, held)
         folders, files = srv.scratch_folders(), srv.tmp_files()
@@ -133,11 +102,13 @@ def test_a_command_run_during_an_upload_leaves_it_alone(tmp_path, held, args):
 
 
 def test_a_second_serve_that_cannot_listen_leaves_the_running_upload_alone(tmp_path, held):
-    srv = LiveServer(tmp_path / "d", URL_ENV)
+    srv = InProcess(tmp_path / "d", URL_ENV)
     try:
         answers = start_held_upload(srv, held)
         folders, files = srv.scratch_folders(), srv.tmp_files()
-        second = run(srv.data, "serve", "--host", "127.0.0.1", "--port", str(srv.port))
+        with socket.create_server(("127.0.0.1", 0)) as taken:  # its port is taken
+            port = taken.getsockname()[1]
+            second = run(srv.data, "serve", "--host", "127.0.0.1", "--port", str(port))
         kept = srv.scratch_folders(), srv.tmp_files()
         assert_upload_ok(finish(held, answers))
         assert second.returncode == 2 and "IMGZ_PORT" in second.stderr, second.stderr
@@ -162,7 +133,7 @@ def test_a_killed_servers_folder_stays_until_the_next_start_removes_it(tmp_path,
     held.release()
     assert run(data, "user", "list").returncode == 0
     assert srv.scratch_folders() == dead and srv.tmp_files(), "a command that reads cleans nothing"
-    after = LiveServer(data)
+    after = InProcess(data)  # starts as serve does
     try:
         after.key = key
         assert dead[0] not in after.scratch_folders() and len(after.scratch_folders()) == 1
@@ -192,10 +163,10 @@ def _plant_dead_work(data: Path) -> None:
                                                                        "https://img.example"],
 ], ids=lambda a: " ".join(a[:2]))
 def test_a_command_that_only_reads_touches_nothing_in_tmp(tmp_path, args):
-    assert run(tmp_path, "user", "list").returncode == 0
+    assert run_here(tmp_path, "user", "list").returncode == 0
     _plant_dead_work(tmp_path)
     before = _leftovers(tmp_path)
-    result = run(tmp_path, *args)
+    result = run_here(tmp_path, *args)
     assert result.returncode == 0, result.stderr
     assert _leftovers(tmp_path) == before
 
@@ -203,9 +174,9 @@ def test_a_command_that_only_reads_touches_nothing_in_tmp(tmp_path, args):
 @pytest.mark.parametrize("args", [["expire"], ["check", "--repair"], ["upload", "delete", "nosuch"]],
                          ids=lambda a: " ".join(a))
 def test_a_command_that_writes_removes_what_dead_processes_left(tmp_path, args):
-    assert run(tmp_path, "user", "list").returncode == 0
+    assert run_here(tmp_path, "user", "list").returncode == 0
     _plant_dead_work(tmp_path)
-    run(tmp_path, *args)
+    run_here(tmp_path, *args)
     assert [p for p in _leftovers(tmp_path) if p != "tmp/.lock"] == []
 
 
@@ -219,10 +190,9 @@ def test_a_live_process_folder_is_never_cleaned(tmp_path):
         folder = Path(holder.stdout.readline().strip())
         (folder / "up-busy").write_bytes(b"in use")
         for args in (["expire"], ["check", "--repair"]):
-            assert run(tmp_path, *args).returncode == 0
+            assert run_here(tmp_path, *args).returncode == 0
             assert (folder / "up-busy").exists(), args
-        srv = LiveServer(tmp_path)
-        srv.stop()
+        InProcess(tmp_path).stop()  # the app cleans as serve starts
         assert (folder / "up-busy").exists(), "serve"
     finally:
         holder.communicate("", timeout=30)

@@ -12,8 +12,8 @@ from urllib.parse import quote
 import pytest
 
 import media
-from conftest import LiveServer
 from contract import assert_upload_ok
+from inprocess import InProcess
 from imgz import db, params
 
 SCHEMA_1 = (Path(__file__).resolve().parent / "fixtures" / "schema1.sql").read_text()
@@ -172,7 +172,7 @@ def test_migration_keeps_the_oldest_name_and_ascii_keys(tmp_path):
     assert linked == {1: [CAFE, "Blue Sky", "xy"], 2: [CAFE, "Blue Sky"], 3: [CAFE], 4: ["xy", "plain"]}
 
 
-# -- an install upgraded in place, through the server ---------------------------------------------
+# -- an install upgraded in place, through the app ------------------------------------------------
 
 UPLOAD_TAGS = [
     f"{CAFE}, Blue Sky",
@@ -186,7 +186,7 @@ UPLOAD_TAGS = [
 def test_an_install_upgrades_in_place(tmp_path):
     data = tmp_path / "d"
     env = {"IMGZ_PUBLIC_TAGS": "1"}
-    first = LiveServer(data, env)
+    first = InProcess(data, env)
     try:
         images = [assert_upload_ok(first.upload(media.png(40, 30), filename=f"p{i}.png"))
                   for i in range(len(UPLOAD_TAGS))]
@@ -207,7 +207,7 @@ def test_an_install_upgrades_in_place(tmp_path):
         conn.commit()
         assert conn.execute("SELECT COUNT(*) FROM tags").fetchone()[0] == 8
 
-    second = LiveServer(data, env)
+    second = InProcess(data, env)
     second.key = key
     try:
         with contextlib.closing(sqlite3.connect(data / "imgz.db")) as conn:
