@@ -137,7 +137,7 @@ def heavy_files() -> list[tuple[str, bytes]]:
     return [
         ("photo.jpg", media.jpeg(2000, 1500, quality=60)),
         ("screen.png", media.screenshot(1920, 1080)),
-        ("anim.gif", media.gif(300, 200, frames=8)),
+        ("anim.gif", media.gif_octree(300, 200, frames=8)),
         ("movie.mp4", media.clip("mp4", size="640x480", seconds=2, rate=25)),
         ("movie.webm", media.clip("webm", size="320x240", seconds=2)),
         ("photo.webp", media.webp(1000, 750, lossless=False)),

@@ -35,7 +35,7 @@ def _big_jpeg(path, size: int) -> None:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl to stream the upload from disk")
-def test_a_100_mb_upload_keeps_server_memory_flat(make_server, tmp_path):
+def test_a_large_upload_keeps_server_memory_flat(make_server, tmp_path):
     srv = make_server(max_upload_mb=SIZE_MB + 50)
     big = tmp_path / "big.jpg"
     _big_jpeg(big, SIZE_MB * 1_000_000)
@@ -87,11 +87,13 @@ def test_a_large_form_from_a_client_without_a_valid_key_is_not_held_twice(make_s
     assert grew_mb < 4 * size / 1_048_576 + 30
 
 
-B64_MB = 30
+# The bound is twice the size, and what a server holding the file would need grows with it
+# (the text and the decoded file together are 2.3 times the size): any size shows it.
+B64_MB = 15
 
 
 def _b64_jpeg() -> tuple[str, bytes]:
-    """A ~30 MB JPEG (a photo with data appended, which arrival strips) as base64 text."""
+    """A ~15 MB JPEG (a photo with data appended, which arrival strips) as base64 text."""
     head = media.jpeg(800, 600)
     block = bytes(range(256)) * 4096
     body = head + block * (B64_MB * 1_000_000 // len(block))
@@ -99,7 +101,7 @@ def _b64_jpeg() -> tuple[str, bytes]:
 
 
 @pytest.mark.parametrize("form", ["multipart", "urlencoded"])
-def test_a_30_mb_base64_source_costs_at_most_twice_its_size(make_server, form):
+def test_a_base64_source_costs_at_most_twice_its_size(make_server, form):
     srv = make_server(max_upload_mb=B64_MB + 20)
     text, _ = _b64_jpeg()
     warm = srv.upload(base64.b64encode(media.jpeg(800, 600)).decode())
