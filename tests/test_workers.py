@@ -59,6 +59,7 @@ def test_the_programs_a_job_runs_spend_its_cpu_budget_too(pool):
 
 def test_a_job_past_its_wall_clock_deadline_is_killed_with_what_it_started(pool, tmp_path):
     pid_file = tmp_path / "child.pid"
+    assert pool.run(workerjobs.pid, (), budget()) > 0  # a worker is up: the clock is the job's
     with pytest.raises(TooComplex):
         pool.run(workerjobs.hang_with_child, (str(pid_file),), budget(wall=1.0))
     child = int(pid_file.read_text())
