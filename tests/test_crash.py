@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -191,8 +192,10 @@ def test_sigkill_during_uploads_leaves_a_consistent_store(tmp_path, heavy_files,
             srv = LiveServer(data)
             srv.key = key
             assert srv.tmp_files() == [], f"round {round_no}: tmp not cleaned at start-up"
-            files_checked = verify_store(srv, answered, seen)
-            status, orphans, missing = check_report(srv)
+            with ThreadPoolExecutor(1) as beside:  # the command reads while the files are fetched
+                checking = beside.submit(check_report, srv)
+                files_checked = verify_store(srv, answered, seen)
+                status, orphans, missing = checking.result()
             assert missing == [], f"round {round_no}: rows whose file is gone: {missing}"
             assert status == (1 if orphans else 0)
             if orphans:
