@@ -63,7 +63,7 @@ def test_a_large_form_from_a_client_without_a_valid_key_is_not_held_twice(make_s
     assert srv.get("/").status_code == 200
     before = _kib(srv.pid, "VmRSS")
     # the bound grows with the size: four bodies held at once, with the copies parsing makes of
-    # each, would pass it at any size
+    # each (about twelve bodies), would pass it at any size from 4 MB up
     size = 20_000_000
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     if key:

@@ -406,11 +406,15 @@ def _png_of_empty_chunks(count: int, *, before: bool) -> bytes:
     return plain[:cut] + empty * count + plain[cut:]
 
 
-# The files below are refused for their structure, whatever the settings: the shared server
-# with the default ones (uploads up to 200 MB) takes them.
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """The default settings (uploads up to 200 MB): the files below are refused for their
+    structure, not their size."""
+    yield from _server(tmp_path_factory)
 
-def test_a_gif_of_millions_of_tiny_blocks_is_refused_before_it_is_decoded(server):
-    srv = server
+
+def test_a_gif_of_millions_of_tiny_blocks_is_refused_before_it_is_decoded(plain):
+    srv = plain
     rows, files = srv.rows(), srv.stored_files()
     answer = srv.upload(_gif_of_tiny_blocks(2_100_000), filename="blocks.gif")
     assert_error(answer, 400, 400, "Image too complex")
@@ -419,16 +423,16 @@ def test_a_gif_of_millions_of_tiny_blocks_is_refused_before_it_is_decoded(server
 
 @pytest.mark.parametrize("before", [True, False], ids=["before-idat", "after-idat"])
 @pytest.mark.parametrize("width", [None, "16"])
-def test_a_png_of_a_million_empty_chunks_is_refused_before_pillow_walks_it(server, before, width):
-    srv = server
+def test_a_png_of_a_million_empty_chunks_is_refused_before_pillow_walks_it(plain, before, width):
+    srv = plain
     rows, files = srv.rows(), srv.stored_files()
     answer = srv.upload(_png_of_empty_chunks(1_000_000, before=before), filename="chunks.png", width=width)
     assert_error(answer, 400, 400, "Image too complex")
     _nothing_kept(srv, rows, files)
 
 
-def test_a_gif_or_png_below_the_caps_is_stored(server):
-    srv = server
+def test_a_gif_or_png_below_the_caps_is_stored(plain):
+    srv = plain
     image = assert_upload_ok(srv.upload(_png_of_empty_chunks(5_000, before=True), filename="ok.png"))
     assert image["width"] == 32
 
