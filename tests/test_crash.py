@@ -135,15 +135,19 @@ def check_report(srv: LiveServer, *args: str) -> tuple[int, list[str], list[str]
 @pytest.fixture(scope="module")
 def heavy_files() -> list[tuple[str, bytes]]:
     """Uploads that take a while to process, so a kill finds several in flight."""
-    return [
-        ("photo.jpg", media.jpeg(2000, 1500, quality=60)),
-        ("screen.png", media.screenshot(1920, 1080)),
-        ("anim.gif", media.gif_octree(300, 200, frames=8)),
-        ("movie.mp4", media.clip("mp4", size="640x480", seconds=2, rate=25)),
-        ("movie.webm", media.clip("webm", size="320x240", seconds=2)),
-        ("photo.webp", media.webp(1000, 750, lossless=False)),
-        ("movie.mov", media.clip("mov", size="320x240", seconds=1)),
-    ]
+    with ThreadPoolExecutor(2) as makers:  # the clips are made by ffmpeg while Pillow encodes
+        clips = [makers.submit(media.clip, "mp4", size="640x480", seconds=2, rate=25),
+                 makers.submit(media.clip, "webm", size="320x240", seconds=2),
+                 makers.submit(media.clip, "mov", size="320x240", seconds=1)]
+        return [
+            ("photo.jpg", media.jpeg(2000, 1500, quality=60)),
+            ("screen.png", media.screenshot(1920, 1080)),
+            ("anim.gif", media.gif_octree(300, 200, frames=8)),
+            ("movie.mp4", clips[0].result()),
+            ("movie.webm", clips[1].result()),
+            ("photo.webp", media.webp(1000, 750, lossless=False)),
+            ("movie.mov", clips[2].result()),
+        ]
 
 
 def _burst(srv: LiveServer, files: list[tuple[str, bytes]], answered: list[dict],

@@ -181,8 +181,18 @@ def test_an_idle_keep_alive_connection_still_gets_its_next_answer_in_time(quick_
 # ---------------------------------------------------------------------------------------------
 # Connections per address
 
-def test_one_address_gets_no_more_than_its_connections(make_server):
-    srv = make_server(connections_per_address="5")
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory) -> Iterator[LiveServer]:
+    """Five connections per address and 2 MB for keyless bodies: the two caps below, each
+    tested from addresses of its own."""
+    srv = LiveServer(tmp_path_factory.mktemp("capped"), {"IMGZ_CONNECTIONS_PER_ADDRESS": "5",
+                                                         "IMGZ_KEYLESS_SPOOL_MB": "2"})
+    yield srv
+    srv.stop()
+
+
+def test_one_address_gets_no_more_than_its_connections(capped):
+    srv = capped
     with held(srv, 5, ["127.0.4.1"], b"GET / HT"):
         time.sleep(0.5)  # all five accepted
         with connect(srv, "127.0.4.1") as extra:
@@ -309,8 +319,8 @@ def test_a_valid_header_key_uploads_a_large_body(strict):
     assert_upload_ok(response)
 
 
-def test_keyless_bodies_past_the_spool_cap_get_503(make_server):
-    srv = make_server(keyless_spool_mb="2")
+def test_keyless_bodies_past_the_spool_cap_get_503(capped):
+    srv = capped
     head = upload_head(length=1_500_000)
     with connect(srv, "127.0.6.1") as holder:
         holder.sendall(head + b"y" * 1_400_000)  # a form, no key: counted, held

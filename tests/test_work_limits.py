@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -295,14 +296,15 @@ def _joined(tmp: Path, codec: list[str], ext: str, small: int, big: int) -> byte
 
 @pytest.fixture(scope="module")
 def growing_videos():
-    with tempfile.TemporaryDirectory() as tmp:
-        yield {
-            "mjpeg-mov": (_joined(Path(tmp), ["-c:v", "mjpeg", "-q:v", "31"], "mov", 64, 1200), "mov"),
-            # no frame may be dropped (libvpx drops frames to keep a bitrate when it is slow)
-            "vp8-webm": (_joined(Path(tmp), ["-c:v", "libvpx", "-b:v", "0", "-crf", "60",
-                                             "-drop-threshold", "0", "-deadline", "good",
-                                             "-cpu-used", "8"], "webm", 64, 1200), "webm"),
-        }
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(2) as makers:  # ffmpeg twice at once
+        (Path(tmp) / "mov").mkdir()
+        (Path(tmp) / "webm").mkdir()
+        mov = makers.submit(_joined, Path(tmp) / "mov", ["-c:v", "mjpeg", "-q:v", "31"], "mov", 64, 1200)
+        # no frame may be dropped (libvpx drops frames to keep a bitrate when it is slow)
+        webm = makers.submit(_joined, Path(tmp) / "webm", ["-c:v", "libvpx", "-b:v", "0", "-crf", "60",
+                                                           "-drop-threshold", "0", "-deadline", "good",
+                                                           "-cpu-used", "8"], "webm", 64, 1200)
+        yield {"mjpeg-mov": (mov.result(), "mov"), "vp8-webm": (webm.result(), "webm")}
 
 
 @pytest.fixture(scope="module")
