@@ -340,10 +340,10 @@ def test_the_same_video_is_taken_under_a_limit_it_fits(five_megapixels, growing_
 def test_queued_uploads_do_not_starve_pages_and_files(make_server):
     srv = make_server(workers="1", upload_queue="2", threads="4")
     page_file = assert_upload_ok(srv.upload(media.png(64, 48)))["url"]
-    # 9 frames re-encoded at 999 px: over half a second of work each, so the three taken are
-    # processed one after the other for well over a second, while the rest are turned away
-    # and pages and files are asked for
-    bomb = _gif_bomb(9)
+    # 6 frames re-encoded at 999 px: 0.4 s of work each, so the three taken are processed one
+    # after the other for over a second, while the rest are turned away (in a few hundredths
+    # of a second) and pages and files are asked for
+    bomb = _gif_bomb(6)
     answers: list[requests.Response] = []
     refused_after: list[float] = []
     arrived = threading.Condition()
