@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import resource
 import socket
 import threading
@@ -113,54 +114,85 @@ def uploaded_path(srv: LiveServer) -> str:
 # ---------------------------------------------------------------------------------------------
 # Idle and slow connections
 
-def test_a_thousand_half_request_lines_do_not_stop_the_server(make_server):
-    srv = make_server()
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory) -> Iterator[LiveServer]:
+    """A server with the default settings, shared: each test's clients come from addresses of
+    their own and are gone when it ends."""
+    srv = LiveServer(tmp_path_factory.mktemp("plain"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def quick_deadline(tmp_path_factory) -> Iterator[LiveServer]:
+    """A header deadline (and body grace) of one second: a drip is cut off within two."""
+    srv = LiveServer(tmp_path_factory.mktemp("deadline"), {"IMGZ_HEADER_TIMEOUT": "1"})
+    yield srv
+    srv.stop()
+
+
+def test_a_thousand_half_request_lines_do_not_stop_the_server(plain):
+    srv = plain
     path = uploaded_path(srv)
     # 20 addresses x 50 sockets: under the per-address cap, so only the deadlines hold them
     with held(srv, 1000, sources("127.0.1", 20), b"GET / HT"):
         assert_served(srv, path)
 
 
-def test_dripping_request_lines_do_not_stop_the_server(make_server):
-    srv = make_server()
+def test_dripping_request_lines_do_not_stop_the_server(plain):
+    srv = plain
     path = uploaded_path(srv)
-    with held(srv, 300, sources("127.0.2", 10), b"G") as socks, dripping(socks, 2.0, b"ET / HTTP/1.1\r\n"):
-        time.sleep(2.5)  # a drip or two has gone out
+    with held(srv, 300, sources("127.0.2", 10), b"G") as socks, dripping(socks, 0.4, b"ET / HTTP/1.1\r\n"):
+        time.sleep(1.0)  # a drip or two has gone out, and the server has checked its deadlines
         assert_served(srv, path)
 
 
-def test_a_dripping_head_is_cut_off_at_the_header_deadline(make_server):
-    srv = make_server(header_timeout="2")
-    with held(srv, 3, ["127.0.3.1"], b"G") as socks, dripping(socks, 0.5, b"ET / HTTP/1.1\r\nX-A: b\r\n"):
+def test_a_dripping_head_is_cut_off_at_the_header_deadline(quick_deadline):
+    srv = quick_deadline
+    # a byte every 0.2 s: five or more arrive before the deadline, which they do not put off
+    with held(srv, 3, ["127.0.3.1"], b"G") as socks, dripping(socks, 0.2, b"ET / HTTP/1.1\r\nX-A: b\r\n"):
         assert all(closed_by_server(sock, 8) for sock in socks)
     assert requests.get(srv.url + "/", timeout=ANSWER_WITHIN).status_code == 200
 
 
-def test_a_dripping_body_is_cut_off_by_its_rate(make_server):
-    srv = make_server(header_timeout="2")
+def test_a_dripping_body_is_cut_off_by_its_rate(quick_deadline):
+    srv = quick_deadline
     head = (f"POST /api/1/upload HTTP/1.1\r\nHost: x\r\nX-API-Key: {srv.key}\r\n"
             "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n").encode()
-    with held(srv, 3, ["127.0.3.2"], head) as socks, dripping(socks, 0.5, b"x"):
+    with held(srv, 3, ["127.0.3.2"], head) as socks, dripping(socks, 0.2, b"x"):
         assert all(closed_by_server(sock, 10) for sock in socks)
 
 
-def test_an_idle_keep_alive_connection_still_gets_its_next_answer_in_time(make_server):
-    srv = make_server(header_timeout="3")
+def test_an_idle_keep_alive_connection_still_gets_its_next_answer_in_time(quick_deadline):
+    srv = quick_deadline
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=ANSWER_WITHIN)
-    for _ in range(3):
+    # idle for 0.4 s between requests, under the 1 s deadline, while the connection as a whole
+    # lives past it: the deadline counts from the end of the previous answer
+    for index in range(4):
+        if index:
+            time.sleep(0.4)
         conn.request("GET", "/")
         response = conn.getresponse()
         response.read()
         assert response.status == 200
-        time.sleep(1)
     conn.close()
 
 
 # ---------------------------------------------------------------------------------------------
 # Connections per address
 
-def test_one_address_gets_no_more_than_its_connections(make_server):
-    srv = make_server(connections_per_address="5")
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory) -> Iterator[LiveServer]:
+    """Five connections per address and 2 MB for keyless bodies: the two caps below, each
+    tested from addresses of its own."""
+    srv = LiveServer(tmp_path_factory.mktemp("capped"), {"IMGZ_CONNECTIONS_PER_ADDRESS": "5",
+                                                         "IMGZ_KEYLESS_SPOOL_MB": "2"})
+    yield srv
+    srv.stop()
+
+
+def test_one_address_gets_no_more_than_its_connections(capped):
+    srv = capped
     with held(srv, 5, ["127.0.4.1"], b"GET / HT"):
         time.sleep(0.5)  # all five accepted
         with connect(srv, "127.0.4.1") as extra:
@@ -220,10 +252,8 @@ def answer_to_head(srv: LiveServer, head: bytes, source: str = "127.0.5.1") -> R
 
 
 @pytest.fixture(scope="module")
-def strict(tmp_path_factory) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path_factory.mktemp("strict"))
-    yield srv
-    srv.stop()
+def strict(plain) -> LiveServer:
+    return plain
 
 
 EARLY = [
@@ -289,8 +319,8 @@ def test_a_valid_header_key_uploads_a_large_body(strict):
     assert_upload_ok(response)
 
 
-def test_keyless_bodies_past_the_spool_cap_get_503(make_server):
-    srv = make_server(keyless_spool_mb="2")
+def test_keyless_bodies_past_the_spool_cap_get_503(capped):
+    srv = capped
     head = upload_head(length=1_500_000)
     with connect(srv, "127.0.6.1") as holder:
         holder.sendall(head + b"y" * 1_400_000)  # a form, no key: counted, held
@@ -298,7 +328,14 @@ def test_keyless_bodies_past_the_spool_cap_get_503(make_server):
         answer = answer_to_head(srv, head, source="127.0.6.2")
         assert_error(answer, 503, 503, "Server busy - retry in 10 s")
         assert answer.headers["Retry-After"] == "10"
-    time.sleep(1)  # the holder's bytes are given back when it goes
-    with connect(srv, "127.0.6.3") as after:
-        after.sendall(head + b"y" * 1_500_000)
-        assert_error(Raw(after), 401, 100, "No key provided")
+    # the holder's bytes are given back when it goes (a moment later: the server has to see it)
+    deadline = time.monotonic() + 5
+    for attempt in itertools.count(3):
+        with connect(srv, f"127.0.6.{attempt}") as after:
+            with contextlib.suppress(OSError):  # a 503 comes before the body is read
+                after.sendall(head + b"y" * 1_500_000)
+            answer = Raw(after)
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert_error(answer, 401, 100, "No key provided")
