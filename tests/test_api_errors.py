@@ -26,7 +26,7 @@ def strict(tmp_path_factory, webhost) -> InProcess:
     """An app with small limits so over-limit cases stay fast."""
     srv = InProcess(tmp_path_factory.mktemp("strict"), {
         "IMGZ_MAX_UPLOAD_MB": str(LIMIT_MB), "IMGZ_MAX_ANIMATION_PIXELS": "1000000",
-        "IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "2"})
+        "IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "1"})
     yield srv
     srv.stop()
 

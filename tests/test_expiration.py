@@ -80,12 +80,12 @@ def test_expiry_survives_a_restart(tmp_path):
     data = tmp_path / "d"
     first = InProcess(data, {"IMGZ_EXPIRATION_MIN": "1", "IMGZ_EXPIRY_INTERVAL": "3600"}, jobs=True)
     try:
-        image = assert_upload_ok(first.upload(media.png(30, 30), expiration="PT2S"))
+        image = assert_upload_ok(first.upload(media.png(30, 30), expiration="PT1S"))
         key = first.key
     finally:
         first.stop()
     assert any(image["name"] in p for p in first.stored_files())
-    time.sleep(2.2)
+    time.sleep(1.2)
     second = InProcess(data, {"IMGZ_EXPIRATION_MIN": "1", "IMGZ_EXPIRY_INTERVAL": "3600"}, jobs=True)
     try:
         second.key = key

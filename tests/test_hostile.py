@@ -42,7 +42,7 @@ from inprocess import Helpers, InProcess
 LIMIT = 200_000                  # IMGZ_MAX_UPLOAD_MB=0.2 is exactly this many bytes
 TOO_BIG = "File too big - max 0.2 MB"
 ANIMATION_LIMIT = 1_000_000      # IMGZ_MAX_ANIMATION_PIXELS, frames x width x height
-URL_TIMEOUT = 2
+URL_TIMEOUT = 1
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 BOUNDARY = b"hostile-b0undary"
 PNG = media.png(32, 24)
