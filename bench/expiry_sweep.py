@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from imgz import config, db, ids, init_data, layout  # noqa: E402
+from imgz import config, db, ids, layout  # noqa: E402
+from imgz.web import init_data  # noqa: E402
 from imgz.records import Upload  # noqa: E402
 from imgz.service import Service  # noqa: E402
 

@@ -246,7 +246,8 @@ def expiry_run(work: Path, count: int) -> tuple[int, float]:
 def populate_live(data: Path, count: int) -> float:
     """A data dir holding count live uploads (rows and two tiny files each); returns seconds."""
     import expiry_sweep
-    from imgz import config, db, init_data
+    from imgz import config, db
+    from imgz.web import init_data
     from imgz.service import Service
 
     cfg = config.load({}, overrides={"data": str(data), "min_free_mb": "0"})

@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from . import clean_scratch, config as config_mod, db, ids, init_data
+from . import config as config_mod, db, ids
+from .web import clean_scratch, init_data
 from .addresses import unspecified
 from .commands import accounts, now, say, uploads, user_id
 from .errors import ConfigError
@@ -76,7 +77,8 @@ for _command in (accounts.user, accounts.key, accounts.album, accounts.category,
 @click.pass_obj
 def serve(obj: Context, host: str | None = None, port: str | None = None, data: str | None = None) -> None:
     """Start the server (the default command)."""
-    from . import create_app, jobs, scratch, workers
+    from . import jobs, scratch, workers
+    from .web import create_app
     from .api import body_limit
 
     obj.flags.update({k: v for k, v in {"data": data, "host": host, "port": port}.items() if v is not None})

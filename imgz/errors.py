@@ -1,6 +1,6 @@
 """Errors that carry their HTTP status and Chevereto error code.
 
-Lower layers raise these; one handler in ``imgz/__init__.py`` renders them, as Chevereto's JSON
+Lower layers raise these; one handler in ``imgz/web.py`` renders them, as Chevereto's JSON
 error body on API paths and as an error page elsewhere. This module imports nothing of imgz.
 """
 from __future__ import annotations

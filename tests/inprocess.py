@@ -21,7 +21,8 @@ from requests.structures import CaseInsensitiveDict
 from werkzeug.wsgi import FileWrapper
 
 from commands import run_command
-from imgz import cli, create_app, jobs as jobs_mod, scratch, workers
+from imgz import cli, jobs as jobs_mod, scratch, workers
+from imgz.web import create_app
 
 BASE = "http://localhost"
 

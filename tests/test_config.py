@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from imgz import config, init_data
+from imgz import config
+from imgz.web import init_data
 from imgz.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

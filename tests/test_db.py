@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imgz import config, db, ids, init_data, records
+from imgz import config, db, ids, records
+from imgz.web import init_data
 from imgz.db import sqlite as db_sqlite
 from imgz.errors import Conflict, DatabaseBusy, DatabaseError, NoStorage
 from imgz.records import Upload

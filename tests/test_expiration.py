@@ -14,7 +14,8 @@ import media
 from conftest import LiveServer
 from contract import assert_error, assert_upload_ok
 from inprocess import InProcess
-from imgz import config, db, init_data, jobs
+from imgz import config, db, jobs
+from imgz.web import init_data
 from imgz.service import Service
 
 
@@ -127,7 +128,7 @@ def test_sweep_waits_for_another_process_holding_the_lock(tmp_path):
 
 
 def test_scheduler_starts_once_per_process(tmp_path):
-    from imgz import create_app
+    from imgz.web import create_app
 
     try:
         first = jobs.start(_service(tmp_path / "a"))

@@ -73,3 +73,13 @@ def test_only_the_store_and_layout_spell_the_media_folder(path: Path) -> None:
 def test_the_media_folder_check_sees_a_spelling() -> None:
     """The check above is not blind: the owners do spell the folder."""
     assert _media_spellings(PACKAGE / "layout.py")
+
+
+def test_media_workers_load_no_web_framework_or_database_library() -> None:
+    """A worker process loads imgz.render and imgz.worker only: every worker is lighter for it."""
+    code = ("import sys, imgz.render, imgz.worker; print(sorted({m.split('.')[0] for m in sys.modules} "
+            "& {'flask', 'werkzeug', 'waitress', 'sqlalchemy', 'sqlite3', 'click', 'jinja2'}))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

@@ -14,7 +14,7 @@ import requests
 import media
 from contract import assert_upload_ok
 from inprocess import InProcess
-from imgz import create_app
+from imgz.web import create_app
 from imgz.chevereto import tag_key
 from imgz.errors import DatabaseError
 from imgz.views import is_person

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import media
-from imgz import config, db, init_data, metadata as imgz_metadata
+from imgz import config, db, metadata as imgz_metadata
+from imgz.web import init_data
 from imgz import scratch, service as service_mod, spool
 from imgz.errors import InvalidImage
 from imgz.records import Actor, Options
@@ -138,7 +139,7 @@ def test_with_metadata_kept_nothing_is_stripped_on_arrival(tmp_path):
 
 
 def _app_with_upload(tmp_path: Path):
-    from imgz import create_app
+    from imgz.web import create_app
 
     app = create_app({"data": str(tmp_path), "min_free_mb": "0"}, jobs=False)
     svc = app.config["IMGZ_SERVICE"]
@@ -158,7 +159,7 @@ def test_a_deleted_upload_is_not_served_even_when_its_file_could_not_be_removed(
 
 
 def test_an_upload_deleted_by_another_process_is_soon_not_served(tmp_path, monkeypatch):
-    import imgz
+    from imgz import web
 
     app, svc, upload, client, url = _app_with_upload(tmp_path)
     other = db.connect(svc.config.db)  # what `app.py upload delete` does, minus the files
@@ -166,7 +167,7 @@ def test_an_upload_deleted_by_another_process_is_soon_not_served(tmp_path, monke
         db.delete_upload(other, upload.id)
     other.close()
     assert client.get(url).status_code == 200, "remembered for a while"
-    monkeypatch.setattr(imgz, "FILE_CACHE_SECONDS", 0.001)
+    monkeypatch.setattr(web, "FILE_CACHE_SECONDS", 0.001)
     time.sleep(0.01)
     assert client.get(url).status_code == 404
 

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 
 import media
-from imgz import cli, create_app, db
+from imgz import cli, db
+from imgz.web import create_app
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "schema2"
 TABLES = ("users", "api_keys", "albums", "categories", "uploads", "files", "names", "tags",
