@@ -203,9 +203,11 @@ class FileResponder:
             return _accel(start_response, headers, 'X-Sendfile',
                           os.fsencode(st.path).decode('latin-1'))
 
-        if not is_resource_modified(
-            http_if_none_match=environ.get('HTTP_IF_NONE_MATCH'),
-            http_if_modified_since=environ.get('HTTP_IF_MODIFIED_SINCE'),
+        if_none_match = environ.get('HTTP_IF_NONE_MATCH')
+        if_modified_since = environ.get('HTTP_IF_MODIFIED_SINCE')
+        if (if_none_match or if_modified_since) and not is_resource_modified(
+            http_if_none_match=if_none_match,
+            http_if_modified_since=if_modified_since,
             etag=etag,
             last_modified=last_modified,
         ):
