@@ -467,3 +467,20 @@ def test_only_the_db_package_imports_a_database_library_and_only_its_sqlite_modu
         elif path.name != "sqlite.py":
             assert not {n for n in _imports(tree) if "sqlite" in n}, path
             assert not [w for w in _code_words(tree) if any(s in w for s in SQLITE_ONLY)], path
+
+
+def test_no_named_query_is_declared_to_return_a_driver_row():
+    """What the db package hands out is records, plain values or collections of them."""
+    import inspect
+
+    checked = 0
+    for name in db.__all__:
+        func = getattr(db, name)
+        if not inspect.isfunction(func) or name in {"connect"}:
+            continue
+        returns = inspect.signature(func).return_annotation
+        assert returns is not inspect.Signature.empty, f"db.{name} declares no return type"
+        assert not any(word in str(returns) for word in ("Row", "Result", "sqlite3", "sqlalchemy")), \
+            f"db.{name} -> {returns}"
+        checked += 1
+    assert checked >= 25
