@@ -40,7 +40,6 @@ ONE_YEAR = 31_536_000
 BLOCK_SIZE = 64 * 1024
 ACCEL_MODES = ('none', 'nginx', 'sendfile')
 # Only a key of the layout is looked up: its allow-list refuses `..`, empty segments, `%` and the rest.
-_KEY = layout.KEY
 
 FILE_CSP = "default-src 'none'; sandbox"
 # A browser that opens a file itself wraps it in a page of its own (an <img> or a <video>). Under
@@ -171,7 +170,7 @@ class FileResponder:
         if not path_info.startswith(self.prefix):
             return self.app(environ, start_response)
         relpath = path_info[len(self.prefix):]
-        if _KEY.fullmatch(relpath) is None:
+        if not layout.is_key(relpath):
             return self.app(environ, start_response)
         info = self.lookup(relpath)
         now = self.now()

@@ -15,11 +15,10 @@ import stat
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
-from .. import disk, layout
-from . import Stat, Store, check_prefix
+from .. import disk
+from . import Stat, Store, check_key, check_prefix
 
 log = logging.getLogger("imgz")
-_KEY, _UNSAFE = layout.KEY.fullmatch, layout.UNSAFE.search
 
 
 class LocalStore(Store):
@@ -30,10 +29,7 @@ class LocalStore(Store):
         return f"LocalStore({self.root!r})"
 
     def _path(self, key: str) -> str:
-        # check_key, inlined: the file responder comes here twice for every file it sends
-        if _KEY(key) is None and _UNSAFE(key) is not None:
-            raise ValueError(f"unsafe key {key!r}")
-        return f"{self.root}/{key}"
+        return f"{self.root}/{check_key(key)}"
 
     def prepare(self) -> None:
         os.makedirs(self.root, exist_ok=True)
