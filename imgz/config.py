@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
-from .kinds import BaseURL, Choice, Flag, Kind, Nets, Number, Place, Rate, Refused, Route, Text, Whole, Zone
+from .kinds import (BaseURL, Bucket, Choice, DatabaseURL, Endpoint, Flag, KeyPrefix, Kind, Nets, Number,
+                    Place, PublicURL, Rate, Refused, Route, Text, Whole, Zone, hide_password)
 
 APP_DIR = Path(__file__).resolve().parent.parent
 DAY = 86_400
@@ -35,6 +36,24 @@ SETTINGS: tuple[Setting, ...] = (
             Place("a path to a directory this user can create and write", True, "data/ beside app.py")),
     Setting("db", "", "SQLite database path; default <data>/imgz.db. WAL needs a local disk, not NFS/SMB.",
             Place("a path to a database file this user can create and write", False, "<data>/imgz.db")),
+    Setting("database_url", "", "PostgreSQL instead of the SQLite file: postgresql://USER:PASSWORD@HOST"
+            "[:PORT]/DATABASE (needs requirements-scale.txt). Not together with IMGZ_DB.", DatabaseURL()),
+    Setting("storage", "local", "Where uploaded files are kept: local (<data>/images) or s3 (an "
+            "S3-compatible bucket; needs requirements-scale.txt).", Choice("local", "s3")),
+    Setting("s3_bucket", "", "The bucket of IMGZ_STORAGE=s3.", Bucket()),
+    Setting("s3_endpoint", "", "The S3 endpoint (for stores other than AWS: R2, B2, SeaweedFS, MinIO...); "
+            "empty: the SDK's own.", Endpoint()),
+    Setting("s3_region", "", "The bucket's region; empty: the SDK's configuration.",
+            Text("a region name such as us-east-1, or empty")),
+    Setting("s3_prefix", "", "A folder in the bucket for imgz's files (imgz/); empty: the bucket's top.",
+            KeyPrefix()),
+    Setting("s3_path_style", "0", "Address the bucket in the path (http://host/bucket/key), as "
+            "self-hosted stores often need.", Flag()),
+    Setting("s3_checksum", "when_supported", "When the SDK adds request checksums: when_supported, or "
+            "when_required for stores that refuse the newer ones.",
+            Choice("when_supported", "when_required")),
+    Setting("public_url", "", "With IMGZ_STORAGE=s3: a public bucket or CDN URL that answers point "
+            "file URLs at instead of this server's /images/.", PublicURL()),
     Setting("host", "0.0.0.0", "Address to listen on.",
             Text("an address or host name of this machine (0.0.0.0: every IPv4 address)")),
     Setting("port", "8080", "Port to listen on.", Whole(0, 65535, note=" (0: any free port)")),
@@ -108,6 +127,15 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 class Config:
     data: str
     db: str
+    database_url: str
+    storage: str
+    s3_bucket: str
+    s3_endpoint: str
+    s3_region: str
+    s3_prefix: str
+    s3_path_style: bool
+    s3_checksum: str
+    public_url: str
     host: str
     port: int
     threads: int
@@ -152,6 +180,11 @@ class Config:
         return Path(self.data)
 
     @property
+    def database(self) -> str:
+        """What the db layer opens: the PostgreSQL URL when one is given, else the SQLite file."""
+        return self.database_url or self.db
+
+    @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1_000_000)
 
@@ -169,7 +202,7 @@ def refused(name: str, value: Any, reason: str = "", *, flag: bool = False) -> C
 
     ``IMGZ_PORT='abc': it takes a whole number from 0 to 65535 (0: any free port)``
     """
-    shown = str(value)
+    shown = hide_password(str(value))
     if len(shown) > 80:
         shown = shown[:77] + "..."
     source = f" (from --{name})" if flag else ""
@@ -215,8 +248,14 @@ def load(environ: Mapping[str, str] | None = None, flags: Mapping[str, Any] | No
     if not values["data"]:
         values["data"] = str((APP_DIR / "data").resolve())
     values["data"] = str(Path(values["data"]).resolve())
-    if not values["db"]:
+    if values["database_url"] and values["db"]:
+        raise refused("database_url", raw["database_url"], "IMGZ_DB is set too; give one of them")
+    if not values["db"] and not values["database_url"]:
         values["db"] = str(Path(values["data"]) / "imgz.db")
+    if values["storage"] == "s3" and not values["s3_bucket"]:
+        raise refused("s3_bucket", raw["s3_bucket"], "IMGZ_STORAGE=s3 needs a bucket")
+    if values["public_url"] and values["storage"] != "s3":
+        raise refused("public_url", raw["public_url"], "it is only for IMGZ_STORAGE=s3")
     if not values["workers"]:
         values["workers"] = os.cpu_count() or 1
     if isinstance(values["upload_queue"], str):  # still empty: not given

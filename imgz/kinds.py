@@ -18,6 +18,7 @@ from .ratelimit import parse_limit
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
 _ROUTE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 RESERVED_ROUTES = ("api", MEDIA_DIR, "tag", "static", "oembed", "sharex.sxcu", "_imgz_media")
 
@@ -210,3 +211,86 @@ class Text(Kind):
     def __init__(self, what: str) -> None:
         super().__init__()
         self.what = what
+
+
+def hide_password(url: str) -> str:
+    """A URL as it may be shown: any password in it (``//user:password@``) replaced by ***."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+class DatabaseURL(Kind):
+    what = ("empty for the SQLite file, or a PostgreSQL URL: "
+            "postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE")
+    SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+
+    def read(self, text: str) -> str:
+        if not text:
+            return ""
+        try:
+            parts = urlsplit(text)
+            parts.port
+        except ValueError:
+            raise Refused() from None
+        if parts.scheme not in self.SCHEMES or not parts.path.strip("/"):
+            raise Refused()
+        return text
+
+
+class Endpoint(Kind):
+    what = "empty for the SDK's own endpoint, or http:// or https:// with a host and optional port"
+
+    def read(self, text: str) -> str:
+        value = text.rstrip("/")
+        if not value:
+            return ""
+        try:
+            parts = urlsplit(value)
+            parts.port
+        except ValueError:
+            raise Refused() from None
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+            raise Refused()
+        return value
+
+
+class PublicURL(Kind):
+    what = "empty, or an http:// or https:// URL under which the stored files are public"
+
+    def read(self, text: str) -> str:
+        value = text.rstrip("/")
+        if not value:
+            return ""
+        try:
+            parts = urlsplit(value)
+            parts.port
+        except ValueError:
+            raise Refused() from None
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+            raise Refused()
+        return value
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX_PART = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class Bucket(Kind):
+    what = "a bucket name: 3 to 63 lowercase letters, digits, dots or hyphens"
+
+    def read(self, text: str) -> str:
+        if text and (not _BUCKET.fullmatch(text) or ".." in text):
+            raise Refused()
+        return text
+
+
+class KeyPrefix(Kind):
+    what = ("empty, or folder names of letters, digits, '.', '_' or '-' separated by '/' "
+            "(such as imgz/ or site/media)")
+
+    def read(self, text: str) -> str:
+        value = text.strip("/")
+        if not value:
+            return ""
+        if any(part in {".", ".."} or not _PREFIX_PART.fullmatch(part) for part in value.split("/")):
+            raise Refused()
+        return value + "/"

@@ -21,6 +21,17 @@ ROUTE = ("1 to 32 lowercase letters, digits, - or _, starting with a letter or d
 ACCEPTS = {
     "data": "a path to a directory this user can create and write, or empty for data/ beside app.py",
     "db": "a path to a database file this user can create and write, or empty for <data>/imgz.db",
+    "database_url": ("empty for the SQLite file, or a PostgreSQL URL: "
+                     "postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"),
+    "storage": "one of local, s3",
+    "s3_bucket": "a bucket name: 3 to 63 lowercase letters, digits, dots or hyphens",
+    "s3_endpoint": "empty for the SDK's own endpoint, or http:// or https:// with a host and optional port",
+    "s3_region": "a region name such as us-east-1, or empty",
+    "s3_prefix": ("empty, or folder names of letters, digits, '.', '_' or '-' separated by '/' "
+                  "(such as imgz/ or site/media)"),
+    "s3_path_style": YES_NO,
+    "s3_checksum": "one of when_supported, when_required",
+    "public_url": "empty, or an http:// or https:// URL under which the stored files are public",
     "host": "an address or host name of this machine (0.0.0.0: every IPv4 address)",
     "port": "a whole number from 0 to 65535 (0: any free port)",
     "threads": "a whole number from 1 to 1000",
@@ -66,6 +77,13 @@ ACCEPTS = {
 GOOD = [
     ("data", "relative/dir", str(Path.cwd() / "relative" / "dir")),
     ("db", "/srv/imgz/other.db", "/srv/imgz/other.db"),
+    ("database_url", "postgresql://imgz:pw@db.lan:5433/imgz", "postgresql://imgz:pw@db.lan:5433/imgz"),
+    ("database_url", "", ""), ("storage", "LOCAL", "local"), ("storage", "local", "local"),
+    ("s3_bucket", "media.example-1", "media.example-1"), ("s3_bucket", "", ""),
+    ("s3_endpoint", "http://127.0.0.1:8333/", "http://127.0.0.1:8333"),
+    ("s3_region", "eu-west-3", "eu-west-3"), ("s3_prefix", "/site/media/", "site/media/"),
+    ("s3_prefix", "", ""), ("s3_path_style", "1", True),
+    ("s3_checksum", "WHEN_REQUIRED", "when_required"),
     ("host", " 127.0.0.1 ", "127.0.0.1"), ("host", "::", "::"),
     ("port", "0", 0), ("port", " 8081 ", 8081), ("port", "65535", 65535), ("port", "+80", 80),
     ("threads", "1", 1), ("threads", "1000", 1000),
@@ -100,6 +118,13 @@ GOOD = [
 
 # (setting, text, the reason given before what it takes; "" when what it takes says it all)
 BAD = [
+    ("database_url", "mysql://u@h/db", ""), ("database_url", "postgresql://u@h", ""),
+    ("database_url", "postgresql://u@h:99999/db", ""), ("database_url", "sqlite:///x.db", ""),
+    ("storage", "ftp", ""), ("s3_bucket", "My_Bucket", ""), ("s3_bucket", "ab", ""),
+    ("s3_bucket", "a..b", ""), ("s3_endpoint", "127.0.0.1:8333", ""),
+    ("s3_endpoint", "http://h:port", ""), ("s3_prefix", "a/../b", ""), ("s3_prefix", "a b", ""),
+    ("s3_path_style", "perhaps", ""), ("s3_checksum", "never", ""),
+    ("public_url", "cdn.example.org", ""), ("public_url", "https://cdn.example.org/?x=1", ""),
     ("port", "abc", ""), ("port", "eighty", ""), ("port", "65536", ""), ("port", "70000", ""),
     ("port", "-1", ""), ("port", "80.0", ""), ("port", "", ""), ("port", "0x50", ""), ("port", "1_000", ""),
     ("port", "\uff18\uff10", ""), ("port", "9" * 5000, ""),
@@ -165,9 +190,9 @@ def refusal(environ: dict, **flags: str) -> str:
 def test_every_setting_has_good_and_bad_cases_and_says_what_it_takes():
     names = [s.name for s in config.SETTINGS]
     assert sorted(ACCEPTS) == sorted(names)
-    assert {name for name, _, _ in GOOD} == set(names)
+    assert {name for name, _, _ in GOOD} == set(names) - {"public_url"}
     # the host is only known to be bad when the server cannot listen there (tests/test_cli.py)
-    assert {name for name, _, _ in BAD} == set(names) - {"host", "data", "db"}
+    assert {name for name, _, _ in BAD} == set(names) - {"host", "data", "db", "s3_region"}
     for setting in config.SETTINGS:
         assert setting.kind.accepts == ACCEPTS[setting.name]
 
@@ -247,3 +272,21 @@ def test_a_data_dir_or_database_that_cannot_be_made_is_refused_when_it_is_made(t
 def test_an_unknown_setting_is_named():
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         config.load({}, overrides={"colour": "blue"})
+
+
+def test_a_database_url_with_a_password_never_shows_it():
+    line = refusal({"IMGZ_DATABASE_URL": "mysql://imgz:hunter2@db/imgz"})
+    assert "hunter2" not in line and "imgz:***@db" in line
+    line = refusal({"IMGZ_DATABASE_URL": "postgresql://imgz:hunter2@db/imgz", "IMGZ_DB": "/x/imgz.db"})
+    assert "hunter2" not in line and "IMGZ_DB is set too" in line
+
+
+def test_the_backend_settings_go_together():
+    cfg = config.load({"IMGZ_DATABASE_URL": "postgresql://imgz@db/imgz"})
+    assert cfg.db == "" and cfg.database == "postgresql://imgz@db/imgz"
+    assert config.load({}).database.endswith("imgz.db")
+    assert "IMGZ_STORAGE=s3 needs a bucket" in refusal({"IMGZ_STORAGE": "s3"})
+    assert "only for IMGZ_STORAGE=s3" in refusal({"IMGZ_PUBLIC_URL": "https://cdn.example.org"})
+    cfg = config.load({"IMGZ_STORAGE": "s3", "IMGZ_S3_BUCKET": "media",
+                       "IMGZ_PUBLIC_URL": "https://cdn.example.org/m/"})
+    assert cfg.public_url == "https://cdn.example.org/m"
