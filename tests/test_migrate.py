@@ -93,6 +93,16 @@ def test_a_migrated_install_serves_the_same_there_and_back(install, tmp_path):
     assert (dump(install.db), stored(install.data)) == before  # the source is only read
     assert dump(tmp_path / "one" / "imgz.db") == before[0]
     assert stored(tmp_path / "one") == before[1]
+    # a copied file that went bad (same size, other bytes) is found by --verify and copied again
+    spoilt = tmp_path / "one" / layout.DIR / sorted(before[1])[0]
+    body = bytearray(spoilt.read_bytes())
+    body[-3] ^= 0xFF
+    spoilt.write_bytes(bytes(body))
+    checked = migrate(install.data, tmp_path / "one", "--verify")
+    files = len(before[1])
+    assert checked.returncode == 0, checked.stderr
+    assert "1 files copied" in checked.stderr and f"({files} compared by checksum)" in checked.stderr
+    assert stored(tmp_path / "one") == before[1]
     back = run_command("--data", str(tmp_path / "one"), "migrate", "--to-database", str(tmp_path / "two.db"),
                        "--to-storage", "local", "--to-data", str(tmp_path / "two"), "--final")
     assert back.returncode == 0, back.stderr
@@ -244,12 +254,12 @@ def _killed_after(source: Path, target: Path, files: int) -> bool:
 def test_killed_halfway_and_run_again_it_completes_with_nothing_twice(big, tmp_path):
     target = tmp_path / "to"
     total = len(stored(big.data))
-    kills = 0
+    halfway = 0  # runs killed with part of the files and rows copied
     for step in (total // 4, total // 2, 3 * total // 4):
-        if _killed_after(big.data, target, step):
-            kills += 1
-            assert len(stored(target)) < total and len(dump(target / "imgz.db")["uploads"]) < MANY
-    assert kills, "every run finished before it could be killed"
+        if _killed_after(big.data, target, step) and len(stored(target)) < total:
+            halfway += 1
+            assert len(dump(target / "imgz.db")["uploads"]) < MANY
+    assert halfway, "no run could be killed halfway"
     again = migrate(big.data, target, "--final")
     assert again.returncode == 0, again.stderr
     assert f"the target equals the source ({MANY} uploads" in again.stderr

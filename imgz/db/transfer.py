@@ -15,7 +15,7 @@ On PostgreSQL the id sequences are set past the copied ids at the end (``reset_s
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator
 
@@ -44,7 +44,6 @@ class Tally:
     inserted: int = 0
     updated: int = 0
     removed: int = 0
-    keys: list[Any] = field(default_factory=list)  # the keys of the rows removed, when asked
 
     def __bool__(self) -> bool:
         return bool(self.inserted or self.updated or self.removed)
