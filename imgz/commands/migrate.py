@@ -44,6 +44,7 @@ from .migration import Migration, mb
 if TYPE_CHECKING:
     from ..cli import Context
 
+
 def store_for(cfg: config_mod.Config) -> Store:
     """The store a configuration names (the local store of its data directory until the
     configuration-wide factory exists)."""
