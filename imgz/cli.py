@@ -18,7 +18,7 @@ import click
 from . import config as config_mod, db, ids
 from .web import clean_scratch, init_data
 from .addresses import unspecified
-from .commands import accounts, now, say, uploads, user_id
+from .commands import accounts, migrate, now, say, uploads, user_id
 from .errors import ConfigError
 
 
@@ -68,7 +68,7 @@ def main(ctx: click.Context, host: str | None, port: str | None, data: str | Non
 
 
 for _command in (accounts.user, accounts.key, accounts.album, accounts.category, accounts.sharex,
-                 uploads.upload, uploads.check, uploads.expire):
+                 uploads.upload, uploads.check, uploads.expire, migrate.migrate):
     main.add_command(_command)
 
 
