@@ -17,13 +17,11 @@ default call. Within PAIRED, a test about the local disk or SQLite itself is mar
 """
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import queue
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -39,9 +37,8 @@ import requests
 import backends
 import helpers
 from helpers import Helpers
-from imgz import config as config_mod, store as store_mod
+from imgz import config as config_mod
 from imgz.config import Config
-from imgz.errors import DatabaseError
 from imgz.store import Store
 from inprocess import InProcess, as_response, settings_env
 
@@ -126,7 +123,7 @@ class LiveServer(Helpers):
         # A data dir without a key yet prints its first key and a curl line on stdout, which is
         # read by its own thread: wait for both lines as well as for the port (on stderr). A
         # start that could not listen leaves a database with no key behind.
-        expect_key = not _has_keys(data, full_env)
+        expect_key = not helpers.has_keys(data, full_env)
         hinted = False
         self.proc = subprocess.Popen(
             [*(prefix or []), sys.executable, str(ROOT / "app.py"), "serve", "--host", "127.0.0.1", "--port", "0",
@@ -174,7 +171,7 @@ class LiveServer(Helpers):
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = store_of(self.config)
+            self._store = helpers.store_of(self.config)
         return self._store
 
     def stop(self) -> None:
@@ -214,36 +211,6 @@ class LiveServer(Helpers):
 
 # URL sources may reach fixture web hosts on 127.0.0.1.
 URL_SOURCES = {"IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "3"}
-
-
-def store_of(cfg: Config) -> Store:
-    """The store a server with ``cfg`` keeps its files in, read from the test's process.
-
-    To switch once imgz.store builds any configured store: ``return store_mod.for_config(cfg)``.
-    Until then only the local store can be built here, and another one is refused rather than
-    read as an empty data dir."""
-    if cfg.storage != "local":
-        pytest.fail(f"reading an IMGZ_STORAGE={cfg.storage} store from the tests needs "
-                    "imgz.store.for_config (tests/conftest.py store_of)", pytrace=False)
-    return store_mod.for_data(cfg.data_dir)
-
-
-def _has_keys(data: Path, env: dict[str, str]) -> bool:
-    """Whether the database a server on ``data`` with ``env`` opens holds an API key already."""
-    url = env.get("IMGZ_DATABASE_URL")
-    if url:
-        try:
-            return helpers.query(url, "SELECT COUNT(*) FROM api_keys")[0][0] > 0
-        except DatabaseError:  # no such table: made by nothing that got that far
-            return False
-    path = data / "imgz.db"
-    if not path.exists():
-        return False
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        try:
-            return conn.execute("SELECT COUNT(*) FROM api_keys").fetchone()[0] > 0
-        except sqlite3.OperationalError:  # no such table: made by nothing that got that far
-            return False
 
 
 @pytest.fixture(scope="session")

@@ -7,17 +7,21 @@ bucket. Stored files are named as they would be in a data dir, ``images/<key>``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 from sqlalchemy import text
 
-from imgz import db, layout
+from imgz import db, layout, store as store_mod
 from imgz.config import Config
+from imgz.errors import DatabaseError
 from imgz.store import Store
 
 
@@ -42,6 +46,38 @@ def stored_key(ref: str) -> str:
         ref = urlsplit(ref).path
     ref = ref.lstrip("/")
     return ref[len(layout.DIR) + 1:] if ref.startswith(layout.DIR + "/") else ref
+
+
+def store_of(cfg: Config) -> Store:
+    """The store a server with ``cfg`` keeps its files in, read from the test's process.
+
+    To switch once imgz.store builds any configured store: ``return store_mod.for_config(cfg)``.
+    Until then only the local store can be built here, and another one is refused rather than
+    read as an empty data dir."""
+    if cfg.storage != "local":
+        pytest.fail(f"reading an IMGZ_STORAGE={cfg.storage} store from the tests needs "
+                    "imgz.store.for_config (tests/helpers.py store_of)", pytrace=False)
+    return store_mod.for_data(cfg.data_dir)
+
+
+def has_keys(data: Path, env: dict[str, str]) -> bool:
+    """Whether the database a server on ``data`` with ``env`` opens holds an API key already.
+    An SQLite file is read by the driver itself: opening it through imgz would set its journal
+    mode before the server under test first opens it."""
+    url = env.get("IMGZ_DATABASE_URL")
+    if url:
+        try:
+            return query(url, "SELECT COUNT(*) FROM api_keys")[0][0] > 0
+        except DatabaseError:  # no such table: made by nothing that got that far
+            return False
+    path = data / "imgz.db"
+    if not path.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        try:
+            return conn.execute("SELECT COUNT(*) FROM api_keys").fetchone()[0] > 0
+        except sqlite3.OperationalError:  # no such table: made by nothing that got that far
+            return False
 
 
 class Helpers:
