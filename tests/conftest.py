@@ -2,17 +2,26 @@
 socket, and a real server in its own process on a free 127.0.0.1 port (``live_server``,
 ``make_server``, ``LiveServer``) for streaming, framing, crashes, memory, nginx and browsers.
 
-Both kinds have the same helpers (tests/inprocess.py ``Helpers``) and answer with
-``requests.Response`` objects."""
+Both kinds have the same helpers (tests/helpers.py ``Helpers``) and answer with
+``requests.Response`` objects.
+
+Backend pairs (tests/backends.py). ``--backend sqlite-local`` (the default, or IMGZ_TEST_BACKEND)
+runs everything on an SQLite file and ``<data>/images``. ``--backend postgres-s3`` gives every
+app and server a fresh PostgreSQL database and S3 prefix of its own, and runs only the files of
+``PAIRED`` below: the end-to-end API, page, organisation, expiry and deletion tests, whose
+helpers read rows and stored files through imgz's db package and the app's store. The rest
+(functions tested on their own, and servers tested for what only the process and its local disk
+do: crashes, framing, memory, workers, scratch, nginx, upgrades of SQLite files) runs once, in the
+default call. Within PAIRED, a test about the local disk or SQLite itself is marked
+``local_only`` and deselected under postgres-s3.
+"""
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import queue
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,9 +34,57 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import requests
 
-from inprocess import Helpers, InProcess, as_response, settings_env
+import backends
+import helpers
+from helpers import Helpers
+from imgz import config as config_mod
+from imgz.config import Config
+from imgz.store import Store
+from inprocess import InProcess, as_response, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The test files that run on every backend pair (see the top of this file).
+PAIRED = frozenset({
+    "test_api_answer.py", "test_api_errors.py", "test_api_upload.py", "test_api_video.py",
+    "test_base64_stream.py", "test_browser.py", "test_delete_race.py", "test_expiration.py",
+    "test_file_date.py", "test_hostile.py", "test_inprocess.py", "test_metadata_hostile.py",
+    "test_organisation.py", "test_pages.py", "test_ratelimit.py",
+})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--backend", choices=backends.NAMES, default=backends.default(),
+                     help=f"the database and store the end-to-end tests use (default: "
+                          f"${backends.ENV} or {backends.SQLITE_LOCAL})")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        backends.choose(config.getoption("--backend"))
+    except ValueError as exc:  # a wrong IMGZ_TEST_BACKEND (argparse checks only the option)
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    backends.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under a pair other than sqlite-local, keep the PAIRED files' tests not marked local_only."""
+    if backends.chosen() == backends.SQLITE_LOCAL:
+        return
+    kept, dropped = [], []
+    for item in items:
+        paired = item.path.name in PAIRED and item.get_closest_marker("local_only") is None
+        (kept if paired else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"backend pair: {backends.chosen()}"
 RAM_DISK = Path("/dev/shm")
 
 
@@ -48,19 +105,26 @@ _temporary_files_in_memory()
 
 
 class LiveServer(Helpers):
-    """``python app.py serve`` on a free port with its own data dir; stopped by ``stop()``."""
+    """``python app.py serve`` on a free port with its own data dir; stopped by ``stop()``.
+
+    ``env`` holds IMGZ_* settings over those of the run's backend pair for ``data``."""
 
     def __init__(self, data: Path, env: dict[str, str] | None = None,
                  prefix: list[str] | None = None) -> None:
         self.data = data
+        self.backend = backends.settings(data)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}
+        full_env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1"})
+        full_env.update(self.backend)
+        full_env.update(env or {})
+        self.env = full_env
+        self._config: Config | None = None
+        self._store: Store | None = None
         # A data dir without a key yet prints its first key and a curl line on stdout, which is
         # read by its own thread: wait for both lines as well as for the port (on stderr). A
         # start that could not listen leaves a database with no key behind.
-        expect_key = not _has_keys(data / "imgz.db")
+        expect_key = not helpers.has_keys(data, full_env)
         hinted = False
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}
-        full_env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1"})
-        full_env.update(env or {})
         self.proc = subprocess.Popen(
             [*(prefix or []), sys.executable, str(ROOT / "app.py"), "serve", "--host", "127.0.0.1", "--port", "0",
              "--data", str(data)],
@@ -97,6 +161,19 @@ class LiveServer(Helpers):
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def config(self) -> Config:
+        """The server's settings, read as it read them (on first use: a server may refuse them)."""
+        if self._config is None:
+            self._config = config_mod.load({**self.env, "IMGZ_DATA": str(self.data)})
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = helpers.store_of(self.config)
+        return self._store
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -107,9 +184,10 @@ class LiveServer(Helpers):
                 self.proc.wait()
 
     def command(self, *args: str) -> subprocess.CompletedProcess:
-        """Run ``python app.py --data DIR <args>`` against this server's data dir."""
+        """Run ``python app.py --data DIR <args>`` against this server's data dir and backends."""
         return subprocess.run([sys.executable, str(ROOT / "app.py"), "--data", str(self.data), *args],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+                              cwd=ROOT, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **self.backend})
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """``requests.request`` to a path of this server, or to any URL."""
@@ -133,16 +211,6 @@ class LiveServer(Helpers):
 
 # URL sources may reach fixture web hosts on 127.0.0.1.
 URL_SOURCES = {"IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "3"}
-
-
-def _has_keys(db: Path) -> bool:
-    if not db.exists():
-        return False
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        try:
-            return conn.execute("SELECT COUNT(*) FROM api_keys").fetchone()[0] > 0
-        except sqlite3.OperationalError:  # no such table: made by nothing that got that far
-            return False
 
 
 @pytest.fixture(scope="session")

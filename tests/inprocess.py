@@ -1,16 +1,14 @@
 """imgz in the test's own process: the Flask app behind Werkzeug's test client.
 
-``InProcess`` has the helpers of ``conftest.LiveServer`` (upload, get, rows, stored_files, command,
-...) and answers with real ``requests.Response`` objects: a request is prepared by requests, as a
+``InProcess`` has the helpers of ``conftest.LiveServer`` (tests/helpers.py: upload, get, rows,
+stored_files, command, ...) and answers with real ``requests.Response`` objects: a request is prepared by requests, as a
 live test would send it, and handed to the test client, so a test moves from one to the other by
 its fixture alone. What the WSGI server adds is not here: waitress's framing and read deadlines
 (imgz/server.py) and the key gate (imgz/gate.py) are tested against a live server.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any, Iterable
@@ -20,91 +18,14 @@ import requests
 from requests.structures import CaseInsensitiveDict
 from werkzeug.wsgi import FileWrapper
 
+import backends
 from commands import run_command
+from helpers import Helpers
 from imgz import cli, jobs as jobs_mod, scratch, workers
+from imgz.store import Store
 from imgz.web import create_app
 
 BASE = "http://localhost"
-
-
-class Helpers:
-    """What LiveServer and InProcess share: uploads, reading the data dir. ``request`` is theirs."""
-
-    data: Path
-    key: str
-    url: str
-
-    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        raise NotImplementedError
-
-    @property
-    def db(self) -> Path:
-        return self.data / "imgz.db"
-
-    def upload(self, source: Any = None, *, filename: str = "file.png", api_key: Any = "default",
-               path: str = "/api/1/upload", method: str = "POST", field: str = "source",
-               content_type: str | None = None, params: dict | None = None,
-               headers: dict | None = None, **fields: Any) -> requests.Response:
-        """Upload: bytes go as a multipart file part, str as a form field.
-
-        ``api_key='default'`` sends the first key in X-API-Key; None sends none.
-        """
-        hdrs = dict(headers or {})
-        if api_key == "default":
-            hdrs["X-API-Key"] = self.key
-        elif api_key is not None:
-            hdrs["X-API-Key"] = api_key
-        data = {k: v for k, v in fields.items() if v is not None}
-        files = None
-        if isinstance(source, (bytes, bytearray)):
-            files = {field: (filename, bytes(source), content_type) if content_type
-                     else (filename, bytes(source))}
-        elif source is not None:
-            data[field] = source
-        return self.request(method, path, data=data or None, files=files, params=params,
-                            headers=hdrs, allow_redirects=False, timeout=120)
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        """GET a path or URL; redirects are not followed unless asked."""
-        kwargs.setdefault("allow_redirects", False)
-        kwargs.setdefault("timeout", 30)
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        """POST like ``requests.post`` (redirects followed unless told not to)."""
-        return self.request("POST", path, **kwargs)
-
-    def head(self, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("allow_redirects", False)
-        return self.request("HEAD", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("DELETE", path, **kwargs)
-
-    def rows(self) -> int:
-        with contextlib.closing(sqlite3.connect(self.db)) as conn:
-            return conn.execute("SELECT COUNT(*) FROM uploads").fetchone()[0]
-
-    def stored_files(self) -> list[str]:
-        found = []
-        for folder, _, names in os.walk(self.data / "images"):
-            found.extend(os.path.relpath(os.path.join(folder, name), self.data) for name in names)
-        return sorted(found)
-
-    def tmp_files(self) -> list[str]:
-        """What is left under tmp: the processes' scratch folders and their lock files not counted."""
-        tmp = self.data / "tmp"
-        found = []
-        for path in tmp.rglob("*"):
-            parts = path.relative_to(tmp).parts
-            if len(parts) == 1 and (path.is_dir() or path.name.endswith(".lock")):
-                continue
-            found.append(str(path.relative_to(self.data)))
-        return sorted(found)
-
-    def scratch_folders(self) -> list[str]:
-        """The scratch folders under tmp, one for each process that wrote there and was not cleaned."""
-        return sorted(p.name for p in (self.data / "tmp").glob("*") if p.is_dir())
 
 
 def settings_env(settings: dict[str, Any]) -> dict[str, str]:
@@ -115,15 +36,17 @@ def settings_env(settings: dict[str, Any]) -> dict[str, str]:
 class InProcess(Helpers):
     """The app for ``data`` built as ``serve`` builds it, without a listening socket.
 
-    ``env`` holds IMGZ_* settings (IMGZ_MIN_FREE_MB is 0 unless given, as for LiveServer);
-    the process's own environment is not read. ``jobs`` starts the expiry scheduler, which is
+    ``env`` holds IMGZ_* settings (IMGZ_MIN_FREE_MB is 0 unless given, as for LiveServer) over
+    those of the run's backend pair for ``data`` (tests/backends.py); the process's own
+    environment is not read. ``jobs`` starts the expiry scheduler, which is
     one per process: one app at a time may have it. ``stop()`` ends the media workers.
     """
 
     def __init__(self, data: Path, env: dict[str, str] | None = None, *, jobs: bool = False) -> None:
         workers.start_fork_server()  # before anything changes where temporary files go, as serve
         self.data = Path(data)
-        self.env = {"IMGZ_MIN_FREE_MB": "0", **(env or {}), "IMGZ_DATA": str(self.data)}
+        self.backend = backends.in_process(self.data)
+        self.env = {"IMGZ_MIN_FREE_MB": "0", **self.backend, **(env or {}), "IMGZ_DATA": str(self.data)}
         self.flask = create_app(environ=self.env, jobs=jobs)
         self.config = self.flask.config["IMGZ"]
         self.service = self.flask.config["IMGZ_SERVICE"]
@@ -136,6 +59,11 @@ class InProcess(Helpers):
     def pid(self) -> int:
         """The app's process: this one."""
         return os.getpid()
+
+    @property
+    def store(self) -> Store:
+        """The app's own store."""
+        return self.service.store
 
     @property
     def client(self) -> Any:
@@ -222,10 +150,11 @@ class InProcess(Helpers):
     # -- commands --------------------------------------------------------------------------------
 
     def command(self, *args: str) -> CompletedProcess:
-        """``python app.py --data DIR <args>``, run in this process; ``serve`` is not run here."""
+        """``python app.py --data DIR <args>``, run in this process with the backend pair's
+        settings; ``serve`` is not run here."""
         if "serve" in args:
             raise ValueError("serve listens: run it with LiveServer")
-        return run_command("--data", str(self.data), *args)
+        return run_command("--data", str(self.data), *args, env=dict(self.backend))
 
 
 def as_response(status: str, headers: Iterable[tuple[str, str]], content: bytes, url: str) -> requests.Response:

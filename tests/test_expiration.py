@@ -1,15 +1,16 @@
 """Expiring uploads end to end: the answer, 404 from the expiry instant, the sweep, restarts."""
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
-import sqlite3
+import os
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import backends
+import helpers
 import media
 from conftest import LiveServer
 from contract import assert_error, assert_upload_ok
@@ -114,11 +115,12 @@ def test_expire_command_prints_the_count(tmp_path):
 
 
 def _service(tmp_path) -> Service:
-    cfg = config.load({}, overrides={"data": str(tmp_path), "min_free_mb": "0"})
+    cfg = config.load(backends.in_process(tmp_path), overrides={"data": str(tmp_path), "min_free_mb": "0"})
     init_data(cfg)
-    return Service(cfg, db.LocalConnections(cfg.db).get)
+    return Service(cfg, db.LocalConnections(cfg.database).get)
 
 
+@pytest.mark.local_only  # the lock of one data dir's processes; PostgreSQL has its own
 def test_sweep_waits_for_another_process_holding_the_lock(tmp_path):
     service = _service(tmp_path)
     with open(tmp_path / "expiry.lock", "a+b") as held:
@@ -135,7 +137,8 @@ def test_scheduler_starts_once_per_process(tmp_path):
         second = jobs.start(_service(tmp_path / "b"))
         assert first is second and first.running
         assert len(first.get_jobs()) == 2
-        create_app({"data": str(tmp_path / "c"), "min_free_mb": "0"})
+        create_app({"data": str(tmp_path / "c"), "min_free_mb": "0"},
+                   environ={**os.environ, **backends.in_process(tmp_path / "c")})
         assert jobs._scheduler is first and len(first.get_jobs()) == 3
     finally:
         jobs.stop()
@@ -170,8 +173,7 @@ def test_sweep_removes_rows_tags_and_every_file(tmp_path):
     assert service.purge_expired(now + timedelta(seconds=61)) == 1
     conn = service.connection()
     assert db.get_upload(conn, gone.public_id) is None
-    with contextlib.closing(sqlite3.connect(service.config.db)) as raw:
-        assert [r[0] for r in raw.execute("SELECT name FROM tags")] == ["shared"]
+    assert [r[0] for r in helpers.query(service.config.database, "SELECT name FROM tags")] == ["shared"]
     assert db.get_upload(conn, kept.public_id).tags == ("shared",)
     names = [key.rpartition("/")[2] for key in service.store.list()]
     assert len(names) == 3 and not any(n.startswith(gone.name) for n in names)

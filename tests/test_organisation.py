@@ -1,10 +1,8 @@
 """Albums, categories, take-downs, reconciliation, guests and the ShareX uploader, end to end."""
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import sqlite3
 
 import pytest
 import requests
@@ -30,9 +28,8 @@ def org(tmp_path_factory):
 
 
 def _album_of(srv, public_id: str):
-    with sqlite3.connect(srv.db) as conn:
-        return conn.execute("SELECT a.public_id FROM uploads u LEFT JOIN albums a ON a.id = u.album_id"
-                            " WHERE u.public_id = ?", (public_id,)).fetchone()[0]
+    return srv.query("SELECT a.public_id FROM uploads u LEFT JOIN albums a ON a.id = u.album_id"
+                     " WHERE u.public_id = :id", {"id": public_id})[0][0]
 
 
 def test_commands_print_ids(org):
@@ -92,15 +89,15 @@ def test_check_finds_and_repairs_orphans(make_app):
     srv = make_app()
     kept = assert_upload_ok(srv.upload(media.png(600, 400)))
     broken = assert_upload_ok(srv.upload(media.png(600, 400)))
-    day = srv.data / "images" / kept["url"].split("/images/")[1].rsplit("/", 1)[0]
-    (day / "planted.png").write_bytes(b"nobody owns me")
-    (day / broken["filename"]).unlink()
+    planted = "images/" + kept["url"].split("/images/")[1].rsplit("/", 1)[0] + "/planted.png"
+    srv.plant_stored(planted, b"nobody owns me")
+    srv.remove_stored(broken["url"])
     result = srv.command("check")
     assert result.returncode == 1
     assert "planted.png" in result.stdout and broken["id_encoded"] in result.stdout
     assert kept["id_encoded"] not in result.stdout
     assert srv.command("check", "--repair").returncode == 0
-    assert not (day / "planted.png").exists()
+    assert planted not in srv.stored_files()
     assert not any(broken["name"] in p for p in srv.stored_files())
     assert srv.rows() == 1
     clean = srv.command("check")
@@ -115,7 +112,7 @@ def test_check_finds_missing_variants_and_repair_makes_them_again(make_app):
     lost = {photo["thumb"]["url"]: photo["thumb"]["size"], photo["medium"]["url"]: photo["medium"]["size"],
             clip["frame"]["url"]: clip["frame"]["size"], clip["thumb"]["url"]: clip["thumb"]["size"]}
     for url in lost:
-        (srv.data / "images" / url.split("/images/")[1]).unlink()
+        srv.remove_stored(url)
         assert srv.get(url).status_code == 404
     result = srv.command("check")
     assert result.returncode == 1
@@ -130,8 +127,7 @@ def test_check_finds_missing_variants_and_repair_makes_them_again(make_app):
         assert int(response.headers["Content-Length"]) > 0
     assert srv.rows() == 2
     assert srv.command("check").returncode == 0
-    with contextlib.closing(sqlite3.connect(srv.db)) as conn:
-        sizes = conn.execute("SELECT thumb_size, medium_size, frame_size FROM uploads ORDER BY id").fetchall()
+    sizes = srv.query("SELECT thumb_size, medium_size, frame_size FROM uploads ORDER BY id")
     files = {url: len(srv.get(url).content) for url in lost}
     assert sizes[0][:2] == (files[photo["thumb"]["url"]], files[photo["medium"]["url"]])
     assert (sizes[1][0], sizes[1][2]) == (files[clip["thumb"]["url"]], files[clip["frame"]["url"]])
@@ -226,8 +222,7 @@ def test_guest_uploads_off_by_default(server):
 def test_guest_uploads_on(make_app, webhost):
     srv = make_app(guest_uploads="1", guest_max_upload_mb="0.5", url_allow_nets="127.0.0.1/32")
     image = assert_upload_ok(srv.upload(PNG, api_key=None))
-    with sqlite3.connect(srv.db) as conn:
-        assert conn.execute("SELECT user_id FROM uploads").fetchone()[0] is None
+    assert srv.query("SELECT user_id FROM uploads") == [(None,)]
     assert "(guest)" in srv.command("upload", "list").stdout
     assert srv.get(image["url"]).status_code == 200
     rows = srv.rows()

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import html
+import os
 import re
-import sqlite3
 import time
 from html.parser import HTMLParser
 from urllib.parse import quote, urlsplit
@@ -11,6 +11,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 
+import backends
 import media
 from contract import assert_upload_ok
 from inprocess import InProcess
@@ -82,8 +83,7 @@ def _page(server, url, **headers) -> tuple[requests.Response, Page]:
 
 
 def _views(server, public_id: str) -> int:
-    with sqlite3.connect(server.db) as conn:
-        return conn.execute("SELECT views FROM uploads WHERE public_id = ?", (public_id,)).fetchone()[0]
+    return server.query("SELECT views FROM uploads WHERE public_id = :id", {"id": public_id})[0][0]
 
 
 @pytest.fixture(scope="module")
@@ -549,8 +549,8 @@ def test_start_page_says_how_to_upload_here(server):
 
 def test_a_dots_only_tag_from_before_is_never_linked(tagged):
     image = _upload(tagged, tags="will-be-dots")
-    with sqlite3.connect(tagged.db) as conn:  # as stored before such tags were dropped
-        conn.execute("UPDATE tags SET name = '..', url_key = '..' WHERE url_key = 'will-be-dots'")
+    # as stored before such tags were dropped
+    tagged.query("UPDATE tags SET name = '..', url_key = '..' WHERE url_key = 'will-be-dots'")
     _, viewer = _page(tagged, image["url_viewer"])
     _, home = _page(tagged, "/")
     for page in (viewer, home):
@@ -605,7 +605,8 @@ def test_error_pages_are_html_in_the_site_style(server, method, path, status):
 
 
 def test_a_crash_is_a_500_page_without_details(tmp_path):
-    app = create_app({"data": str(tmp_path), "min_free_mb": "0"}, jobs=False)
+    app = create_app({"data": str(tmp_path), "min_free_mb": "0"}, jobs=False,
+                     environ={**os.environ, **backends.in_process(tmp_path)})
 
     def boom():
         raise RuntimeError("secret detail /etc/passwd")
@@ -625,7 +626,8 @@ def test_a_failing_delete_keeps_its_secret_out_of_the_log(tmp_path, caplog, monk
     from imgz.sources import Incoming
     from imgz import spool
 
-    app = create_app({"data": str(tmp_path), "min_free_mb": "0"}, jobs=False)
+    app = create_app({"data": str(tmp_path), "min_free_mb": "0"}, jobs=False,
+                     environ={**os.environ, **backends.in_process(tmp_path)})
     svc = app.config["IMGZ_SERVICE"]
     writer = spool.write_bytes(svc.data, media.png(20, 20), 10_000_000, 10)
     writer.close()
