@@ -3,7 +3,8 @@
 SQLAlchemy's work around each execution (events, an execution context, a result object, the
 statement's cache key) costs several times a lookup by a unique index or a one-row insert. A
 ``Prepared`` statement is still declared in Core against the tables and compiled by SQLAlchemy
-for the connection's dialect, once; its columns' types still convert the values both ways
+for the connection's dialect, once (with the driver's own placeholders: SQLite's ``?``,
+psycopg's ``%(name)s``); its columns' types still convert the values both ways
 (dates, flags). Per call only the driver works. It runs on the same connection as everything
 else, so inside ``transaction`` it is part of the transaction, and outside it commits at once
 like any statement run on its own. Driver errors come out as imgz's errors, as elsewhere.
@@ -66,8 +67,7 @@ class Prepared:
             else:
                 cursor.execute(sql, self._args(positional, binds, params))  # type: ignore[arg-type]
         except conn.dialect.loaded_dbapi.Error as exc:
-            cursor.close()
-            raise translated(conn.dialect.name, exc) from exc
+            raise _failed(conn, cursor, exc) from exc
         return cursor, results
 
     def first(self, conn: Connection, params: Params) -> tuple | None:
@@ -76,9 +76,8 @@ class Prepared:
         try:
             row = cursor.fetchone()
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise translated(conn.dialect.name, exc) from exc
-        finally:
-            cursor.close()
+            raise _failed(conn, cursor, exc) from exc
+        cursor.close()
         if row is None:
             return None
         return tuple(v if convert is None else convert(v) for convert, v in zip(results, row))
@@ -96,3 +95,16 @@ class Prepared:
         count = cursor.rowcount
         cursor.close()
         return count
+
+
+def _failed(conn: Connection, cursor: Any, error: Exception) -> Exception:
+    """imgz's error for a driver error of a prepared statement. A connection the server dropped
+    is marked lost, as SQLAlchemy does for its own statements: the next use opens a new one."""
+    lost = conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+    try:
+        cursor.close()
+    except conn.dialect.loaded_dbapi.Error:
+        pass
+    if lost:
+        conn.invalidate(error)
+    return translated(conn.dialect.name, error)
