@@ -27,6 +27,8 @@ import requests
 
 from inprocess import Helpers, InProcess, as_response, settings_env
 
+pytest_plugins = ["pgserver"]  # the fixtures postgres and pg_url: a real PostgreSQL
+
 ROOT = Path(__file__).resolve().parent.parent
 RAM_DISK = Path("/dev/shm")
 
