@@ -7,6 +7,7 @@ user. Without the binaries, or without psycopg, the tests that need it are skipp
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -100,9 +101,7 @@ def missing() -> str | None:
     """Why no PostgreSQL can be started here, or None."""
     if not (BIN / "initdb").is_file() or not (BIN / "pg_ctl").is_file():
         return f"no PostgreSQL binaries in {BIN} (Debian: apt-get install postgresql)"
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("psycopg") is None:
         return "psycopg is not installed (pip install -r requirements-scale.txt)"
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         return "running as root without runuser to start PostgreSQL as the postgres user"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sqlalchemy import Double, bindparam, case, func, select
+from sqlalchemy import Double, bindparam, case, func, literal_column, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
@@ -18,22 +18,23 @@ from .connection import lock, transaction, value, write
 from .prepared import Prepared
 from .tables import rate_buckets, shared
 
+_ONE, _ZERO = literal_column("1.0", Double), literal_column("0.0", Double)  # in the SQL, not bound
 _NOW = bindparam("now", type_=Double)
 _CAPACITY = bindparam("capacity", type_=Double)
 _RATE = bindparam("rate", type_=Double)
-_ELAPSED = case((_NOW > rate_buckets.c.stamp, _NOW - rate_buckets.c.stamp), else_=0.0)
+_ELAPSED = case((_NOW > rate_buckets.c.stamp, _NOW - rate_buckets.c.stamp), else_=_ZERO)
 _REFILLED = rate_buckets.c.tokens + _ELAPSED * _RATE
 _LEVEL = case((_REFILLED < _CAPACITY, _REFILLED), else_=_CAPACITY)
 
 
 def _take(dialect: ModuleType) -> Insert:
     return (dialect.upsert(rate_buckets)
-            .values(name=bindparam("name"), tokens=_CAPACITY - 1, stamp=_NOW,
-                    full_at=_NOW + 1 / _RATE)
+            .values(name=bindparam("name"), tokens=_CAPACITY - _ONE, stamp=_NOW,
+                    full_at=_NOW + _ONE / _RATE)
             .on_conflict_do_update(index_elements=[rate_buckets.c.name],
-                                   set_={"tokens": _LEVEL - 1, "stamp": _NOW,
-                                         "full_at": _NOW + (_CAPACITY - _LEVEL + 1) / _RATE},
-                                   where=_LEVEL >= 1)
+                                   set_={"tokens": _LEVEL - _ONE, "stamp": _NOW,
+                                         "full_at": _NOW + (_CAPACITY - _LEVEL + _ONE) / _RATE},
+                                   where=_LEVEL >= _ONE)
             .returning(rate_buckets.c.tokens))
 
 

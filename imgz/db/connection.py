@@ -78,8 +78,8 @@ def _checkout(engine: Engine) -> Connection:
 
 def _translate(context: ExceptionContext) -> ImgzError | None:
     """The imgz error for a driver error; other exceptions (bugs) stay as they are."""
-    if not isinstance(context.sqlalchemy_exception, DBAPIError):
-        return None
+    if context.is_pre_ping or not isinstance(context.sqlalchemy_exception, DBAPIError):
+        return None  # a failed ping is the pool's to handle: it opens a new connection
     return translated(context.dialect.name, context.original_exception)
 
 

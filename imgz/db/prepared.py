@@ -35,6 +35,7 @@ class Prepared:
         self.statement = statement
         self.columns = list(columns) if columns is not None else None
         self._plans: dict[str, tuple] = {}
+        self._converters: dict[str, list] = {}
 
     def _plan(self, conn: Connection) -> tuple:
         engine_dialect = conn.dialect
@@ -45,10 +46,9 @@ class Prepared:
         names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
         binds = [(name, compiled.binds[name].type.dialect_impl(engine_dialect)
                   .bind_processor(engine_dialect)) for name in names]
-        results = tuple(column.type.dialect_impl(engine_dialect)
-                        .result_processor(engine_dialect, None)
-                        for column in getattr(statement, "exported_columns", ()))
-        plan = (compiled.string, compiled.positional, binds, results)
+        plan = (compiled.string, compiled.positional, binds,
+                [column.type.dialect_impl(engine_dialect)
+                 for column in getattr(statement, "exported_columns", ())])
         self._plans[engine_dialect.name] = plan
         return plan
 
@@ -77,10 +77,16 @@ class Prepared:
             row = cursor.fetchone()
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _failed(conn, cursor, exc) from exc
+        description = cursor.description
         cursor.close()
         if row is None:
             return None
-        return tuple(v if convert is None else convert(v) for convert, v in zip(results, row))
+        converters = self._converters.get(conn.dialect.name)
+        if converters is None:  # once: a driver may tell the columns' types only with a result
+            converters = [kind.result_processor(conn.dialect, column[1])
+                          for kind, column in zip(results, description)]
+            self._converters[conn.dialect.name] = converters
+        return tuple(v if convert is None else convert(v) for convert, v in zip(converters, row))
 
     def run(self, conn: Connection, params: Params) -> int:
         """Run it once; return how many rows it changed."""
