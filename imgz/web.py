@@ -153,8 +153,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
 
     app.wsgi_app = FileResponder(app.wsgi_app, store=service.store, lookup=lookup,
                                  accel=cfg.accel, now=service.now)
-    if connections.pooled:
-        app.wsgi_app = _Release(app.wsgi_app, connections)
+    app.wsgi_app = _Outer(app.wsgi_app, app, connections)
     if jobs:
         from . import jobs as jobs_mod
 
@@ -179,16 +178,23 @@ def _limiter(limit: Limit, kind: str, connections: db.LocalConnections) -> Limit
     return SharedLimiter(limit, take, lambda now: db.prune_buckets(connections.get(), now))
 
 
-class _Release:
-    """Gives the thread's database connection back to the pool once the application has answered
-    (files are streamed after that with none held)."""
+class _Outer:
+    """Around the file responder and the application: a database error met in front of Flask
+    (a file's lookup) is answered as the application answers it (503 with Retry-After when the
+    database is unreachable); and the thread's database connection goes back to the pool once
+    the answer is made (files are streamed after that with none held)."""
 
-    def __init__(self, app: Any, connections: db.LocalConnections) -> None:
-        self.app, self.connections = app, connections
+    def __init__(self, wsgi_app: Any, app: Flask, connections: db.LocalConnections) -> None:
+        self.wsgi_app, self.app, self.connections = wsgi_app, app, connections
 
     def __call__(self, environ: dict, start_response: Any) -> Any:
         try:
-            return self.app(environ, start_response)
+            return self.wsgi_app(environ, start_response)
+        except ImgzError as exc:
+            with self.app.request_context(environ):
+                response = _error_response(exc.status, exc.message, exc.code)
+                response.headers.update(exc.headers)
+            return response(environ, start_response)
         finally:
             self.connections.release()
 
