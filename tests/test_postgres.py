@@ -198,6 +198,13 @@ def test_a_connection_the_server_dropped_is_replaced(pg_url):
         pool.release()
         _sql(pg_url, kill)  # in the pool: found dead by the ping before it is handed out
         assert db.count_uploads(pool.get()) == 0
+        with pytest.raises(DatabaseUnavailable):  # lost in the middle of a write transaction
+            with db.transaction(pool.get()):
+                store(pool.get(), new_upload(name="lost"))
+                _sql(pg_url, kill)
+                db.add_user(pool.get(), "after", False, NOW)
+        upload = store(pool.get(), new_upload(name="kept"))
+        assert [u.name for u in db.iter_uploads(pool.get())] == ["kept"] and upload.id
     finally:
         pool.close_all()
 
