@@ -313,3 +313,18 @@ def test_token_buckets_in_the_database(kind, tmp_path, request):
         assert db.prune_buckets(conn, 1100.0) == 2, "b and c are full again, a is empty"
         assert db.prune_buckets(conn, 1109.0) == 0
         assert db.prune_buckets(conn, 1110.0) == 1 and db.bucket_count(conn) == 0
+
+
+def test_a_shared_limiter_rounds_waits_up_and_prunes_once_a_minute():
+    from imgz.ratelimit import PRUNE_EVERY, Limit, SharedLimiter
+
+    now = [1000.0]
+    asked: list[tuple] = []
+    pruned: list[float] = []
+    waits = iter([0.0, 0.2, 7.5, 0.0])
+    limiter = SharedLimiter(Limit(3, 60), lambda *args: asked.append(args) or next(waits),
+                            pruned.append, clock=lambda: now[0])
+    assert [limiter.hit("k"), limiter.hit("k"), limiter.hit("k")] == [0, 1, 8]
+    assert asked[0] == ("k", 3.0, 0.05, 1000.0) and pruned == []
+    now[0] += PRUNE_EVERY
+    assert limiter.hit("k") == 0 and pruned == [now[0]]
