@@ -38,7 +38,7 @@ class Context:
 
     def conn(self) -> db.Connection:  # one per command, kept until the process ends
         if self._conn is None:
-            self._conn = db.connect(self.cfg.db)
+            self._conn = db.connect(self.cfg.database)
         return self._conn
 
     def clean_scratch(self) -> None:
@@ -165,9 +165,10 @@ def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
 
 def first_key(cfg: config_mod.Config) -> str | None:
     """The admin's first API key, made when there is no key yet (else None)."""
-    conn = db.connect(cfg.db)
+    conn = db.connect(cfg.database)
     try:
         with db.transaction(conn):
+            db.lock(conn, "first key")  # of processes starting at once, one makes it
             if db.count_keys(conn):
                 return None
             key = ids.new_api_key()

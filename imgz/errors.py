@@ -135,6 +135,14 @@ class DatabaseBusy(Busy):
         super().__init__(retry_after)
 
 
+class DatabaseUnavailable(DatabaseBusy):
+    """The database server cannot be reached: down, restarting, or refusing connections."""
+
+    def __init__(self, retry_after: int = 5) -> None:
+        self.headers = {"Retry-After": str(retry_after)}
+        ImgzError.__init__(self, f"Database unavailable - retry in {retry_after} s")
+
+
 class Conflict(ImgzError):
     """A value that must be unique is taken already (a public id drawn twice, a name in use)."""
 

@@ -1,8 +1,9 @@
 """The expiry sweep on an interval, run by one APScheduler BackgroundScheduler per process.
 
 The schedule keeps no state of its own: the database's expiry index is the queue, so a restart
-loses nothing. A lock that the processes sharing a data directory take in turn (scratch.exclusive)
-keeps two of them from sweeping at the same time.
+loses nothing. Two processes never sweep at the same time: on SQLite they take in turn a lock of
+the data directory they share (scratch.exclusive); processes sharing a PostgreSQL database, on one
+host or many, take the database's own lock batch by batch (``Service.purge_expired``).
 """
 from __future__ import annotations
 
@@ -25,11 +26,14 @@ _owner_pid: int | None = None
 
 def sweep(service: Service) -> int | None:
     """Run one sweep unless another process holds the data dir's lock; return the count or None."""
-    with scratch.exclusive(service.data, "expiry") as taken:
-        if not taken:
-            log.info("expiry sweep skipped: another process is sweeping %s", service.config.data)
-            return None
-        removed = service.purge_expired()
+    if service.config.database_url:
+        removed = service.purge_expired()  # the database's lock, batch by batch
+    else:
+        with scratch.exclusive(service.data, "expiry") as taken:
+            if not taken:
+                log.info("expiry sweep skipped: another process is sweeping %s", service.config.data)
+                return None
+            removed = service.purge_expired()
     if removed:
         log.info("expiry sweep removed %d expired upload%s", removed, "" if removed == 1 else "s")
     return removed

@@ -1,7 +1,9 @@
-"""Flood protection: token buckets per API key and per client address, kept in memory.
+"""Flood protection: token buckets per API key and per client address.
 
 A limit is written ``N/SECONDS`` (``60/60``: sixty requests a minute, in bursts of up to sixty).
-Buckets live in this process only; a restart forgets them, which is fine for flood protection.
+``Limiter`` keeps its buckets in this process's memory (one server on SQLite); a restart forgets
+them, which is fine for flood protection. ``SharedLimiter`` has the same ``hit`` and keeps them
+where every process sharing a database sees them (PostgreSQL), through the functions it is given.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Callable
 
 _LIMIT = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+(?:\.[0-9]+)?)\s*")
 MAX_BUCKETS = 50_000
+PRUNE_EVERY = 60.0  # seconds between two clear-outs of full buckets by one SharedLimiter
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,27 @@ class Limiter:
         for name, (tokens, stamp) in list(self._buckets.items()):
             if tokens + (now - stamp) * rate >= capacity:
                 del self._buckets[name]
+
+
+class SharedLimiter:
+    """Token buckets kept outside the process. ``take(name, capacity, rate, now)`` takes a token in
+    one step and returns 0 or the seconds until one is there; ``prune(now)`` forgets the buckets
+    that are full again. ``clock`` is wall-clock time, which processes on several hosts share.
+    """
+
+    def __init__(self, limit: Limit, take: Callable[[str, float, float, float], float],
+                 prune: Callable[[float], object], clock: Callable[[], float] = time.time) -> None:
+        self.limit = limit
+        self.take = take
+        self.prune = prune
+        self.clock = clock
+        self._pruned = clock()
+
+    def hit(self, name: str) -> int:
+        """0 when allowed; else the whole seconds until a request would be allowed (at least 1)."""
+        now = self.clock()
+        wait = self.take(name, float(self.limit.count), self.limit.rate, now)
+        if now - self._pruned >= PRUNE_EVERY:
+            self._pruned = now
+            self.prune(now)
+        return 0 if wait <= 0 else max(1, math.ceil(wait))

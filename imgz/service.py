@@ -251,17 +251,26 @@ class Service:
         return True
 
     def purge_expired(self, now: datetime | None = None, batch: int = 500) -> int:
-        """Delete every upload expired at ``now``: rows in short transactions, then their files."""
+        """Delete every upload expired at ``now``, a batch at a time, each in one transaction:
+        its rows are claimed (locked), their files deleted, then the rows. A crash before the
+        commit leaves the rows to the next sweep (a file deleted twice is no error), never files
+        gone under rows that stay.
+
+        Processes sharing a database take turns by the lock "expiry", batch by batch: one that
+        finds another holding it leaves the rest to that one. Return how many were deleted here.
+        """
         now = now or self.now()
         conn = self.connection()
         removed = 0
         while True:
             with db.transaction(conn):
-                upload_ids = db.expired_ids(conn, now, batch)
-                paths = db.delete_uploads(conn, upload_ids)
+                if not db.try_lock(conn, "expiry"):
+                    return removed
+                upload_ids = db.claim_expired(conn, now, batch)
+                self.store.delete(db.paths_of(conn, upload_ids))
+                db.delete_uploads(conn, upload_ids)
             if upload_ids:
                 self.deletions += 1
-            self.store.delete(paths)
             removed += len(upload_ids)
             if len(upload_ids) < batch:
                 return removed

@@ -19,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import chevereto, config as config_mod, db, scratch
 from .errors import DatabaseError, ImgzError, TooBig
 from .files import FileInfo, FileResponder
-from .ratelimit import Limiter, parse_limit
+from .ratelimit import Limit, Limiter, SharedLimiter, parse_limit
 from .service import Service
 from .store import for_data as store_for
 from .views import wants_json
@@ -60,19 +60,25 @@ def init_data(cfg: config_mod.Config) -> None:
         store_for(cfg.data_dir).prepare()
     except OSError as exc:
         raise config_mod.refused("data", cfg.data, f"cannot use it: {exc.strerror or exc}") from None
+    setting = "database_url" if cfg.database_url else "db"
     try:
-        Path(cfg.db).parent.mkdir(parents=True, exist_ok=True)
-        conn = db.connect(cfg.db)
+        if not cfg.database_url:
+            Path(cfg.db).parent.mkdir(parents=True, exist_ok=True)
+        conn = db.connect(cfg.database)
         try:
             db.migrate(conn)
             if db.get_user_by_name(conn, "admin") is None:
                 db.add_user(conn, "admin", True, datetime.now(timezone.utc))
         finally:
             conn.close()
+    except db.MissingDriver as exc:
+        raise config_mod.refused(setting, cfg.database, f"PostgreSQL needs {exc.package}, which is not "
+                                 f"installed: pip install -r {exc.requirements}") from None
     except (OSError, ImgzError) as exc:  # the database layer's errors say why in detail or cause
         reason = (getattr(exc, "strerror", None) or getattr(exc, "detail", None) or exc.__cause__
                   or exc)
-        raise config_mod.refused("db", cfg.db, f"cannot open it: {reason}") from None
+        reason = (str(reason).strip().splitlines() or [""])[0]  # the driver's first line
+        raise config_mod.refused(setting, cfg.database, f"cannot open it: {reason}") from None
 
 
 def clean_scratch(cfg: config_mod.Config) -> None:
@@ -102,7 +108,10 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
     app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=None)
     app.request_class = ImgzRequest
     app.config["IMGZ"] = cfg
-    connections = db.LocalConnections(cfg.db)
+    # PostgreSQL's pool: a connection for each thread of pages and files, more for uploads (their
+    # own threads), the server's loop and the scheduler
+    connections = db.LocalConnections(cfg.database, pool_size=cfg.threads,
+                                      max_overflow=cfg.workers + cfg.upload_queue + 4)
     service = Service(cfg, connections.get)
     app.config["IMGZ_CONNECTIONS"] = connections
     app.config["IMGZ_SERVICE"] = service
@@ -114,7 +123,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
     app.config["IMGZ_SITE"] = site
     for name in ("key", "ip"):
         limit = parse_limit(getattr(cfg, f"rate_limit_{name}"))
-        app.config[f"IMGZ_LIMIT_{name.upper()}"] = Limiter(limit) if limit else None
+        app.config[f"IMGZ_LIMIT_{name.upper()}"] = _limiter(limit, name, connections) if limit else None
 
     from . import api, views
 
@@ -144,6 +153,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
 
     app.wsgi_app = FileResponder(app.wsgi_app, store=service.store, lookup=lookup,
                                  accel=cfg.accel, now=service.now)
+    app.wsgi_app = _Outer(app.wsgi_app, app, connections)
     if jobs:
         from . import jobs as jobs_mod
 
@@ -152,6 +162,41 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
         n = cfg.trust_proxy
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
     return app
+
+
+def _limiter(limit: Limit, kind: str, connections: db.LocalConnections) -> Limiter | SharedLimiter:
+    """In memory for one server on SQLite; in the database when processes share it."""
+    if not connections.pooled:
+        return Limiter(limit)
+    conn = connections.get()
+    db.prepare_buckets(conn)
+    connections.release()
+
+    def take(name: str, capacity: float, rate: float, now: float) -> float:
+        return db.take_token(connections.get(), f"{kind}:{name}", capacity, rate, now)
+
+    return SharedLimiter(limit, take, lambda now: db.prune_buckets(connections.get(), now))
+
+
+class _Outer:
+    """Around the file responder and the application: a database error met in front of Flask
+    (a file's lookup) is answered as the application answers it (503 with Retry-After when the
+    database is unreachable); and the thread's database connection goes back to the pool once
+    the answer is made (files are streamed after that with none held)."""
+
+    def __init__(self, wsgi_app: Any, app: Flask, connections: db.LocalConnections) -> None:
+        self.wsgi_app, self.app, self.connections = wsgi_app, app, connections
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        try:
+            return self.wsgi_app(environ, start_response)
+        except ImgzError as exc:
+            with self.app.request_context(environ):
+                response = _error_response(exc.status, exc.message, exc.code)
+                response.headers.update(exc.headers)
+            return response(environ, start_response)
+        finally:
+            self.connections.release()
 
 
 def _is_api() -> bool:

@@ -42,6 +42,8 @@ from imgz.config import Config
 from imgz.store import Store
 from inprocess import InProcess, as_response, settings_env
 
+pytest_plugins = ["pgserver"]  # the fixtures postgres and pg_url: a real PostgreSQL
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The test files that run on every backend pair (see the top of this file).

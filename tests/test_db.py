@@ -23,8 +23,24 @@ SCHEMA_1 = (Path(__file__).resolve().parent / "fixtures" / "schema1.sql").read_t
 NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> str:
+    """A new empty database, as the database setting names it: an SQLite file's path, or the URL
+    of a PostgreSQL database (tests/pgserver.py; skipped where there is no PostgreSQL)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "imgz.db")
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-def conn(tmp_path):
+def conn(database):
+    with contextlib.closing(db.connect(database)) as connection:
+        db.migrate(connection)
+        yield connection
+
+
+@pytest.fixture
+def sqlite_conn(tmp_path):
     with contextlib.closing(db.connect(tmp_path / "imgz.db")) as connection:
         db.migrate(connection)
         yield connection
@@ -33,6 +49,17 @@ def conn(tmp_path):
 def raw(conn) -> sqlite3.Connection:
     """A second, plain connection to the same file, to look at what was stored."""
     return contextlib.closing(sqlite3.connect(conn.engine.url.database))
+
+
+def other_connection(conn):
+    """A second, plain connection of the driver to the same database, committing each statement."""
+    if conn.dialect.name == "sqlite":
+        return contextlib.closing(sqlite3.connect(conn.engine.url.database, isolation_level=None))
+    import psycopg
+
+    url = conn.engine.url
+    return psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database,
+                           autocommit=True)
 
 
 def new_upload(**fields) -> Upload:
@@ -161,7 +188,7 @@ def test_a_taken_public_id_is_a_conflict_and_leaves_nothing(conn):
     first = store(conn, new_upload())
     with pytest.raises(Conflict) as raised:
         store(conn, new_upload(public_id=first.public_id, name="b", tags=("t",)))
-    assert isinstance(raised.value.__cause__, sqlite3.IntegrityError)
+    assert isinstance(raised.value.__cause__, conn.dialect.loaded_dbapi.IntegrityError)
     assert db.count_uploads(conn) == 1 and db.get_tag(conn, "t") is None
     assert db.all_file_paths(conn) == {first.relpath(), first.relpath("th")}
 
@@ -260,7 +287,8 @@ def test_a_database_locked_too_long_is_busy_and_the_connection_recovers(tmp_path
         assert [s.user.name for s in db.list_users(conn)] == ["a", "b"]
 
 
-def test_a_full_database_is_no_storage_and_keeps_nothing(conn):
+def test_a_full_database_is_no_storage_and_keeps_nothing(sqlite_conn):
+    conn = sqlite_conn
     store(conn, new_upload())
     pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
     conn.exec_driver_sql(f"PRAGMA max_page_count = {pages + 2}")
@@ -272,16 +300,17 @@ def test_a_full_database_is_no_storage_and_keeps_nothing(conn):
 
 def test_other_failures_are_database_errors_with_the_drivers_words(conn):
     store(conn, new_upload())
-    with raw(conn) as other:
+    with other_connection(conn) as other:
         other.execute("DROP TABLE files")
         other.execute("DROP TABLE api_keys")
+    words = {"sqlite": "no such table", "postgresql": "does not exist"}[conn.dialect.name]
     for lookup in (lambda: db.file_lookup(conn, "x"), lambda: db.find_key(conn, "x"),
                    lambda: db.all_file_paths(conn)):
         with pytest.raises(DatabaseError) as raised:
             lookup()
-        assert "no such table" in raised.value.detail and raised.value.status == 500
+        assert words in raised.value.detail and raised.value.status == 500
         assert raised.value.message == "Internal error", "the client hears nothing of it"
-        assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+        assert isinstance(raised.value.__cause__, conn.dialect.loaded_dbapi.Error)
     assert db.count_uploads(conn) == 1, "the connection goes on"
 
 
@@ -296,16 +325,17 @@ def test_a_file_that_is_not_a_database_stops_the_start(tmp_path):
         init_data(cfg)
 
 
-def test_a_public_id_drawn_twice_is_drawn_again(tmp_path, monkeypatch):
+def test_a_public_id_drawn_twice_is_drawn_again(tmp_path, database, monkeypatch):
     import media
     from imgz import service as service_mod, spool
     from imgz.records import Actor, Options
     from imgz.service import Service
     from imgz.sources import Incoming
 
-    cfg = config.load({}, overrides={"data": str(tmp_path), "min_free_mb": "0"})
+    chosen = {"database_url": database} if db.is_postgresql(database) else {"db": database}
+    cfg = config.load({}, overrides={"data": str(tmp_path), "min_free_mb": "0", **chosen})
     init_data(cfg)
-    svc = Service(cfg, db.LocalConnections(cfg.db).get)
+    svc = Service(cfg, db.LocalConnections(cfg.database).get)
     with db.transaction(svc.connection()):
         taken = db.insert_upload(svc.connection(), new_upload(public_id="Taken123"), "h", [])
     drawn = iter(["Taken123", "Taken123", "Fresh123"])
@@ -316,11 +346,13 @@ def test_a_public_id_drawn_twice_is_drawn_again(tmp_path, monkeypatch):
                            Actor(1, True), Options())
     assert upload.public_id == "Fresh123" and taken.public_id == "Taken123"
     assert db.count_uploads(svc.connection()) == 2
+    svc.connection().close()
 
 
 # -- transactions and connections ----------------------------------------------------------------
 
-def test_a_transaction_takes_the_write_lock_at_its_start_and_nests(conn):
+def test_a_transaction_takes_the_write_lock_at_its_start_and_nests(sqlite_conn):
+    conn = sqlite_conn
     with db.transaction(conn):
         with raw(conn) as other:
             other.execute("PRAGMA busy_timeout = 0")
@@ -387,17 +419,23 @@ def _old_database(path: Path, version: int) -> None:
         conn.commit()
 
 
-def test_an_empty_file_gets_the_whole_schema(tmp_path):
-    with contextlib.closing(db.connect(tmp_path / "imgz.db")) as conn:
+def test_an_empty_database_gets_the_whole_schema(database):
+    from sqlalchemy import inspect
+
+    with contextlib.closing(db.connect(database)) as conn:
         assert db.schema_version_of(conn) == 0
         db.migrate(conn)
         db.migrate(conn)
         assert db.schema_version_of(conn) == db.SCHEMA_VERSION
-    shape = _shape(tmp_path / "imgz.db")
-    assert set(shape) - {"indexes"} == {"users", "api_keys", "albums", "categories", "uploads",
-                                        "files", "names", "tags", "upload_tags", "schema_version"}
-    assert [c[0] for c in shape["uploads"]] == [
-        *(f.name for f in dataclasses.fields(Upload) if f.name != "tags"), "delete_hash"]
+        found = inspect(conn)
+        assert set(found.get_table_names()) == {
+            "users", "api_keys", "albums", "categories", "uploads", "files", "names", "tags",
+            "upload_tags", "schema_version"}
+        assert [c["name"] for c in found.get_columns("uploads")] == [
+            *(f.name for f in dataclasses.fields(Upload) if f.name != "tags"), "delete_hash"]
+        assert {i["name"] for i in found.get_indexes("uploads")} >= {"uploads_expires_at", "uploads_user"}
+        types = {c["name"]: str(c["type"]) for c in found.get_columns("uploads")}
+        assert {types[name] for name in ("size", "created_at", "expires_at", "views")} == {"BIGINT"}
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -422,13 +460,12 @@ def test_an_older_schema_is_upgraded_keeping_its_rows(tmp_path, version):
             assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
 
 
-def test_a_database_of_a_newer_imgz_is_refused(tmp_path):
-    with contextlib.closing(db.connect(tmp_path / "imgz.db")) as conn:
+def test_a_database_of_a_newer_imgz_is_refused(database):
+    with contextlib.closing(db.connect(database)) as conn:
         db.migrate(conn)
-    with contextlib.closing(sqlite3.connect(tmp_path / "imgz.db")) as other:
-        other.execute("UPDATE schema_version SET version = version + 1")
-        other.commit()
-    with contextlib.closing(db.connect(tmp_path / "imgz.db")) as conn:
+        with other_connection(conn) as other:
+            other.execute("UPDATE schema_version SET version = version + 1")
+    with contextlib.closing(db.connect(database)) as conn:
         with pytest.raises(DatabaseError) as raised:
             db.migrate(conn)
     assert "newer" in raised.value.detail

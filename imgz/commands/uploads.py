@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def _service(obj: Context) -> Service:
     from ..service import Service
 
-    return Service(obj.cfg, db.LocalConnections(obj.cfg.db).get)
+    return Service(obj.cfg, db.LocalConnections(obj.cfg.database).get)
 
 
 @click.group()

@@ -7,37 +7,42 @@ Named queries are functions that take a connection (``db.Connection``, from
 
 Modules, by noun:
   tables.py      the tables, declared once (the uploads table from ``records.Upload``)
-  connection.py  engines, one connection per thread, ``transaction``, error translation
+  connection.py  engines, a connection per thread, ``transaction``, locks, error translation
   prepared.py    statements of every request's path, compiled once, run by the driver
   sqlite.py      all that only SQLite understands (PRAGMAs, BEGIN IMMEDIATE, WITHOUT ROWID, ...)
+  postgresql.py  all that only PostgreSQL understands (the pool, autocommit, advisory locks, ...)
   migrations.py  schema versions and the steps between them
   users.py       users and API keys
   albums.py      albums and categories
   uploads.py     uploads: insert, read as records, list, expire, delete
   tags.py        tags and the links of uploads to them
   files.py       stored files by path, and reserved names
+  buckets.py     the rate limits' token buckets, where processes share them
 """
 from sqlalchemy.engine import Connection
 
 from .albums import add_album, add_category, get_album, get_category, get_category_by_name
-from .connection import LocalConnections, connect, transaction
+from .buckets import bucket_count, prepare_buckets, prune_buckets, take_token
+from .connection import LocalConnections, connect, is_postgresql, lock, transaction, try_lock
 from .files import all_file_paths, file_lookup, release_name, reserve_name, upload_id_for_path
 from .migrations import SCHEMA_VERSION, migrate, schema_version_of
+from .postgresql import MissingDriver
 from .tags import get_tag, popular_tags
 from .uploads import (add_view, count_uploads, delete_upload, delete_uploads, expired_ids,
-                      get_delete_hash, get_upload, get_upload_by_id, insert_upload, iter_uploads,
-                      public_id_taken, set_variant, tag_uploads)
+                      claim_expired, get_delete_hash, get_upload, get_upload_by_id, insert_upload,
+                      iter_uploads, paths_of, public_id_taken, set_variant, tag_uploads)
 from .users import (add_key, add_user, count_keys, find_key, get_user_by_name, list_keys,
                     list_users, revoke_key, touch_key)
 
 __all__ = [
-    "Connection", "LocalConnections", "connect", "transaction", "SCHEMA_VERSION", "migrate",
-    "schema_version_of",
+    "Connection", "LocalConnections", "connect", "is_postgresql", "transaction", "lock", "try_lock",
+    "MissingDriver", "SCHEMA_VERSION", "migrate", "schema_version_of",
     "add_user", "get_user_by_name", "list_users",
     "add_key", "find_key", "touch_key", "list_keys", "revoke_key", "count_keys",
     "add_album", "get_album", "add_category", "get_category", "get_category_by_name",
     "reserve_name", "release_name", "file_lookup", "upload_id_for_path", "all_file_paths",
     "insert_upload", "get_upload", "get_upload_by_id", "public_id_taken", "get_delete_hash",
     "iter_uploads", "count_uploads", "add_view", "set_variant", "delete_upload", "delete_uploads",
-    "expired_ids", "tag_uploads", "get_tag", "popular_tags",
+    "expired_ids", "claim_expired", "paths_of", "tag_uploads", "get_tag", "popular_tags",
+    "prepare_buckets", "take_token", "prune_buckets", "bucket_count",
 ]

@@ -1,20 +1,26 @@
-"""Opening the database, one connection per thread, transactions, and the driver's errors.
+"""Opening the database, connections per thread, transactions, and the driver's errors.
 
 The handle every named query takes is a SQLAlchemy ``Connection`` (``db.Connection``), from
 ``LocalConnections.get()`` in the server or ``connect()`` in a command. Inside ``transaction`` a
 query joins the write transaction. Outside, it runs on its own: the driver sends no BEGIN of its
-own (see ``sqlite.py``), so the database commits each statement at once. SQLAlchemy still keeps
-a record of a transaction it began for such statements; it holds nothing in the database and
-``transaction`` ends it (sending nothing) before it begins a write.
+own (see ``sqlite.py`` and ``postgresql.py``), so the database commits each statement at once.
+SQLAlchemy still keeps a record of a transaction it began for such statements; it holds nothing
+in the database and ``transaction`` ends it (sending nothing) before it begins a write.
+
+The database setting (``Config.database``) is a ``postgresql://`` URL or an SQLite file's path;
+each dialect's module holds what only its database understands. On SQLite a thread keeps its
+connection as long as it lives. On PostgreSQL connections come from a pool: a thread holds one
+until ``release()`` (the web layer releases after each request), and the pool checks it is alive
+before handing it out again, so the server recovers by itself when the database comes back.
 
 The statements of every request's path (a stored file's lookup, an API key's, storing an
 upload) are ``prepared.Prepared``: compiled once, run on the driver's connection. Everything
 else is executed by SQLAlchemy.
 
 Every driver error leaves the package as one of imgz's errors (``errors.py``): a database locked
-for the whole busy timeout is ``DatabaseBusy`` (503), a full disk ``NoStorage`` (507), a taken
-unique key ``Conflict``, anything else ``DatabaseError`` (500), each with the driver's error as
-its ``__cause__``.
+for the whole busy timeout is ``DatabaseBusy`` (503), one that cannot be reached
+``DatabaseUnavailable`` (503), a full disk ``NoStorage`` (507), a taken unique key ``Conflict``,
+anything else ``DatabaseError`` (500), each with the driver's error as its ``__cause__``.
 """
 from __future__ import annotations
 
@@ -26,12 +32,13 @@ from typing import Any, Iterator, Sequence
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, ExceptionContext, Row
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+from sqlalchemy.pool import QueuePool
 
-from ..errors import Conflict, DatabaseBusy, DatabaseError, ImgzError, NoStorage
-from . import sqlite
+from ..errors import Conflict, DatabaseBusy, DatabaseError, DatabaseUnavailable, ImgzError, NoStorage
+from . import postgresql, sqlite
 
-DIALECTS: dict[str, ModuleType] = {sqlite.NAME: sqlite}
+DIALECTS: dict[str, ModuleType] = {sqlite.NAME: sqlite, postgresql.NAME: postgresql}
 _WRITING = "imgz.writing"  # Connection.info flag: the BEGIN being made is a write transaction's
 _IN_WRITE = "imgz.in_write"  # Connection.info flag: a write transaction is open
 
@@ -41,17 +48,38 @@ def dialect(conn: Connection) -> ModuleType:
     return DIALECTS[conn.dialect.name]
 
 
-def open_engine(path: str | Path) -> Engine:
-    """The engine of the database at ``path``: an SQLite file (the one dialect so far)."""
-    engine = sqlite.engine_for(path, _WRITING)
+def is_postgresql(target: str | Path) -> bool:
+    """Whether a database setting names a PostgreSQL database (else it is an SQLite file)."""
+    return postgresql.handles(str(target))
+
+
+def open_engine(target: str | Path, pool_size: int | None = None, max_overflow: int = 0) -> Engine:
+    """The engine of a database: a ``postgresql://`` URL, or the path of an SQLite file.
+
+    For PostgreSQL, ``pool_size`` connections are kept open and ``max_overflow`` more may be
+    opened at busy times; None: no pool, each connection is closed with its ``Connection``.
+    Raises ``MissingDriver`` when the database's driver is not installed.
+    """
+    if is_postgresql(target):
+        engine = postgresql.engine_for(str(target), _WRITING, pool_size, max_overflow)
+    else:
+        engine = sqlite.engine_for(target, _WRITING)
     event.listen(engine, "handle_error", _translate, retval=True)
     return engine
 
 
+def _checkout(engine: Engine) -> Connection:
+    """A connection of the engine; a pool with none free for its whole timeout is busy."""
+    try:
+        return engine.connect()
+    except PoolTimeout as exc:
+        raise DatabaseBusy() from exc
+
+
 def _translate(context: ExceptionContext) -> ImgzError | None:
     """The imgz error for a driver error; other exceptions (bugs) stay as they are."""
-    if not isinstance(context.sqlalchemy_exception, DBAPIError):
-        return None
+    if context.is_pre_ping or not isinstance(context.sqlalchemy_exception, DBAPIError):
+        return None  # a failed ping is the pool's to handle: it opens a new connection
     return translated(context.dialect.name, context.original_exception)
 
 
@@ -60,6 +88,8 @@ def translated(dialect_name: str, cause: BaseException) -> ImgzError:
     kind = DIALECTS[dialect_name].classify(cause)
     if kind == "busy":
         return DatabaseBusy()
+    if kind == "unavailable":
+        return DatabaseUnavailable()
     if kind == "full":
         return NoStorage()
     if kind == "conflict":
@@ -67,29 +97,50 @@ def translated(dialect_name: str, cause: BaseException) -> ImgzError:
     return DatabaseError(str(cause))
 
 
-def connect(path: str | Path) -> Connection:
+def connect(target: str | Path) -> Connection:
     """A connection of its own (for a command or a test); close it when done."""
-    return open_engine(path).connect()
+    return _checkout(open_engine(target))
 
 
 class LocalConnections:
-    """One connection per thread for one database, opened on first use."""
+    """The connection of each thread for one database, opened (or taken from the pool) on first
+    use. ``pool_size`` and ``max_overflow`` size PostgreSQL's pool: the threads that may hold a
+    connection at once, and how many more may at busy times."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self.engine = open_engine(path)
+    def __init__(self, target: str | Path, pool_size: int = 8, max_overflow: int = 8) -> None:
+        self.path = str(target)
+        self.engine = open_engine(target, pool_size, max_overflow)
+        self.pooled = isinstance(self.engine.pool, QueuePool)
         self._local = threading.local()
-        self._all: list[Connection] = []
+        self._all: set[Connection] = set()
         self._lock = threading.Lock()
 
     def get(self) -> Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.invalidated:  # its server connection was lost: a new one
+            self._forget(conn)
+            conn = None
         if conn is None:
-            conn = self.engine.connect()
+            conn = _checkout(self.engine)
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                self._all.add(conn)
         return conn
+
+    def release(self) -> None:
+        """Give this thread's connection back to the pool (nothing to do on SQLite)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self.pooled:
+            self._forget(conn)
+
+    def _forget(self, conn: Connection) -> None:
+        self._local.conn = None
+        with self._lock:
+            self._all.discard(conn)
+        try:
+            conn.close()
+        except ImgzError:  # a connection already lost has nothing left to close
+            pass
 
     def close_all(self) -> None:
         with self._lock:
@@ -123,6 +174,17 @@ def transaction(conn: Connection) -> Iterator[Connection]:
             yield conn
     finally:
         conn.info.pop(_IN_WRITE, None)
+
+
+def lock(conn: Connection, name: str) -> None:
+    """Inside ``transaction``: wait for the lock ``name`` that every process sharing the database
+    takes in turn; it is held to the end of the transaction."""
+    dialect(conn).lock(conn, name)
+
+
+def try_lock(conn: Connection, name: str) -> bool:
+    """Inside ``transaction``: take the lock ``name`` unless another process holds it."""
+    return dialect(conn).try_lock(conn, name)
 
 
 def rows(conn: Connection, statement: Any, params: Any = None) -> Sequence[Row]:

@@ -5,6 +5,11 @@ Versions: 1 the first schema; 2 tags stored as cleaned today (a step on the rows
 version kept in a ``schema_version`` table, which any database has (SQLite's header, where
 versions 1 and 2 kept it, still counts along for an older imgz).
 A new version adds its step here and its change to ``tables.py``.
+
+One mechanism for every database, run at each start. Several processes starting at once on one
+database take turns: the check and the steps run in one write transaction that first takes the
+lock "schema" (SQLite's write lock; on PostgreSQL an advisory lock), and the version is read
+again once it is held.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from .. import params
 from ..errors import DatabaseError
-from .connection import dialect, rows, transaction, value, write
+from .connection import dialect, lock, rows, transaction, value, write
 from .tables import metadata, schema_version, tags, upload_tags
 
 SCHEMA_VERSION = 3
@@ -80,6 +85,7 @@ def migrate(conn: Connection) -> None:
     if schema_version_of(conn) == SCHEMA_VERSION:
         return
     with transaction(conn):
+        lock(conn, "schema")
         # another process starting on the same database may have done it meanwhile
         version = schema_version_of(conn)
         if version > SCHEMA_VERSION:

@@ -3,7 +3,8 @@
 SQLAlchemy's work around each execution (events, an execution context, a result object, the
 statement's cache key) costs several times a lookup by a unique index or a one-row insert. A
 ``Prepared`` statement is still declared in Core against the tables and compiled by SQLAlchemy
-for the connection's dialect, once; its columns' types still convert the values both ways
+for the connection's dialect, once (with the driver's own placeholders: SQLite's ``?``,
+psycopg's ``%(name)s``); its columns' types still convert the values both ways
 (dates, flags). Per call only the driver works. It runs on the same connection as everything
 else, so inside ``transaction`` it is part of the transaction, and outside it commits at once
 like any statement run on its own. Driver errors come out as imgz's errors, as elsewhere.
@@ -34,6 +35,7 @@ class Prepared:
         self.statement = statement
         self.columns = list(columns) if columns is not None else None
         self._plans: dict[str, tuple] = {}
+        self._converters: dict[str, list] = {}
 
     def _plan(self, conn: Connection) -> tuple:
         engine_dialect = conn.dialect
@@ -44,10 +46,9 @@ class Prepared:
         names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
         binds = [(name, compiled.binds[name].type.dialect_impl(engine_dialect)
                   .bind_processor(engine_dialect)) for name in names]
-        results = tuple(column.type.dialect_impl(engine_dialect)
-                        .result_processor(engine_dialect, None)
-                        for column in getattr(statement, "exported_columns", ()))
-        plan = (compiled.string, compiled.positional, binds, results)
+        plan = (compiled.string, compiled.positional, binds,
+                [column.type.dialect_impl(engine_dialect)
+                 for column in getattr(statement, "exported_columns", ())])
         self._plans[engine_dialect.name] = plan
         return plan
 
@@ -66,8 +67,7 @@ class Prepared:
             else:
                 cursor.execute(sql, self._args(positional, binds, params))  # type: ignore[arg-type]
         except conn.dialect.loaded_dbapi.Error as exc:
-            cursor.close()
-            raise translated(conn.dialect.name, exc) from exc
+            raise _failed(conn, cursor, exc) from exc
         return cursor, results
 
     def first(self, conn: Connection, params: Params) -> tuple | None:
@@ -76,12 +76,17 @@ class Prepared:
         try:
             row = cursor.fetchone()
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise translated(conn.dialect.name, exc) from exc
-        finally:
-            cursor.close()
+            raise _failed(conn, cursor, exc) from exc
+        description = cursor.description
+        cursor.close()
         if row is None:
             return None
-        return tuple(v if convert is None else convert(v) for convert, v in zip(results, row))
+        converters = self._converters.get(conn.dialect.name)
+        if converters is None:  # once: a driver may tell the columns' types only with a result
+            converters = [kind.result_processor(conn.dialect, column[1])
+                          for kind, column in zip(results, description)]
+            self._converters[conn.dialect.name] = converters
+        return tuple(v if convert is None else convert(v) for convert, v in zip(converters, row))
 
     def run(self, conn: Connection, params: Params) -> int:
         """Run it once; return how many rows it changed."""
@@ -96,3 +101,16 @@ class Prepared:
         count = cursor.rowcount
         cursor.close()
         return count
+
+
+def _failed(conn: Connection, cursor: Any, error: Exception) -> Exception:
+    """imgz's error for a driver error of a prepared statement. A connection the server dropped
+    is marked lost, as SQLAlchemy does for its own statements: the next use opens a new one."""
+    lost = conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+    try:
+        cursor.close()
+    except conn.dialect.loaded_dbapi.Error:
+        pass
+    if lost:
+        conn.invalidate(error)
+    return translated(conn.dialect.name, error)

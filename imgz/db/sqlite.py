@@ -2,8 +2,9 @@
 
 The rest of the db package is portable SQLAlchemy Core; it reaches this module through
 ``dialect(conn)`` in ``connection.py``. A second database is a sibling module with the same names
-(``NAME``, ``engine_for``, ``WITHOUT_ROWID``, ``partial``, ``insert``, ``classify``,
-``legacy_version``, ``mark_version``), added to ``connection.DIALECTS``.
+(``NAME``, ``engine_for``, ``WITHOUT_ROWID``, ``partial``, ``upsert``, ``insert``, ``lock``,
+``try_lock``, ``classify``, ``legacy_version``, ``mark_version``), added to
+``connection.DIALECTS`` (``postgresql.py``).
 
 What is SQLite's alone:
 - every new connection gets WAL, ``synchronous = NORMAL``, a busy timeout and foreign keys
@@ -12,7 +13,9 @@ What is SQLite's alone:
   opens them instead (the pysqlite recipe of SQLAlchemy's SQLite documentation); a write
   transaction opens with BEGIN IMMEDIATE, so a writer waits for the lock at its start instead of
   failing to turn a read lock into a write lock halfway through. Statements outside a write
-  transaction run on their own, each committed by SQLite at once, as before;
+  transaction run on their own, each committed by SQLite at once, as before. That one write lock
+  is every lock a transaction needs: ``lock`` and ``try_lock`` have nothing left to take, and
+  row locks (``FOR UPDATE``) are left out of SQLite's SQL by SQLAlchemy;
 - table options: WITHOUT ROWID, the WHERE of a partial index;
 - which driver errors mean "busy", "full" or "conflict";
 - the schema version as databases made before the version table kept it, ``PRAGMA
@@ -38,15 +41,34 @@ PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA f
 WITHOUT_ROWID: dict[str, Any] = {"sqlite_with_rowid": False}
 
 
+def binary(column: Any) -> Any:
+    """The column compared by code points: SQLite's own way with text."""
+    return column
+
+
 def partial(where: Any) -> dict[str, Any]:
     """Keyword arguments of Index for a partial index."""
     return {"sqlite_where": where}
+
+
+def upsert(table: Table) -> Insert:
+    """SQLite's INSERT, which takes ON CONFLICT clauses."""
+    return _insert(table)
 
 
 @functools.cache
 def insert(table: Table) -> Insert:
     """An INSERT that does nothing when the row's unique key is taken (ON CONFLICT DO NOTHING)."""
     return _insert(table).on_conflict_do_nothing()
+
+
+def lock(conn: Connection, name: str) -> None:
+    """Inside a write transaction the database's write lock is held already."""
+
+
+def try_lock(conn: Connection, name: str) -> bool:
+    """Inside a write transaction the database's write lock is held already."""
+    return True
 
 
 def engine_for(path: str | Path, writing: str) -> Engine:

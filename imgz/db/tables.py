@@ -1,7 +1,11 @@
 """The tables, declared once: a new database is created from them and every query names them.
 
 The uploads table is built from the fields of ``records.Upload``: the record, the schema, the
-insert and the reads cannot drift apart. Dates are stored as whole UTC Unix seconds.
+insert and the reads cannot drift apart. Dates are stored as whole UTC Unix seconds. Sizes,
+dates and counters are 64-bit (BIGINT) on every database; ids are INTEGER.
+
+``shared`` holds the tables of passing state that processes sharing one database keep there
+(rate limits): they are not part of the versioned schema, and are made where they are used.
 """
 from __future__ import annotations
 
@@ -11,12 +15,12 @@ import typing
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, Table, Text,
-                        false, text)
+from sqlalchemy import (BigInteger, Boolean, Column, Double, ForeignKey, Index, Integer, MetaData, Table,
+                        Text, false, text)
 from sqlalchemy.types import TypeDecorator
 
 from ..records import Upload
-from . import sqlite
+from . import postgresql, sqlite
 
 metadata = MetaData()
 
@@ -72,7 +76,8 @@ categories = Table(
 
 UPLOAD_RELATIONS = ("tags",)  # fields of the record kept in other tables
 _TYPES: dict[type, Any] = {int: Integer, str: Text, bool: Boolean, datetime: UnixTime}
-_BYTES = ("size", "thumb_size", "medium_size", "frame_size")  # file sizes may pass 2 GiB
+# file sizes may pass 2 GiB, and counters 2**31
+_BIG = ("size", "thumb_size", "medium_size", "frame_size", "views", "likes")
 _UPLOAD_KEYS: dict[str, tuple[tuple, dict[str, Any]]] = {
     "id": ((), {"primary_key": True}),
     "public_id": ((), {"unique": True}),
@@ -89,7 +94,7 @@ def _column(field: dataclasses.Field, hint: Any) -> Column:
     args, keys = _UPLOAD_KEYS.get(field.name, ((), {}))
     if field.default is not dataclasses.MISSING and field.default is not None:
         keys = {**keys, "server_default": false() if kind is bool else text(repr(field.default))}
-    kind_type = BigInteger if field.name in _BYTES else _TYPES[kind]
+    kind_type = BigInteger if field.name in _BIG else _TYPES[kind]
     return Column(field.name, kind_type, *args, nullable=nullable, **keys)
 
 
@@ -104,7 +109,8 @@ uploads = Table(
     *_upload_columns(),
     Column("delete_hash", Text, nullable=False),  # SHA-256 of the delete secret; never in a record
 )
-Index("uploads_expires_at", uploads.c.expires_at, **sqlite.partial(uploads.c.expires_at.is_not(None)))
+_EXPIRING = uploads.c.expires_at.is_not(None)
+Index("uploads_expires_at", uploads.c.expires_at, **sqlite.partial(_EXPIRING), **postgresql.partial(_EXPIRING))
 Index("uploads_user", uploads.c.user_id)
 
 # The record's columns, in its order: what every read of an upload selects.
@@ -156,3 +162,17 @@ schema_version = Table(
     "schema_version", metadata,
     Column("version", Integer, nullable=False),
 )
+
+# -- passing state shared by processes (not versioned) ------------------------------------------
+
+shared = MetaData()
+
+# token buckets of the rate limits, by limit and name (an API key's id, a client's address)
+rate_buckets = Table(
+    "rate_buckets", shared,
+    Column("name", Text, primary_key=True),
+    Column("tokens", Double, nullable=False),
+    Column("stamp", Double, nullable=False),  # Unix seconds of the last token taken
+    Column("full_at", Double, nullable=False),  # when it is full again: from then on it can go
+)
+Index("rate_buckets_full_at", rate_buckets.c.full_at)

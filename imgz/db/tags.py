@@ -1,21 +1,27 @@
 """Tags: the rows, the links of uploads to them (in the order given), and the popular ones."""
 from __future__ import annotations
 
+import functools
 from datetime import datetime
+from types import ModuleType
 from typing import Iterable
 
-from sqlalchemy import bindparam, false, func, select
+from sqlalchemy import Select, bindparam, false, func, select
 from sqlalchemy.engine import Connection
 
 from .. import params
+from ..errors import DatabaseBusy
 from ..records import PopularTag, Tag
-from .connection import first, rows, write
+from .connection import dialect, first, rows, write
 from .prepared import Prepared
 from .tables import tags, upload_tags, uploads
 
 _TAG = select(tags.c.id, tags.c.name, tags.c.url_key).where(tags.c.url_key == bindparam("url_key"))
 _NEW_TAG = Prepared(lambda dialect: dialect.insert(tags), columns=("name", "url_key"))
-_TAG_BY_KEY = Prepared(select(tags.c.id, tags.c.name).where(tags.c.url_key == bindparam("url_key")))
+# A tag found for a new link is locked against its deletion (drop_unused) until the link is
+# committed; SQLite leaves the lock out (its one write lock is held already).
+_TAG_BY_KEY = Prepared(select(tags.c.id, tags.c.name).where(tags.c.url_key == bindparam("url_key"))
+                       .with_for_update(read=True, key_share=True))
 _NEW_LINK = Prepared(lambda dialect: dialect.insert(upload_tags))
 _NAMES_OF = (select(upload_tags.c.upload_id, tags.c.name)
              .join_from(upload_tags, tags, tags.c.id == upload_tags.c.tag_id)
@@ -38,6 +44,15 @@ _POPULAR = (select(tags.c.name, tags.c.url_key, _USES)
             .order_by(_USES.desc(), tags.c.name)
             .limit(bindparam("limit")))
 CHUNK = 500  # ids in one IN (...)
+TRIES = 5  # rounds of making tags that a deletion at the same moment took away again
+
+
+@functools.cache
+def _lock_tags(dialect: ModuleType) -> Select:
+    """Lock tags before they may be deleted: in the order of their keys' code points, the order
+    link_tags locks them in, so that the two never wait for each other in a circle."""
+    return (select(tags.c.id).where(tags.c.id.in_(bindparam("ids", expanding=True)))
+            .order_by(dialect.binary(tags.c.url_key)).with_for_update())
 
 
 def link_tags(conn: Connection, upload_id: int, names: Iterable[str]) -> tuple[str, ...]:
@@ -50,11 +65,21 @@ def link_tags(conn: Connection, upload_id: int, names: Iterable[str]) -> tuple[s
         keyed.setdefault(params.tag_key(name), name)
     if not keyed:
         return ()
-    _NEW_TAG.many(conn, [{"name": name, "url_key": key} for key, name in keyed.items()])
-    found = [_TAG_BY_KEY.first(conn, {"url_key": key}) for key in keyed]
-    _NEW_LINK.many(conn, [{"upload_id": upload_id, "tag_id": tag_id, "position": position}
-                          for position, (tag_id, _) in enumerate(found)])
-    return tuple(name for _, name in found)
+    found: dict[str, tuple[int, str]] = {}
+    for _ in range(TRIES):
+        lacking = sorted(key for key in keyed if key not in found)
+        if not lacking:
+            break
+        _NEW_TAG.many(conn, [{"name": keyed[key], "url_key": key} for key in lacking])
+        for key in lacking:
+            row = _TAG_BY_KEY.first(conn, {"url_key": key})
+            if row is not None:  # else deleted since by a transaction that then committed
+                found[key] = row
+    if len(found) < len(keyed):
+        raise DatabaseBusy()
+    _NEW_LINK.many(conn, [{"upload_id": upload_id, "tag_id": found[key][0], "position": position}
+                          for position, key in enumerate(keyed)])
+    return tuple(found[key][1] for key in keyed)
 
 
 def names_of(conn: Connection, upload_ids: list[int]) -> dict[int, tuple[str, ...]]:
@@ -72,9 +97,13 @@ def tag_ids_of(conn: Connection, upload_ids: list[int]) -> list[int]:
 
 
 def drop_unused(conn: Connection, tag_ids: list[int]) -> None:
-    """Delete those of these tags that no upload carries any more."""
+    """Delete those of these tags that no upload carries any more (inside ``transaction``)."""
+    locking = _lock_tags(dialect(conn))
     for start in range(0, len(tag_ids), CHUNK):
-        write(conn, _UNUSED, {"ids": tag_ids[start:start + CHUNK]})
+        chunk = tag_ids[start:start + CHUNK]
+        # first locked, then checked in a statement of its own: a link committed meanwhile is seen
+        rows(conn, locking, {"ids": chunk})
+        write(conn, _UNUSED, {"ids": chunk})
 
 
 def get_tag(conn: Connection, url_key: str) -> Tag | None:

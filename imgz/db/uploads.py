@@ -35,6 +35,8 @@ _COUNT = select(func.count()).select_from(uploads)
 _EXPIRED = (select(uploads.c.id)
             .where(uploads.c.expires_at.is_not(None), uploads.c.expires_at <= bindparam("now"))
             .order_by(uploads.c.expires_at).limit(bindparam("limit")))
+# claimed by one sweep: rows another transaction holds are left to it (FOR UPDATE SKIP LOCKED)
+_CLAIM = _EXPIRED.with_for_update(skip_locked=True)
 _PUBLIC = (uploads.c.nsfw == false(),
            or_(uploads.c.expires_at.is_(None), uploads.c.expires_at > bindparam("now")))
 _TAGGED = (select(func.count())
@@ -154,6 +156,20 @@ def delete_uploads(conn: Connection, upload_ids: list[int]) -> list[str]:
 def expired_ids(conn: Connection, now: datetime, limit: int) -> list[int]:
     """Ids of uploads whose expiry is at or before now, oldest first (uses the expiry index)."""
     return [row.id for row in rows(conn, _EXPIRED, {"now": now, "limit": limit})]
+
+
+def claim_expired(conn: Connection, now: datetime, limit: int) -> list[int]:
+    """Inside ``transaction``: ids of expired uploads, oldest first, each locked to the end of
+    the transaction; uploads another transaction has claimed are skipped, not waited for."""
+    return [row.id for row in rows(conn, _CLAIM, {"now": now, "limit": limit})]
+
+
+def paths_of(conn: Connection, upload_ids: list[int]) -> list[str]:
+    """The file paths of these uploads."""
+    paths: list[str] = []
+    for start in range(0, len(upload_ids), CHUNK):
+        paths.extend(row.path for row in rows(conn, _PATHS_OF, {"ids": upload_ids[start:start + CHUNK]}))
+    return paths
 
 
 def tag_uploads(conn: Connection, tag_id: int, now: datetime, limit: int,
