@@ -108,15 +108,41 @@ def missing() -> str | None:
     return None
 
 
+_shared: PostgresServer | None = None
+
+
+def shared() -> PostgresServer:
+    """The test process's one server, started on first use and stopped by ``stop()``."""
+    global _shared
+    if _shared is None:
+        _shared = PostgresServer()
+    return _shared
+
+
+def fresh_database_url() -> str:
+    """A new empty database of the shared server (for the postgres-s3 pair, tests/backends.py);
+    it goes with the server at the end of the run."""
+    reason = missing()
+    if reason:
+        pytest.fail(f"backend postgres-s3: {reason}", pytrace=False)
+    server = shared()
+    return server.url(server.create_database())
+
+
+def stop() -> None:
+    global _shared
+    if _shared is not None:
+        server, _shared = _shared, None
+        server.close()
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """The test process's PostgreSQL server (skips the test when there can be none)."""
     reason = missing()
     if reason:
         pytest.skip(reason)
-    server = PostgresServer()
-    yield server
-    server.close()
+    yield shared()
 
 
 @pytest.fixture
