@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import requests
 
 from inprocess import Helpers, InProcess, as_response, settings_env
+from s3server import s3, s3_server  # noqa: F401  (fixtures: a SeaweedFS server and a fresh bucket)
 
 ROOT = Path(__file__).resolve().parent.parent
 RAM_DISK = Path("/dev/shm")
