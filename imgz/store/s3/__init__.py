@@ -28,16 +28,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config as ClientConfig
-from botocore.exceptions import BotoCoreError, ClientError
-
-from ..errors import StoreUnavailable
-from ..filetype import MIME
-from . import Stat, Store, check_key, check_prefix
+from ...errors import StoreUnavailable
+from ...filetype import MIME
+from .. import Stat, Store, check_key, check_prefix
+from .sdk import ClientError, Failure, answers, client_for, code_of, why
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ...config import Config
 
 log = logging.getLogger("imgz")
 
@@ -49,43 +46,6 @@ PRESIGN_SECONDS = 60
 STAT_CACHE = 50_000
 ONE_YEAR = 31_536_000
 ORPHAN_GRACE = 3600
-
-_MISSING = {"NoSuchKey", "NotFound", "404"}
-_TAKEN = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-
-
-def _code(exc: ClientError) -> tuple[str, int]:
-    error = exc.response.get("Error", {})
-    return str(error.get("Code", "")), int(exc.response.get("ResponseMetadata", {})
-                                           .get("HTTPStatusCode") or 0)
-
-
-def _why(exc: Exception) -> str:
-    """What the log says of a failure: the error code and message, never a request's details."""
-    if isinstance(exc, ClientError):
-        code, status = _code(exc)
-        return f"{code or status} {exc.response.get('Error', {}).get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
-
-
-@contextlib.contextmanager
-def _answers(what: str, key: str) -> Iterator[None]:
-    """Turn the SDK's errors into the store's: missing -> FileNotFoundError, taken ->
-    FileExistsError, anything else (unreachable, 5xx, refused credentials) -> StoreUnavailable."""
-    try:
-        yield
-    except ClientError as exc:
-        code, status = _code(exc)
-        if code != "NoSuchBucket" and (code in _MISSING or status == 404):
-            raise FileNotFoundError(f"no stored file {key!r}") from None
-        if code in _TAKEN or status in (409, 412):
-            raise FileExistsError(f"stored file {key!r} exists") from None
-        log.warning("object store: %s of %s failed: %s", what, key, _why(exc))
-        raise StoreUnavailable(_why(exc)) from None
-    except BotoCoreError as exc:
-        log.warning("object store: %s of %s failed: %s", what, key, _why(exc))
-        raise StoreUnavailable(_why(exc)) from None
-
 
 def object_cache_control(expires_at: datetime | None, now: datetime) -> str:
     """The Cache-Control an object fetched directly carries: at most its lifetime at the put."""
@@ -117,8 +77,8 @@ class S3Store(Store):
     def prepare(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except (ClientError, BotoCoreError) as exc:
-            raise OSError(f"bucket {self.bucket!r}: {_why(exc)}") from None
+        except Failure as exc:
+            raise OSError(f"bucket {self.bucket!r}: {why(exc)}") from None
         self._conditional_puts()
 
     def _conditional_puts(self) -> bool:
@@ -126,14 +86,14 @@ class S3Store(Store):
         if self.conditional is None:
             probe = f"{self.prefix}.imgz-probe-{secrets.token_hex(8)}"
             try:
-                with _answers("probe", probe):
+                with answers("probe", probe):
                     self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"", IfNoneMatch="*")
                     try:
                         self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"",
                                                IfNoneMatch="*")
                         honoured = False
                     except ClientError as exc:
-                        if _code(exc)[1] != 412:
+                        if code_of(exc)[1] != 412:
                             raise
                         honoured = True
             except StoreUnavailable:
@@ -160,7 +120,7 @@ class S3Store(Store):
                 raise FileExistsError(f"stored file {key!r} exists")
         try:
             if size < SINGLE_PUT_LIMIT:
-                with open(src, "rb") as body, _answers("put", key):
+                with open(src, "rb") as body, answers("put", key):
                     self.client.put_object(Bucket=self.bucket, Key=name, Body=body, **extra)
             else:
                 self._put_parts(key, name, src, size, extra)
@@ -175,7 +135,7 @@ class S3Store(Store):
         part_size = max(PART_SIZE, -(-size // MAX_PARTS))
         done = {k: v for k, v in extra.items() if k == "IfNoneMatch"}
         made = {k: v for k, v in extra.items() if k != "IfNoneMatch"}
-        with _answers("put", key):
+        with answers("put", key):
             upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=name,
                                                             **made)["UploadId"]
         try:
@@ -183,7 +143,7 @@ class S3Store(Store):
             with open(src, "rb") as file:
                 number = 1
                 while chunk := file.read(part_size):
-                    with _answers("put", key):
+                    with answers("put", key):
                         answer = self.client.upload_part(Bucket=self.bucket, Key=name,
                                                          UploadId=upload_id, PartNumber=number,
                                                          Body=chunk)
@@ -193,16 +153,16 @@ class S3Store(Store):
                                 and k != "ChecksumType")
                     parts.append(part)
                     number += 1
-            with _answers("put", key):
+            with answers("put", key):
                 self.client.complete_multipart_upload(Bucket=self.bucket, Key=name,
                                                       UploadId=upload_id,
                                                       MultipartUpload={"Parts": parts}, **done)
         except BaseException:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
-            except (ClientError, BotoCoreError) as exc:
+            except Failure as exc:
                 log.warning("object store: could not abort the parts of %s (check --repair "
-                            "will): %s", key, _why(exc))
+                            "will): %s", key, why(exc))
             raise
 
     def open(self, key: str, start: int = 0, stop: int | None = None) -> IO[bytes]:
@@ -218,11 +178,11 @@ class S3Store(Store):
         if start or stop is not None:
             args["Range"] = f"bytes={start}-{'' if stop is None else stop - 1}"
         try:
-            with _answers("read", key):
+            with answers("read", key):
                 try:
                     return self.client.get_object(Bucket=self.bucket, Key=name, **args)["Body"]
                 except ClientError as exc:
-                    if _code(exc)[1] == 416 and stop is None:
+                    if code_of(exc)[1] == 416 and stop is None:
                         return io.BytesIO(b"")  # from the end on: nothing
                     raise
         except FileExistsError:  # If-Match failed: the key was deleted and put anew elsewhere
@@ -235,7 +195,7 @@ class S3Store(Store):
         if known is not None:
             return known
         try:
-            with _answers("stat", key):
+            with answers("stat", key):
                 head = self.client.head_object(Bucket=self.bucket, Key=name)
         except FileNotFoundError:
             return None
@@ -267,9 +227,9 @@ class S3Store(Store):
             try:
                 answer = self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": [{"Key": n} for n in batch], "Quiet": True})
-            except (ClientError, BotoCoreError) as exc:
+            except Failure as exc:
                 log.warning("object store: could not remove %d file(s) (%s...): %s", len(batch),
-                            batch[0][cut:], _why(exc))
+                            batch[0][cut:], why(exc))
                 continue
             for error in answer.get("Errors", ()):
                 log.warning("could not remove %s: %s", str(error.get("Key", ""))[cut:],
@@ -280,7 +240,7 @@ class S3Store(Store):
         cut = len(self.prefix)
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
                                                                       Prefix=start)
-        with _answers("list", start):
+        with answers("list", start):
             for page in pages:
                 for item in page.get("Contents", ()):
                     key = item["Key"][cut:]
@@ -295,7 +255,7 @@ class S3Store(Store):
         aborted = 0
         pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
                                                                              Prefix=self.prefix)
-        with _answers("list of unfinished puts", self.prefix):
+        with answers("list of unfinished puts", self.prefix):
             for page in pages:
                 for item in page.get("Uploads", ()):
                     if item["Initiated"] < older_than:
@@ -320,7 +280,7 @@ class S3Store(Store):
         fd, path = tempfile.mkstemp(dir=scratch, prefix="stored-", suffix="." + key.rpartition(".")[2])
         try:
             with os.fdopen(fd, "wb") as out, body:
-                with _answers("read", key):
+                with answers("read", key):
                     shutil.copyfileobj(body, out, 1024 * 1024)
             yield Path(path)
         finally:
@@ -339,25 +299,8 @@ def for_settings(cfg: Config) -> S3Store:
     with _made_lock:
         store = _made.get(ident)
         if store is None:
-            store = _made[ident] = S3Store(_client(cfg), cfg.s3_bucket, cfg.s3_prefix,
+            store = _made[ident] = S3Store(client_for(cfg), cfg.s3_bucket, cfg.s3_prefix,
                                            cache_control=bool(cfg.public_url))
         return store
 
 
-_clients: dict[tuple, Any] = {}
-
-
-def _client(cfg: Config) -> Any:
-    ident = (cfg.s3_endpoint, cfg.s3_region, cfg.s3_path_style, cfg.s3_checksum)
-    client = _clients.get(ident)
-    if client is None:
-        settings = ClientConfig(
-            max_pool_connections=max(10, cfg.threads + 4), connect_timeout=5, read_timeout=60,
-            retries={"max_attempts": 3, "mode": "standard"},
-            s3={"addressing_style": "path" if cfg.s3_path_style else "auto"},
-            request_checksum_calculation=cfg.s3_checksum,
-            response_checksum_validation=cfg.s3_checksum)
-        client = _clients[ident] = boto3.session.Session().client(
-            "s3", endpoint_url=cfg.s3_endpoint or None, region_name=cfg.s3_region or None,
-            config=settings)
-    return client
