@@ -53,18 +53,18 @@ def free_ports(count: int) -> list[int]:
 
 
 class WeedServer:
-    """``weed mini`` in ``folder``; ``stop()`` kills it."""
+    """``weed mini`` in ``folder`` (again on ``ports``: the same server back); ``stop()`` kills it."""
 
     bucket: Bucket
 
-    def __init__(self, binary: str, folder: Path) -> None:
+    def __init__(self, binary: str, folder: Path, ports: dict[str, int] | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "data").mkdir(exist_ok=True)
         config = folder / "s3.json"
         config.write_text(json.dumps({"identities": [{
             "name": "imgz", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-        ports = dict(zip(PORTS, free_ports(len(PORTS))))
+        self.ports = ports = ports or dict(zip(PORTS, free_ports(len(PORTS))))
         self.port = ports["s3.port"]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         args = [binary, "mini", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
