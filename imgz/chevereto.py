@@ -21,12 +21,14 @@ from .records import Upload
 
 @dataclass(frozen=True)
 class Site:
-    """What an answer needs to know about the server: its base URL, routes and time zone."""
+    """What an answer needs to know about the server: its base URL, routes and time zone, and
+    where its files are fetched when not from its own ``/images/`` (``IMGZ_PUBLIC_URL``)."""
 
     base_url: str
     route_image: str = "image"
     route_video: str = "clip"
     timezone: str = "UTC"
+    files_url: str = ""   # '' or a URL ending in '/' that a file's key follows
 
     def route(self, kind: str) -> str:
         return self.route_video if kind == "video" else self.route_image
@@ -69,6 +71,8 @@ def short_path(upload: Upload, site: Site) -> str:
 
 
 def file_url(site: Site, relpath: str) -> str:
+    if site.files_url:
+        return f"{site.files_url}{quote(relpath)}"
     return f"{site.base_url}{URL_PREFIX}{quote(relpath)}"
 
 

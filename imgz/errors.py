@@ -143,6 +143,18 @@ class DatabaseUnavailable(DatabaseBusy):
         ImgzError.__init__(self, f"Database unavailable - retry in {retry_after} s")
 
 
+class StoreUnavailable(ImgzError):
+    """The object store cannot be reached or failed on its side; nothing was stored. The
+    store's own words go to the log (``detail``), never to the client."""
+
+    status, code = 503, 503
+
+    def __init__(self, detail: str = "", retry_after: int = 10) -> None:
+        self.detail = detail
+        self.headers = {"Retry-After": str(retry_after)}
+        super().__init__(f"Storage unavailable - retry in {retry_after} s")
+
+
 class Conflict(ImgzError):
     """A value that must be unique is taken already (a public id drawn twice, a name in use)."""
 

@@ -26,6 +26,7 @@ from werkzeug.http import (
 from werkzeug.sansio.http import is_resource_modified
 
 from . import layout
+from .errors import StoreUnavailable
 from .store import Store
 
 try:
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
 ONE_YEAR = 31_536_000
 BLOCK_SIZE = 64 * 1024
 ACCEL_MODES = ('none', 'nginx', 'sendfile')
+# nginx's internal location for a remote store's files: it proxies the signed path that follows.
+REMOTE_ACCEL_PREFIX = '/_imgz_s3'
+
 # Only a key of the layout is looked up: its allow-list refuses `..`, empty segments, `%` and the rest.
 
 FILE_CSP = "default-src 'none'; sandbox"
@@ -139,7 +143,12 @@ class FileResponder:
     (`X-Sendfile: <absolute path>`, for a store that keeps its files on this machine) the answer
     carries no body and the front server sends the file: conditional requests and ranges are then
     its job, so they are not evaluated here. The lookup and expiry checks still run, so a front
-    server must only serve that location internally.
+    server must only serve that location internally. A remote store's file goes to nginx as
+    `X-Accel-Redirect: /_imgz_s3<signed path and query>`, which nginx proxies to the bucket
+    (ETag, Last-Modified, ranges and 304s then come from the bucket).
+
+    A file of a remote store is streamed through here otherwise; a store that cannot be reached
+    gets a 503 with Retry-After, never a 404 (the file exists) or a 500.
     """
 
     def __init__(
@@ -164,6 +173,7 @@ class FileResponder:
         self.accel = accel
         self.accel_prefix = accel_prefix
         self.now = now
+        self.remote_accel = accel == 'nginx' and store.remote
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path_info = environ.get('PATH_INFO', '')
@@ -176,6 +186,16 @@ class FileResponder:
         now = self.now()
         if info is None or (info.expires_at is not None and info.expires_at <= now):
             return self.app(environ, start_response)
+        if self.remote_accel:
+            return self._remote_accel(environ, start_response, relpath, info, now)
+        try:
+            return self._serve(environ, start_response, relpath, info, now)
+        except StoreUnavailable as exc:
+            return _plain(start_response, '503 Service Unavailable', exc.message,
+                          list(exc.headers.items()))
+
+    def _serve(self, environ: WSGIEnvironment, start_response: StartResponse, relpath: str,
+               info: FileInfo, now: datetime) -> Iterable[bytes]:
         st = self.store.stat(relpath)
         if st is None:
             return self.app(environ, start_response)
@@ -244,6 +264,20 @@ class FileResponder:
         if st.path is None:  # a stream from elsewhere: read and bounded here
             return _FileBody(file, stop - start)
         return _body(environ, file, start, stop - start, size)
+
+    def _remote_accel(self, environ: WSGIEnvironment, start_response: StartResponse,
+                      relpath: str, info: FileInfo, now: datetime) -> Iterable[bytes]:
+        """Hand nginx a freshly signed path of the bucket's object; the row decided it exists."""
+        if environ.get('REQUEST_METHOD', 'GET') not in ('GET', 'HEAD'):
+            return _plain(start_response, '405 Method Not Allowed', 'Method Not Allowed',
+                          [('Allow', 'GET, HEAD')])
+        headers = [
+            ('Content-Type', info.mime),
+            ('Cache-Control', cache_control(info.expires_at, now)),
+            *_file_security_headers(environ),
+        ]
+        return _accel(start_response, headers, 'X-Accel-Redirect',
+                      REMOTE_ACCEL_PREFIX + self.store.accel_target(relpath))
 
 
 def _accel(start_response: StartResponse, headers: list[tuple[str, str]], name: str,

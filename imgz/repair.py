@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Container
 
 from . import db, filetype, render, scratch
 from .errors import ImgzError, InvalidImage
 from .records import Upload
 from .service import Service
+from .store import Store
 
 log = logging.getLogger("imgz")
+# Unfinished multipart puts begun longer ago than this are a killed process's: repair aborts them.
+# An hour, as for orphans: a put from this server's scratch to its bucket takes minutes at most
+# (1 GB at 10 MB/s: 100 s), and one aborted all the same fails cleanly (its upload gets a 503).
+STALE_PUT = 3600
 
 
 @dataclass(frozen=True)
@@ -30,12 +37,13 @@ def check(service: Service, repair: bool = False) -> Checked:
     lack a thumb, medium or frame.
 
     With ``repair`` the orphan files are removed, uploads without an original go (row and
-    files), and missing variants are made again from the original.
+    files), missing variants are made again from the original, and puts a killed process left
+    unfinished (a bucket's multipart uploads) are aborted.
     """
     store = service.store
     conn = service.connection()
     known = db.all_file_paths(conn)
-    orphans = sorted(key for key in store.list() if key not in known)
+    orphans = _orphans(store, known, service.now())
     broken: list[Upload] = []
     lacking: list[tuple[Upload, list[str]]] = []
     for upload in db.iter_uploads(conn):
@@ -48,6 +56,8 @@ def check(service: Service, repair: bool = False) -> Checked:
     unrepaired: list[Upload] = []
     if repair:
         store.delete(orphans)
+        if store.abort_stale_puts(service.now() - timedelta(seconds=STALE_PUT)):
+            log.info("aborted unfinished puts begun over %d s ago", STALE_PUT)
         for upload in broken:
             service.delete(upload)
         for upload, variants in lacking:
@@ -58,6 +68,16 @@ def check(service: Service, repair: bool = False) -> Checked:
                             upload.public_id, exc)
                 unrepaired.append(upload)
     return Checked(orphans, broken, lacking, unrepaired)
+
+
+def _orphans(store: Store, known: Container[str], now: datetime) -> list[str]:
+    """Stored files no row knows, read from the store's listing page by page. On a store whose
+    puts take a while (``orphan_grace``), a file younger than that may be an upload in flight,
+    whose row comes once its last file is stored: it is no orphan yet."""
+    if not store.orphan_grace:
+        return sorted(key for key in store.list() if key not in known)
+    cutoff = (now.timestamp() - store.orphan_grace) * 1_000_000_000
+    return sorted(key for key, mtime_ns in store.entries() if key not in known and mtime_ns <= cutoff)
 
 
 def _remake(service: Service, upload: Upload, variants: list[str]) -> None:
@@ -74,7 +94,7 @@ def _remake(service: Service, upload: Upload, variants: list[str]) -> None:
             item = files.get(variant)
             if item is None:
                 raise InvalidImage(f"the original no longer gives a {variant} variant")
-            service.store.put(upload.relpath(variant), item.path)
+            service.store.put(upload.relpath(variant), item.path, upload.expires_at)
             with db.transaction(conn):
                 db.set_variant(conn, upload.id, variant, item.size, item.width, item.height)
     finally:

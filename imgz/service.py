@@ -20,7 +20,7 @@ from .errors import Conflict, Forbidden, InvalidImage, InvalidType, InvalidVideo
 from .params import clean_description, clean_title, title_from_filename
 from .records import Actor, Options, Upload
 from .sources import Incoming
-from .store import Store, for_data
+from .store import Store, for_config
 
 log = logging.getLogger("imgz")
 
@@ -80,7 +80,7 @@ class Service:
     def __init__(self, config: Config, connection: Callable[[], db.Connection],
                  now: Callable[[], datetime] = utcnow, *, store: Store | None = None) -> None:
         self.config = config
-        self.store = store if store is not None else for_data(config.data_dir)
+        self.store = store if store is not None else for_config(config)
         self.connection = connection
         self.now = now
         self._pool: workers.Pool | None = None
@@ -194,7 +194,7 @@ class Service:
                 checksum = incoming.md5
             else:
                 checksum = made.md5 or disk.md5_file(made.original.path)
-            self.store.put_all([(key, item.path) for key, item in files])
+            self.store.put_all([(key, item.path) for key, item in files], options.expires_at)
             placed = [key for key, _ in files]
             paths = [(key, item.mime) for key, item in files]
             secret = ids.new_delete_secret()

@@ -21,7 +21,7 @@ from .errors import DatabaseError, ImgzError, TooBig
 from .files import FileInfo, FileResponder
 from .ratelimit import Limit, Limiter, SharedLimiter, parse_limit
 from .service import Service
-from .store import for_data as store_for
+from .store import for_config as store_for
 from .views import wants_json
 
 log = logging.getLogger("imgz")
@@ -57,8 +57,10 @@ def init_data(cfg: config_mod.Config) -> None:
     with clean_scratch: a command that only reads must not take away a running server's files.
     """
     try:
-        store_for(cfg.data_dir).prepare()
+        store_for(cfg).prepare()
     except OSError as exc:
+        if cfg.storage == "s3":
+            raise config_mod.refused("s3_bucket", cfg.s3_bucket, f"cannot use it: {exc}") from None
         raise config_mod.refused("data", cfg.data, f"cannot use it: {exc.strerror or exc}") from None
     setting = "database_url" if cfg.database_url else "db"
     try:
@@ -116,9 +118,12 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
     app.config["IMGZ_CONNECTIONS"] = connections
     app.config["IMGZ_SERVICE"] = service
 
+    # With a public bucket or a CDN in front of it, answers and pages point there: at the object.
+    files_url = f"{cfg.public_url}/{cfg.s3_prefix}" if cfg.public_url else ""
+
     def site() -> chevereto.Site:
         base = cfg.base_url or request.host_url.rstrip("/")
-        return chevereto.Site(base, cfg.route_image, cfg.route_video, cfg.timezone)
+        return chevereto.Site(base, cfg.route_image, cfg.route_video, cfg.timezone, files_url)
 
     app.config["IMGZ_SITE"] = site
     for name in ("key", "ip"):

@@ -42,7 +42,8 @@ from imgz.config import Config
 from imgz.store import Store
 from inprocess import InProcess, as_response, settings_env
 
-pytest_plugins = ["pgserver"]  # the fixtures postgres and pg_url: a real PostgreSQL
+# the fixtures postgres and pg_url (a real PostgreSQL), s3_server and s3 (a real S3 server)
+pytest_plugins = ["pgserver", "s3server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -210,6 +211,8 @@ class LiveServer(Helpers):
         finally:
             conn.close()
 
+
+# A SeaweedFS server for the session, and a fresh place in its bucket for a test.
 
 # URL sources may reach fixture web hosts on 127.0.0.1.
 URL_SOURCES = {"IMGZ_URL_ALLOW_NETS": "127.0.0.1/32", "IMGZ_URL_TIMEOUT": "3"}

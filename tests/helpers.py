@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-import pytest
 import requests
 from sqlalchemy import text
 
@@ -49,15 +48,8 @@ def stored_key(ref: str) -> str:
 
 
 def store_of(cfg: Config) -> Store:
-    """The store a server with ``cfg`` keeps its files in, read from the test's process.
-
-    To switch once imgz.store builds any configured store: ``return store_mod.for_config(cfg)``.
-    Until then only the local store can be built here, and another one is refused rather than
-    read as an empty data dir."""
-    if cfg.storage != "local":
-        pytest.fail(f"reading an IMGZ_STORAGE={cfg.storage} store from the tests needs "
-                    "imgz.store.for_config (tests/helpers.py store_of)", pytrace=False)
-    return store_mod.for_data(cfg.data_dir)
+    """The store a server with ``cfg`` keeps its files in, read from the test's process."""
+    return store_mod.for_config(cfg)
 
 
 def has_keys(data: Path, env: dict[str, str]) -> bool:

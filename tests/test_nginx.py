@@ -22,9 +22,9 @@ NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 
 
-def readme_snippet() -> str:
+def readme_snippet(name: str = "nginx-snippet") -> str:
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- nginx-snippet -->", 1)[1].split("<!-- /nginx-snippet -->", 1)[0]
+    block = readme.split(f"<!-- {name} -->", 1)[1].split(f"<!-- /{name} -->", 1)[0]
     return block.split("```nginx", 1)[1].split("```", 1)[0]
 
 
@@ -45,9 +45,15 @@ def fronted(tmp_path_factory):
         srv.stop()
 
 
-def _behind_nginx(srv: LiveServer, tmp_path: Path):
+def _behind_nginx(srv: LiveServer, tmp_path: Path, s3_endpoint: str = ""):
     port = free_port()
     site = readme_snippet()
+    if s3_endpoint:  # the bucket's location goes in the same server block
+        bucket_site = readme_snippet("nginx-s3-snippet")
+        bucket_site = bucket_site.replace("https://s3.example.org", s3_endpoint)
+        bucket_site = bucket_site.replace("s3.example.org", s3_endpoint.split("://", 1)[1])
+        head, _, tail = site.rpartition("}")
+        site = head + bucket_site + "}" + tail
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     site = site.replace("http://127.0.0.1:8080", srv.url)
     site = site.replace("/srv/imgz/data/images/", f"{srv.data}/images/")
@@ -125,3 +131,81 @@ def test_unknown_and_expired_files_stay_404_through_nginx(fronted):
     srv, url = fronted
     assert requests.get(url + "/images/2020/01/01/none.png", timeout=10).status_code == 404
     assert re.search(r"404", requests.get(url + "/images/../imgz.db", timeout=10).text)
+
+
+# --- files in an S3 bucket (SeaweedFS), handed to nginx as a signed path ---------------------
+
+@pytest.fixture(scope="module")
+def fronted_s3(tmp_path_factory, s3_server):
+    """imgz on a bucket behind the README's site with its S3 location."""
+    bucket = s3_server.bucket.fresh()
+    tmp_path = tmp_path_factory.mktemp("fronted-s3")
+    srv = LiveServer(tmp_path / "data", bucket.env(accel="nginx", trust_proxy="1"))
+    try:
+        for _, front in _behind_nginx(srv, tmp_path, bucket.endpoint):
+            yield srv, front, bucket
+    finally:
+        srv.stop()
+
+
+def _assert_nothing_of_the_bucket(response: requests.Response, bucket) -> None:
+    """No x-amz header, no signature, no signed path, in any header or the body."""
+    from s3server import ACCESS_KEY
+
+    leaks = ("x-amz-", "signature", "credential", ACCESS_KEY.lower(), bucket.name, "/_imgz_s3")
+    for name, value in response.headers.items():
+        for text in (name.lower(), value.lower()):
+            assert not any(leak in text for leak in leaks), f"{name}: {value}"
+    body = response.content.lower()
+    assert not any(leak.encode() in body for leak in leaks)
+
+
+def test_files_of_a_bucket_through_nginx(fronted_s3):
+    srv, url, bucket = fronted_s3
+    data = media.jpeg(800, 600)
+    image = assert_upload_ok(requests.post(url + "/api/1/upload", headers={"X-API-Key": srv.key},
+                                           files={"source": ("b.jpg", data)}, timeout=30))
+    assert image["url"].startswith(url + "/images/")
+    assert len(bucket.keys()) == 3 and srv.stored_files() == []
+    whole = requests.get(image["url"], timeout=10)
+    assert whole.status_code == 200, whole.text
+    assert hashlib.md5(whole.content).hexdigest() == image["checksum"]
+    assert whole.headers["Content-Type"] == "image/jpeg"
+    assert whole.headers["X-Content-Type-Options"] == "nosniff"
+    assert whole.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert "max-age" in whole.headers["Cache-Control"]
+    assert whole.headers["ETag"] and whole.headers["Last-Modified"]
+    _assert_nothing_of_the_bucket(whole, bucket)
+
+    part = requests.get(image["url"], headers={"Range": "bytes=10-19"}, timeout=10)
+    assert part.status_code == 206 and part.content == whole.content[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{len(whole.content)}"
+    _assert_nothing_of_the_bucket(part, bucket)
+
+    for condition in ({"If-None-Match": whole.headers["ETag"]},
+                      {"If-Modified-Since": whole.headers["Last-Modified"]}):
+        same = requests.get(image["url"], headers=condition, timeout=10)
+        assert same.status_code == 304 and same.content == b""
+        _assert_nothing_of_the_bucket(same, bucket)
+
+    head = requests.head(image["url"], timeout=10)
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(whole.content))
+    _assert_nothing_of_the_bucket(head, bucket)
+
+    thumb = requests.get(image["thumb"]["url"], headers={"Sec-Fetch-Dest": "document"}, timeout=10)
+    assert thumb.status_code == 200 and thumb.headers["Content-Security-Policy"] == DOCUMENT_CSP
+    _assert_nothing_of_the_bucket(thumb, bucket)
+
+
+def test_a_file_gone_from_the_bucket_or_the_rows_is_404_through_nginx(fronted_s3):
+    srv, url, bucket = fronted_s3
+    image = assert_upload_ok(srv.upload(media.png(40, 30)))
+    public = url + "/images/" + image["url"].split("/images/", 1)[1]
+    bucket.client.delete_object(Bucket=bucket.name,
+                                Key=bucket.prefix + image["url"].split("/images/", 1)[1])
+    gone = requests.get(public, timeout=10)
+    assert gone.status_code == 404
+    _assert_nothing_of_the_bucket(gone, bucket)
+    assert requests.get(url + "/images/2020/01/01/none.png", timeout=10).status_code == 404
+    direct = requests.get(f"{url}/_imgz_s3/{bucket.name}/{bucket.prefix}x.png", timeout=10)
+    assert direct.status_code == 404

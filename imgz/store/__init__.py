@@ -5,16 +5,21 @@ finished files from the process's scratch area, and gives them back as streams, 
 outside a store knows where its files are: the local store (store/local.py) may say, for the file
 responder's zero-copy path and X-Sendfile, through ``Stat.path``; another store says None.
 
-Every method refuses a key that would leave the store (``layout.is_safe``) with ValueError.
+Every method refuses a key that would leave the store (``layout.is_safe``) with ValueError. A
+store that cannot be reached raises ``errors.StoreUnavailable`` (503) from any method but delete.
 """
 from __future__ import annotations
 
 import abc
 import contextlib
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Iterable, Iterator, NamedTuple, Sequence
+from typing import IO, TYPE_CHECKING, Iterable, Iterator, NamedTuple, Sequence
 
 from .. import layout
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 class Stat(NamedTuple):
@@ -30,22 +35,30 @@ class Store(abc.ABC):
     """Stored media under keys. Puts are atomic (a key is either absent or whole) and durable
     once they return; a key is never overwritten."""
 
+    # Whether the files live elsewhere (no Stat.path): the file responder then streams them, or
+    # hands a front server the location ``accel_target`` gives.
+    remote = False
+    # Seconds a stored file no row knows must have been there before ``check --repair`` counts it
+    # an orphan: on a store whose puts take a while, a younger one may be an upload in flight.
+    orphan_grace = 0
+
     @abc.abstractmethod
     def prepare(self) -> None:
         """Make what the store needs before it takes files; raises OSError when it cannot."""
 
     @abc.abstractmethod
-    def put(self, key: str, src: Path) -> None:
+    def put(self, key: str, src: Path, expires_at: datetime | None = None) -> None:
         """Store the finished local file ``src`` under ``key``; ``src`` is consumed (gone
         afterwards). FileExistsError when the key is taken, NoStorage when there is no room;
-        after any failure the key is as it was."""
+        after any failure the key is as it was. ``expires_at`` (the upload's expiry) lets a store
+        whose files are fetched directly tell caches how long they may keep them."""
 
-    def put_all(self, items: Sequence[tuple[str, Path]]) -> None:
+    def put_all(self, items: Sequence[tuple[str, Path]], expires_at: datetime | None = None) -> None:
         """Put several files, all or none: after a failure the keys put so far are gone again."""
         done: list[str] = []
         try:
             for key, src in items:
-                self.put(key, src)
+                self.put(key, src, expires_at)
                 done.append(key)
         except BaseException:
             self.delete(done)
@@ -72,6 +85,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every stored key that starts with ``prefix``, in no particular order."""
+
+    def entries(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """Every stored key under ``prefix`` with its modification time (Unix ns), as ``list``."""
+        for key in self.list(prefix):
+            st = self.stat(key)
+            if st is not None:
+                yield key, st.mtime_ns
+
+    def abort_stale_puts(self, older_than: datetime) -> int:
+        """End puts begun before ``older_than`` that never finished (a process killed during a
+        multipart upload leaves its parts); how many. A store whose puts leave nothing: 0."""
+        return 0
+
+    def accel_target(self, key: str) -> str | None:
+        """For a remote store: the path and query a front server fetches the file from (signed,
+        short-lived); None for a store on this machine."""
+        return None
 
     @abc.abstractmethod
     def free_bytes(self) -> int | None:
@@ -105,3 +135,21 @@ def for_data(data: Path) -> Store:
     from .local import LocalStore
 
     return LocalStore(data / layout.DIR)
+
+
+def for_config(cfg: Config) -> Store:
+    """The store of a configuration: the local disk under ``<data>/images``, or with
+    ``IMGZ_STORAGE=s3`` the bucket (one store and one S3 client per process). The S3 library is
+    imported only then; without it the start stops with one line saying what to install."""
+    if cfg.storage != "s3":
+        return for_data(cfg.data_dir)
+    try:
+        from .s3 import for_settings
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in {"boto3", "botocore"}:
+            raise
+        from ..errors import ConfigError
+
+        raise ConfigError("IMGZ_STORAGE=s3 needs boto3, which is not installed: "
+                          "pip install -r requirements-scale.txt") from None
+    return for_settings(cfg)

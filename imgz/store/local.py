@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import stat
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
@@ -34,10 +35,10 @@ class LocalStore(Store):
     def prepare(self) -> None:
         os.makedirs(self.root, exist_ok=True)
 
-    def put(self, key: str, src: Path) -> None:
+    def put(self, key: str, src: Path, expires_at: datetime | None = None) -> None:
         self.put_all([(key, src)])
 
-    def put_all(self, items: Sequence[tuple[str, Path]]) -> None:
+    def put_all(self, items: Sequence[tuple[str, Path]], expires_at: datetime | None = None) -> None:
         """Link each file to its key, then fsync each folder once: an upload's files share one."""
         targets = [(self._path(key), key, src) for key, src in items]
         mode = 0o666 & ~disk.process_umask()
