@@ -149,6 +149,11 @@ class Helpers:
         """Every stored file, sorted, as ``images/<key>``."""
         return sorted(layout.in_data_dir(key) for key in self.store.list())
 
+    def local_files(self) -> list[str]:
+        """Every file under the data dir's media folder on this disk, whatever the store."""
+        media = self.data / layout.DIR
+        return sorted(str(p.relative_to(self.data)) for p in media.rglob("*") if p.is_file())
+
     def stored_bytes(self, ref: str) -> bytes:
         """The bytes stored for a file URL, ``images/<key>`` or key."""
         with self.store.open(stored_key(ref)) as stream:

@@ -166,7 +166,7 @@ def test_files_of_a_bucket_through_nginx(fronted_s3):
     image = assert_upload_ok(requests.post(url + "/api/1/upload", headers={"X-API-Key": srv.key},
                                            files={"source": ("b.jpg", data)}, timeout=30))
     assert image["url"].startswith(url + "/images/")
-    assert len(bucket.keys()) == 3 and srv.stored_files() == []
+    assert len(bucket.keys()) == 3 and srv.local_files() == []
     whole = requests.get(image["url"], timeout=10)
     assert whole.status_code == 200, whole.text
     assert hashlib.md5(whole.content).hexdigest() == image["checksum"]

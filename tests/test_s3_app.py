@@ -29,7 +29,7 @@ def test_upload_serve_and_delete_through_the_bucket(make_app, s3, png):
     assert image["url"].startswith("http://localhost/images/"), "file URLs stay the app's own"
     keys = [_key(image[v]["url"]) for v in ("image", "thumb", "medium")]
     assert s3.keys() == sorted(s3.prefix + key for key in keys)
-    assert srv.stored_files() == [], "nothing on the local disk"
+    assert srv.local_files() == [], "nothing on the local disk"
     assert srv.tmp_files() == []
     got = srv.get(image["url"])
     assert got.status_code == 200 and hashlib.md5(got.content).hexdigest() == image["checksum"]
