@@ -167,3 +167,12 @@ def test_an_unreachable_database_stops_the_start_with_one_line(tmp_path, postgre
     assert line.startswith(f"IMGZ_DATABASE_URL='postgresql://imgz:***@127.0.0.1:{port}/imgz': "
                            "cannot open it: ")
     assert "\n" not in line and "hunter2" not in line and "refused" in line.lower()
+
+
+def test_a_nul_in_a_looked_up_value_finds_nothing_on_postgresql(pg_url, make_app):
+    """PostgreSQL refuses a NUL in text: every lookup by a client's value answers as for an
+    unknown one, as on SQLite, never a 500."""
+    srv = make_app(database_url=pg_url)
+    assert srv.upload(media.png(8, 8), album_id="\x00").json()["error"]["message"] == "Album not found"
+    for path in ("/image/abc%00", "/images/2026/01/01/a%00.png", "/tag/a%00", "/delete/abc%00/x"):
+        assert srv.get(path).status_code == 404, path

@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from ..records import Album, Category
-from .connection import first, insert
+from .connection import findable, first, insert
 from .tables import albums, categories
 
 _ALBUM = (select(albums.c.id, albums.c.public_id, albums.c.user_id, albums.c.name, albums.c.created_at)
@@ -23,6 +23,8 @@ def add_album(conn: Connection, public_id: str, user_id: int, name: str, now: da
 
 
 def get_album(conn: Connection, public_id: str) -> Album | None:
+    if not findable(public_id):
+        return None
     row = first(conn, _ALBUM, {"public_id": public_id})
     return None if row is None else Album(*row)
 

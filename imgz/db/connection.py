@@ -187,6 +187,12 @@ def try_lock(conn: Connection, name: str) -> bool:
     return dialect(conn).try_lock(conn, name)
 
 
+def findable(text: str) -> bool:
+    """Whether a value a client gave could be stored text at all: PostgreSQL refuses a NUL in
+    text, so a lookup by such a value finds nothing, on every database alike, without asking."""
+    return "\x00" not in text
+
+
 def rows(conn: Connection, statement: Any, params: Any = None) -> Sequence[Row]:
     return conn.execute(statement, params).all()
 

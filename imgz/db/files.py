@@ -5,7 +5,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from ..records import StoredFile
-from .connection import rows, value, write
+from .connection import findable, rows, value, write
 from .prepared import Prepared
 from .tables import files, names, uploads
 
@@ -29,11 +29,15 @@ def release_name(conn: Connection, stem: str) -> None:
 
 def file_lookup(conn: Connection, path: str) -> StoredFile | None:
     """The type and expiry of a stored file by its path under images/ (one indexed lookup)."""
+    if not findable(path):
+        return None
     row = _FILE.first(conn, {"path": path})
     return None if row is None else StoredFile(*row)
 
 
 def upload_id_for_path(conn: Connection, path: str) -> int | None:
+    if not findable(path):
+        return None
     return value(conn, _UPLOAD_OF, {"path": path})
 
 

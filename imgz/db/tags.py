@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from .. import params
 from ..errors import DatabaseBusy
 from ..records import PopularTag, Tag
-from .connection import dialect, first, rows, write
+from .connection import findable, dialect, first, rows, write
 from .prepared import Prepared
 from .tables import tags, upload_tags, uploads
 
@@ -107,6 +107,8 @@ def drop_unused(conn: Connection, tag_ids: list[int]) -> None:
 
 
 def get_tag(conn: Connection, url_key: str) -> Tag | None:
+    if not findable(url_key):
+        return None
     row = first(conn, _TAG, {"url_key": url_key})
     return None if row is None else Tag(id=row.id, name=row.name, url_key=row.url_key)
 

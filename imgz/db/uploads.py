@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, false, func, or_, select
 from sqlalchemy.engine import Connection, Row
 
 from ..records import Upload
-from .connection import first, insert, rows, value, write
+from .connection import findable, first, insert, rows, value, write
 from .prepared import Prepared
 from .tables import UPLOAD_COLUMNS, UPLOAD_INSERT, files, upload_tags, uploads
 from .tags import drop_unused, link_tags, names_of, tag_ids_of
@@ -79,6 +79,8 @@ def insert_upload(conn: Connection, upload: Upload, delete_hash: str,
 
 
 def get_upload(conn: Connection, public_id: str) -> Upload | None:
+    if not findable(public_id):
+        return None
     found = _records(conn, rows(conn, _BY_PUBLIC_ID, {"public_id": public_id}))
     return found[0] if found else None
 
@@ -89,10 +91,14 @@ def get_upload_by_id(conn: Connection, upload_id: int) -> Upload | None:
 
 
 def public_id_taken(conn: Connection, public_id: str) -> bool:
+    if not findable(public_id):
+        return False
     return first(conn, _ID_OF, {"public_id": public_id}) is not None
 
 
 def get_delete_hash(conn: Connection, public_id: str) -> str | None:
+    if not findable(public_id):
+        return None
     return value(conn, _DELETE_HASH, {"public_id": public_id})
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection, Row
 
 from ..records import Key, User, UserSummary
-from .connection import first, insert, rows, value, write
+from .connection import findable, first, insert, rows, value, write
 from .prepared import Prepared
 from .tables import api_keys, uploads, users
 
@@ -32,6 +32,8 @@ def add_user(conn: Connection, name: str, is_admin: bool, now: datetime) -> int:
 
 
 def get_user_by_name(conn: Connection, name: str) -> User | None:
+    if not findable(name):
+        return None
     row = first(conn, _USER_BY_NAME, {"name": name})
     return None if row is None else _user(row)
 
