@@ -138,24 +138,32 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
 
     _register_errors(app)
 
+    def fresh(relpath: str) -> FileInfo | None:
+        found = db.file_lookup(connections.get(), relpath)
+        return None if found is None else FileInfo(mime=found.mime, expires_at=found.expires_at)
+
     @functools.lru_cache(maxsize=FILE_CACHE)
     def known_file(relpath: str, era: tuple[int, int]) -> FileInfo:
-        found = db.file_lookup(connections.get(), relpath)
+        found = fresh(relpath)
         if found is None:
             raise LookupError(relpath)  # not cached: the file may be placed a moment later
-        return FileInfo(mime=found.mime, expires_at=found.expires_at)
+        return found
 
-    def lookup(relpath: str) -> FileInfo | None:
-        # A file's type and expiry never change and its name is never reused, so they are
-        # remembered; expiry is checked on every request. A deletion here starts a new era at
-        # once, and the era also turns every FILE_CACHE_SECONDS, so a file whose row is gone is
-        # not served even when it could not be removed from disk, or was deleted by a command.
+    def remembered(relpath: str) -> FileInfo | None:
+        # One server on its own database: a file's type and expiry never change and its name is
+        # never reused, so they are remembered; expiry is checked on every request. A deletion
+        # here starts a new era at once, and the era also turns every FILE_CACHE_SECONDS, so a
+        # file whose row is gone is not served even when it could not be removed, or was deleted
+        # by a command.
         era = (service.deletions, int(time.monotonic() // FILE_CACHE_SECONDS))
         try:
             return known_file(relpath, era)
         except LookupError:
             return None
 
+    # Processes sharing a database server are one server: a delete or an expiry through any of
+    # them takes effect in all at once, so each request asks the database.
+    lookup = fresh if connections.pooled else remembered
     app.wsgi_app = FileResponder(app.wsgi_app, store=service.store, lookup=lookup,
                                  accel=cfg.accel, now=service.now)
     app.wsgi_app = _Outer(app.wsgi_app, app, connections)

@@ -190,7 +190,7 @@ class LiveServer(Helpers):
         """Run ``python app.py --data DIR <args>`` against this server's data dir and backends."""
         return subprocess.run([sys.executable, str(ROOT / "app.py"), "--data", str(self.data), *args],
                               cwd=ROOT, capture_output=True, text=True, timeout=60,
-                              env={**os.environ, **self.backend})
+                              env=self.env)
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """``requests.request`` to a path of this server, or to any URL."""
