@@ -32,18 +32,20 @@ class Checked:
     unrepaired: list[Upload]                     # of those, the ones repair could not mend
 
 
-def check(service: Service, repair: bool = False) -> Checked:
+def check(service: Service, repair: bool = False, orphan_age: int | None = None) -> Checked:
     """Stored files that no row knows, uploads whose original file is gone, and uploads that
     lack a thumb, medium or frame.
 
     With ``repair`` the orphan files are removed, uploads without an original go (row and
     files), missing variants are made again from the original, and puts a killed process left
-    unfinished (a bucket's multipart uploads) are aborted.
+    unfinished (a bucket's multipart uploads) are aborted. A file is an orphan once it is
+    ``orphan_age`` seconds old (default: the store's ``orphan_grace``).
     """
     store = service.store
     conn = service.connection()
     known = db.all_file_paths(conn)
-    orphans = _orphans(store, known, service.now())
+    age = store.orphan_grace if orphan_age is None else orphan_age
+    orphans = _orphans(store, known, service.now(), age)
     broken: list[Upload] = []
     lacking: list[tuple[Upload, list[str]]] = []
     for upload in db.iter_uploads(conn):
@@ -70,13 +72,13 @@ def check(service: Service, repair: bool = False) -> Checked:
     return Checked(orphans, broken, lacking, unrepaired)
 
 
-def _orphans(store: Store, known: Container[str], now: datetime) -> list[str]:
+def _orphans(store: Store, known: Container[str], now: datetime, age: int) -> list[str]:
     """Stored files no row knows, read from the store's listing page by page. On a store whose
-    puts take a while (``orphan_grace``), a file younger than that may be an upload in flight,
-    whose row comes once its last file is stored: it is no orphan yet."""
-    if not store.orphan_grace:
+    puts take a while, a file younger than ``age`` seconds may be an upload in flight, whose
+    row comes once its last file is stored: it is no orphan yet."""
+    if not age:
         return sorted(key for key in store.list() if key not in known)
-    cutoff = (now.timestamp() - store.orphan_grace) * 1_000_000_000
+    cutoff = (now.timestamp() - age) * 1_000_000_000
     return sorted(key for key, mtime_ns in store.entries() if key not in known and mtime_ns <= cutoff)
 
 
