@@ -19,7 +19,16 @@ from typing import Iterator
 
 import pytest
 
-BIN = Path(os.environ.get("IMGZ_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _binaries() -> Path:
+    """IMGZ_TEST_PG_BIN, else the newest of Debian's /usr/lib/postgresql/<version>/bin."""
+    if os.environ.get("IMGZ_TEST_PG_BIN"):
+        return Path(os.environ["IMGZ_TEST_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = _binaries()
 SETTINGS = {
     "listen_addresses": "127.0.0.1",
     "fsync": "off",  # a test database need not survive a crash of the machine
