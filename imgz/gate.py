@@ -10,10 +10,15 @@ to body.KEYLESS_BODY, go on: for them the application learns the answer's format
 Its answers come from the application's own error handler, inside a request context built from
 the headers, after the checks the application makes first (the per-address rate limit, a body
 past the largest size, the free space), so they are the application's answers to the byte.
-The gate runs on the server's loop thread: one indexed read of the key, no write.
+The gate runs on the server's loop thread: one indexed read of the key, no write. When the
+database fails that read (a database server down or unreachable), the gate lets the request go
+on, so the application answers it from a request thread (503), and asks the database nothing for
+the next ``DATABASE_PAUSE`` seconds: the loop thread waits on a failing database at most once in
+that time.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
@@ -25,12 +30,13 @@ from . import params
 from .api import throttle
 from .auth import live_key
 from .body import KEYLESS_BODY, body_limit
-from .errors import Busy, ImgzError, TooBig, Unauthorized
+from .errors import Busy, DatabaseBusy, DatabaseError, ImgzError, TooBig, Unauthorized
 from .channel import GO_ON, KEYED, Decision, Head, WSGIApp
 
 UPLOAD_PATHS = frozenset({"/api/1/upload", "/api/1/upload/"})
 FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 BUSY_RETRY = 10  # seconds
+DATABASE_PAUSE = 5.0  # seconds without the gate's key checks after the database failed one
 
 
 class KeyGate:
@@ -40,10 +46,20 @@ class KeyGate:
         self.app = app
         self.cfg = app.config["IMGZ"]
         self.service = app.config["IMGZ_SERVICE"]
+        self._paused_until = 0.0
 
     def decide(self, head: Head) -> Decision:
         if head.method not in ("GET", "POST") or head.path not in UPLOAD_PATHS:
             return GO_ON
+        if time.monotonic() < self._paused_until:
+            return GO_ON
+        try:
+            return self._decide(head)
+        except (DatabaseBusy, DatabaseError):  # Unavailable is a kind of Busy
+            self._paused_until = time.monotonic() + DATABASE_PAUSE
+            return GO_ON
+
+    def _decide(self, head: Head) -> Decision:
         conn = self.service.connection()
         header = head.headers.get("X_API_KEY", "").strip()
         if header:

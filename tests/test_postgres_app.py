@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import subprocess
+import time
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -176,3 +177,26 @@ def test_a_nul_in_a_looked_up_value_finds_nothing_on_postgresql(pg_url, make_app
     assert srv.upload(media.png(8, 8), album_id="\x00").json()["error"]["message"] == "Album not found"
     for path in ("/image/abc%00", "/images/2026/01/01/a%00.png", "/tag/a%00", "/delete/abc%00/x"):
         assert srv.get(path).status_code == 404, path
+
+
+def test_a_stopped_database_under_a_real_server_is_503_without_a_trace_from_the_gate(
+        make_server, pg_url, postgres):
+    """Through waitress the key gate reads the key first, on the server's loop thread: a database
+    that fails that read lets the request go on to the application's 503, and is not asked again
+    by the gate for a moment (the loop never waits on it twice in a row)."""
+    srv = make_server(database_url=pg_url)
+    big = media.png(900, 700)
+    assert_upload_ok(srv.upload(big))
+    postgres.stop()
+    try:
+        started = time.monotonic()
+        for _ in range(3):
+            response = srv.upload(big)
+            assert_error(response, 503, 503, "Database unavailable - retry in 5 s")
+        assert srv.get("/").status_code == 200, "pages without the database still answer"
+        assert time.monotonic() - started < 30
+    finally:
+        postgres.start()
+    assert_upload_ok(srv.upload(big))
+    log = "".join(srv.stderr)
+    assert "Traceback" not in log and "gate" not in log.lower(), log[-2000:]
