@@ -48,16 +48,31 @@ def fronted(tmp_path_factory):
 def _behind_nginx(srv: LiveServer, tmp_path: Path, s3_endpoint: str = ""):
     port = free_port()
     site = readme_snippet()
-    if s3_endpoint:  # the bucket's location goes in the same server block
-        bucket_site = readme_snippet("nginx-s3-snippet")
-        bucket_site = bucket_site.replace("https://s3.example.org", s3_endpoint)
-        bucket_site = bucket_site.replace("s3.example.org", s3_endpoint.split("://", 1)[1])
-        head, _, tail = site.rpartition("}")
-        site = head + bucket_site + "}" + tail
+    if s3_endpoint:
+        site = with_bucket(site, s3_endpoint)
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     site = site.replace("http://127.0.0.1:8080", srv.url)
     site = site.replace("/srv/imgz/data/images/", f"{srv.data}/images/")
-    prefix = tmp_path / "nginx"
+    proc = run_nginx(tmp_path / "nginx", site, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield srv, url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def with_bucket(site: str, endpoint: str) -> str:
+    """The README's site with its S3 location inside the server block, for ``endpoint``."""
+    bucket_site = readme_snippet("nginx-s3-snippet")
+    bucket_site = bucket_site.replace("https://s3.example.org", endpoint)
+    bucket_site = bucket_site.replace("s3.example.org", endpoint.split("://", 1)[1])
+    head, _, tail = site.rpartition("}")
+    return head + bucket_site + "}" + tail
+
+
+def run_nginx(prefix: Path, site: str, port: int) -> subprocess.Popen:
+    """nginx in its own folder with ``site`` in its http block, once it listens on ``port``."""
     prefix.mkdir()
     user = "user root;" if os.geteuid() == 0 else ""
     (prefix / "nginx.conf").write_text(f"""
@@ -66,7 +81,7 @@ daemon off;
 worker_processes 1;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log;
-events {{ worker_connections 64; }}
+events {{ worker_connections 128; }}
 http {{
     access_log off;
     client_body_temp_path {prefix}/body;
@@ -80,21 +95,16 @@ http {{
 """)
     proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return proc
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "nginx failed")
+                proc.kill()
+                raise RuntimeError((prefix / "error.log").read_text())
             time.sleep(0.05)
-    try:
-        yield srv, url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_files_through_nginx_keep_type_and_security_headers(fronted):

@@ -4,10 +4,6 @@ carries on when one process stops."""
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +11,7 @@ import requests
 
 from conftest import LiveServer
 from test_api_answer import assert_upload_ok
-from test_nginx import NGINX, free_port, readme_snippet
+from test_nginx import NGINX, free_port, readme_snippet, run_nginx, with_bucket
 import media
 
 pytestmark = [pytest.mark.skipif(NGINX is None, reason="nginx is not installed"),
@@ -32,46 +28,7 @@ def site_with_upstream(ports: list[int], listen: int, endpoint: str) -> str:
     assert "proxy_pass http://127.0.0.1:8080;" in site
     site = site.replace("proxy_pass http://127.0.0.1:8080;", 'proxy_pass http://imgz;\n'
                         '        proxy_http_version 1.1;\n        proxy_set_header Connection "";')
-    bucket_site = readme_snippet("nginx-s3-snippet").replace("https://s3.example.org", endpoint)
-    bucket_site = bucket_site.replace("s3.example.org", endpoint.split("://", 1)[1])
-    head, _, tail = site.rpartition("}")
-    site = head + bucket_site + "}" + tail
-    return upstream + site.replace("listen 80;", f"listen 127.0.0.1:{listen};")
-
-
-def start_nginx(prefix: Path, site: str, port: int) -> subprocess.Popen:
-    prefix.mkdir()
-    user = "user root;" if os.geteuid() == 0 else ""
-    (prefix / "nginx.conf").write_text(f"""
-{user}
-daemon off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log;
-events {{ worker_connections 128; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    default_type application/octet-stream;
-{site}
-}}
-""")
-    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError((prefix / "error.log").read_text())
-            time.sleep(0.05)
+    return upstream + with_bucket(site, endpoint).replace("listen 80;", f"listen 127.0.0.1:{listen};")
 
 
 def scratch_folders(data: Path) -> list[Path]:
@@ -84,7 +41,7 @@ def test_the_readme_upstream_of_two_processes_is_one_server(tmp_path, pg_url, s3
     second = LiveServer(tmp_path / "b", env)
     listen = free_port()
     front = f"http://127.0.0.1:{listen}"
-    nginx = start_nginx(tmp_path / "nginx", site_with_upstream([first.port, second.port], listen,
+    nginx = run_nginx(tmp_path / "nginx", site_with_upstream([first.port, second.port], listen,
                                                                s3.endpoint), listen)
     try:
         sent = {}
