@@ -39,7 +39,8 @@ def check(service: Service, repair: bool = False, orphan_age: int | None = None)
     With ``repair`` the orphan files are removed, uploads without an original go (row and
     files), missing variants are made again from the original, and puts a killed process left
     unfinished (a bucket's multipart uploads) are aborted. A file is an orphan once it is
-    ``orphan_age`` seconds old (default: the store's ``orphan_grace``).
+    ``orphan_age`` seconds old (default: the store's ``orphan_grace``); an unfinished put
+    is stale at the same age (default an hour).
     """
     store = service.store
     conn = service.connection()
@@ -58,8 +59,9 @@ def check(service: Service, repair: bool = False, orphan_age: int | None = None)
     unrepaired: list[Upload] = []
     if repair:
         store.delete(orphans)
-        if store.abort_stale_puts(service.now() - timedelta(seconds=STALE_PUT)):
-            log.info("aborted unfinished puts begun over %d s ago", STALE_PUT)
+        stale = STALE_PUT if orphan_age is None else orphan_age
+        if store.abort_stale_puts(service.now() - timedelta(seconds=stale)):
+            log.info("aborted unfinished puts begun over %d s ago", stale)
         for upload in broken:
             service.delete(upload)
         for upload, variants in lacking:

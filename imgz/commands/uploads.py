@@ -64,9 +64,9 @@ def upload_delete(obj: Context, ident: str) -> None:
 @click.command()
 @click.option("--repair", is_flag=True, help="Remove orphan files and uploads whose file is gone.")
 @click.option("--orphan-age", type=click.IntRange(0), default=None, metavar="SECONDS",
-              help="Count a file no upload owns as an orphan only once it is this old. Default: "
-                   "3600 on S3, whose puts of an upload in flight come before its row; 0 on the "
-                   "local disk.")
+              help="Count a file no upload owns as an orphan, and an unfinished multipart upload "
+                   "as stale, only once it is this old. Default: 3600 on S3, whose puts of an "
+                   "upload in flight come before its row; 0 for the local disk's files.")
 @click.pass_obj
 def check(obj: Context, repair: bool, orphan_age: int | None) -> None:
     """Compare rows and files: report files no upload owns and uploads whose file is missing."""
