@@ -11,6 +11,7 @@ per upload or GET are wanted.
 """
 from __future__ import annotations
 
+import os
 import re
 import socket
 import sys
@@ -195,3 +196,33 @@ class CountingProxy:
     def close(self) -> None:
         self.closed = True
         self.sock.close()
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) of a process, or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by a process and every live descendant (media workers,
+    PostgreSQL's backends)."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (found := _stat(int(entry))) is not None:
+            stats[int(entry)] = found
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+            todo.extend(p for p, (parent, _) in stats.items() if parent == pid)
+    return total
+
+
+def postmaster_pid(pg: BenchPostgres) -> int:
+    return int((pg.data / "postmaster.pid").read_text().split()[0])

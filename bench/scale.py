@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import compare
+import engines
 import figures
 import inputs
 import load
@@ -78,6 +79,10 @@ def uploads(s: Session) -> list[Row]:
     a = s.args
     servers = pair(s, "scale-uploads", IMGZ_MAX_UPLOAD_MB=str(compare.MAX_UPLOAD_MB))
     rows: list[Row] = []
+    # CPU of every process an upload keeps busy: the machine is shared by the engines
+    trees = {"scale": {"imgz": servers["scale"][0].pid, "SeaweedFS": s.engines.weed.proc.pid,
+                       "PostgreSQL": engines.postmaster_pid(s.engines.pg)},
+             "embedded": {"imgz": servers["embedded"][0].pid}}
     say(f"\n== scale uploads: PostgreSQL + SeaweedFS vs SQLite + local disk, concurrency "
         f"{a.concurrency}, {a.rounds} rounds of {a.upload_seconds:g} s per server")
     try:
@@ -85,10 +90,19 @@ def uploads(s: Session) -> list[Row]:
             body = load.multipart(file)
             payload = body.payload()
 
+            cpu = {name: dict.fromkeys(trees[name], 0.0) for name in trees}
+            done = dict.fromkeys(trees, 0)
+
             def run(name: str, seconds: float) -> load.RunResult:
                 _, base, key = servers[name]
-                return load.upload_run(base + "/api/1/upload", body, {"X-API-Key": key},
-                                       concurrency=a.concurrency, seconds=seconds, payload=payload)
+                before = {part: engines.tree_cpu(pid) for part, pid in trees[name].items()}
+                result = load.upload_run(base + "/api/1/upload", body, {"X-API-Key": key},
+                                         concurrency=a.concurrency, seconds=seconds,
+                                         payload=payload)
+                for part, pid in trees[name].items():
+                    cpu[name][part] += engines.tree_cpu(pid) - before[part]
+                done[name] += result.requests
+                return result
 
             say(f"-- {label} ({file.stat().st_size / 1e6:.1f} MB)")
             rates = compare.rounds(["scale", "embedded"], run, count=a.rounds,
@@ -98,6 +112,12 @@ def uploads(s: Session) -> list[Row]:
                                  compare.pair_ratio(rates["scale"], rates["embedded"]), 0.8))
             rows.append(Row(f"upload {label}: PostgreSQL+S3 / SQLite+local uploads/s",
                             f"{median(rates['scale']):.2f} / {median(rates['embedded']):.2f}"))
+            per = {name: ", ".join(f"{part} {1000 * spent / max(done[name], 1):.0f}"
+                                   for part, spent in cpu[name].items()) for name in cpu}
+            say(f"  CPU ms per upload: PostgreSQL+S3: {per['scale']}; SQLite+local: "
+                f"{per['embedded']}")
+            rows.append(Row(f"upload {label}: CPU ms per upload, PostgreSQL+S3", per["scale"]))
+            rows.append(Row(f"upload {label}: CPU ms per upload, SQLite+local", per["embedded"]))
     finally:
         for child, _, _ in servers.values():
             s.pool.stop(child)
@@ -133,17 +153,19 @@ def memory(s: Session) -> list[Row]:
     finally:
         s.pool.stop(child)
     growth = (hwm - before) / 1024
-    answered = stored = "-"
+    answered = stored = kept = "-"
     if status == 200:
         image = json.loads(answer)["image"]
         answered = image["source_checksum"] or image["checksum"]
         key_name = bucket.prefix + image["url"].split("/images/", 1)[1]
         stored = _object_md5(bucket, key_name)
+        kept = image["checksum"]  # the stored file's (a video may be remuxed): the object's
     say(f"  {size / inputs.MIB:.0f} MiB in {took:.1f} s ({size / 1e6 / took:.0f} MB/s); HTTP "
-        f"{status}; md5 sent {sent}, answered {answered}, of the object read back {stored}")
+        f"{status}; md5 sent {sent}, answered {answered}; stored file's checksum {kept}, md5 "
+        f"of the object read back {stored}")
     say(f"  RSS before {before / 1024:.1f} MiB, peak {hwm / 1024:.1f} MiB"
         + ("" if reset else " (peak not resettable: since start)"))
-    ok = status == 200 and answered == sent == stored
+    ok = status == 200 and answered == sent and kept == stored
     return [Row(f"S3 memory run {size / inputs.MIB:.0f} MiB video: answer",
                 f"HTTP {status}, md5 {'ok' if ok else 'wrong'}", "200, md5 ok",
                 "PASS" if ok else "MISS"),
