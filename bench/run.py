@@ -16,10 +16,8 @@ scale-costs (bench/scale.py, twoprocs.py, scale_migrate.py); all by default.
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +27,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
-import PIL  # noqa: E402
-
+import about  # noqa: E402
 import compare  # noqa: E402
 import engines  # noqa: E402
 import figures  # noqa: E402
@@ -235,40 +232,6 @@ class Session:
         self.rows.append(Row("memory run: upload speed", f"{r.size / 1e6 / r.seconds:.0f} MB/s"))
 
 
-def _versions(use_wrk: bool) -> str:
-    def first_line(cmd: list[str]) -> str:
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-            return (out.stdout or out.stderr).strip().splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            return "absent"
-
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    return (f"Python {platform.python_version()}, Pillow {PIL.__version__}, "
-            f"{first_line([inputs.ffmpeg(), '-version'])[:40]}; "
-            f"nginx: {first_line([nginx, '-v'])}; "
-            f"GET client: {'wrk' if use_wrk else 'Python'}")
-
-
-def _estimate(args: argparse.Namespace) -> float:
-    """Seconds the chosen parts take on an idle 2-core machine, roughly."""
-    seconds = 40.0  # inputs
-    if "uploads" in args.parts:
-        seconds += 9 * (args.rounds * (args.upload_seconds + 1.5) + 4)
-    if "serving" in args.parts:
-        seconds += 8 * (args.rounds * args.get_seconds + 1) + 5
-    for part, cost in (("frame", 10), ("expiry", 10), ("memory", 60 + args.big_mib / 40),
-                       ("startup", 10 + args.startup_uploads / 3000),
-                       ("scale-uploads", 4 * (args.rounds * (args.upload_seconds + 1.5) + 4)),
-                       ("scale-serving", 40 + 4 * (args.rounds * args.get_seconds + 1)),
-                       ("scale-memory", 60 + args.big_mib / 20), ("scale-costs", 30),
-                       ("two-procs", args.two_procs_seconds + 30),
-                       ("scale-migrate", 40 if args.quick else 150)):
-        if part in args.parts:
-            seconds += cost
-    return seconds
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -283,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     session = Session(args, work, pool)
     began = time.perf_counter()
     say(f"imgz benchmark{' (quick)' if args.quick else ''}: parts {', '.join(args.parts)}")
-    say(f"machine: {procs.cpu_count()} cores, load {procs.load_average()}; {_versions(session.use_wrk)}")
-    say(f"work dir {work}; expected length about {_estimate(args) / 60:.0f} min")
+    say(f"machine: {procs.cpu_count()} cores, load {procs.load_average()}; {about.versions(session.use_wrk)}")
+    say(f"work dir {work}; expected length about {about.estimate(args) / 60:.0f} min")
     failed = False
     try:
         for part in args.parts:
