@@ -9,15 +9,15 @@ bare wsgi.file_wrapper server, Flask's send_file and nginx (when installed). Eac
 prints the median of each server and the median of the per-round ratios; a summary table with
 each figure, its target and PASS/MISS comes last. Inputs are generated from a fixed seed.
 
-Parts: uploads, serving, frame, expiry, startup, memory (all by default).
+Parts: uploads, serving, frame, expiry, startup, memory, and on PostgreSQL + SeaweedFS (a server
+of each started for the run): scale-uploads, scale-serving, scale-memory, two-procs, scale-migrate,
+scale-costs (bench/scale.py, twoprocs.py, scale_migrate.py); all by default.
 """
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,16 +27,18 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
-import PIL  # noqa: E402
-
+import about  # noqa: E402
 import compare  # noqa: E402
+import engines  # noqa: E402
 import figures  # noqa: E402
 import inputs  # noqa: E402
 import load  # noqa: E402
 import procs  # noqa: E402
 from report import Row, at_most, median, say, table  # noqa: E402
 
-PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory")
+SCALE_PARTS = ("scale-uploads", "scale-serving", "scale-memory", "two-procs", "scale-migrate",
+               "scale-costs")
+PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory", *SCALE_PARTS)
 UPLOAD_CASES = compare.UPLOAD_CASES
 MAX_RUN_SECONDS = 30
 
@@ -55,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=8, help="waitress threads of every server (8)")
     p.add_argument("--big-mib", type=int, help="size of the memory run's video (default 1000)")
     p.add_argument("--startup-uploads", type=int, help="uploads stored for start-up (100000)")
+    p.add_argument("--two-procs-seconds", type=float,
+                   help="length of the two-procs run (default 60; 15 with --quick)")
     p.add_argument("--expiry-uploads", type=int, default=10_000,
                    help="expired uploads swept at once (default 10000)")
     p.add_argument("--cases", help="comma-separated upload cases to run: png, jpeg, mp4, gif "
@@ -71,7 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     quick = args.quick
     defaults = dict(rounds=3 if quick else 5, upload_seconds=4 if quick else 10,
                     get_seconds=3 if quick else 5, big_mib=200 if quick else 1000,
-                    startup_uploads=20_000 if quick else 100_000)
+                    startup_uploads=20_000 if quick else 100_000,
+                    two_procs_seconds=15 if quick else 60)
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -116,6 +121,15 @@ class Session:
         self._imgz: tuple[procs.Child, str, str] | None = None
         self.use_wrk = load.wrk_path() is not None and not args.python_client
         self._baseline: tuple[procs.Child, str, str] | None = None
+        self.engines = engines.Engines(work, log=say)
+
+    def run_part(self, part: str) -> None:
+        if part in SCALE_PARTS:
+            import scale
+
+            self.rows += scale.part(part)(self)
+        else:
+            getattr(self, part)()
 
     def prepared(self) -> inputs.Inputs:
         if self.inputs is None:
@@ -218,35 +232,6 @@ class Session:
         self.rows.append(Row("memory run: upload speed", f"{r.size / 1e6 / r.seconds:.0f} MB/s"))
 
 
-def _versions(use_wrk: bool) -> str:
-    def first_line(cmd: list[str]) -> str:
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-            return (out.stdout or out.stderr).strip().splitlines()[0]
-        except (OSError, IndexError, subprocess.SubprocessError):
-            return "absent"
-
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    return (f"Python {platform.python_version()}, Pillow {PIL.__version__}, "
-            f"{first_line([inputs.ffmpeg(), '-version'])[:40]}; "
-            f"nginx: {first_line([nginx, '-v'])}; "
-            f"GET client: {'wrk' if use_wrk else 'Python'}")
-
-
-def _estimate(args: argparse.Namespace) -> float:
-    """Seconds the chosen parts take on an idle 2-core machine, roughly."""
-    seconds = 40.0  # inputs
-    if "uploads" in args.parts:
-        seconds += 9 * (args.rounds * (args.upload_seconds + 1.5) + 4)
-    if "serving" in args.parts:
-        seconds += 8 * (args.rounds * args.get_seconds + 1) + 5
-    for part, cost in (("frame", 10), ("expiry", 10), ("memory", 60 + args.big_mib / 40),
-                       ("startup", 10 + args.startup_uploads / 3000)):
-        if part in args.parts:
-            seconds += cost
-    return seconds
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -261,13 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     session = Session(args, work, pool)
     began = time.perf_counter()
     say(f"imgz benchmark{' (quick)' if args.quick else ''}: parts {', '.join(args.parts)}")
-    say(f"machine: {procs.cpu_count()} cores, load {procs.load_average()}; {_versions(session.use_wrk)}")
-    say(f"work dir {work}; expected length about {_estimate(args) / 60:.0f} min")
+    say(f"machine: {procs.cpu_count()} cores, load {procs.load_average()}; {about.versions(session.use_wrk)}")
+    say(f"work dir {work}; expected length about {about.estimate(args) / 60:.0f} min")
     failed = False
     try:
         for part in args.parts:
             try:
-                getattr(session, part)()
+                session.run_part(part)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:
@@ -279,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         say("\ninterrupted")
     finally:
         pool.stop_all()
+        session.engines.stop()
         if args.keep:
             say(f"kept {work}")
         else:
