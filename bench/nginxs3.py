@@ -41,7 +41,7 @@ def site(port: int, imgz_url: str, data: Path, endpoint: str) -> str:
     head, _, tail = text.rpartition("}")
     text = head + bucket_site + direct + "}" + tail
     text = text.replace("listen 80;", f"listen {procs.HOST}:{port};")
-    text = text.replace("http://127.0.0.1:8080", imgz_url)
+    text = text.replace("server 127.0.0.1:8080;", f"server {imgz_url.split('://', 1)[1]};")
     return text.replace("/srv/imgz/data/images/", f"{data}/images/")
 
 

@@ -51,7 +51,7 @@ def _behind_nginx(srv: LiveServer, tmp_path: Path, s3_endpoint: str = ""):
     if s3_endpoint:
         site = with_bucket(site, s3_endpoint)
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    site = site.replace("http://127.0.0.1:8080", srv.url)
+    site = site.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{srv.port};")
     site = site.replace("/srv/imgz/data/images/", f"{srv.data}/images/")
     proc = run_nginx(tmp_path / "nginx", site, port)
     url = f"http://127.0.0.1:{port}"

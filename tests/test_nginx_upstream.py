@@ -19,16 +19,16 @@ pytestmark = [pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 
 
 def site_with_upstream(ports: list[int], listen: int, endpoint: str) -> str:
-    """The README's server block, its S3 location inside, its upstream beside it, as the
-    README says to put them together."""
+    """The README's site, its S3 location inside, its upstream block replaced by the README's one
+    of several processes, as the README says."""
     upstream = readme_snippet("nginx-upstream-snippet")
     for example, port in zip(("127.0.0.1:8080", "127.0.0.1:8081"), ports):
         upstream = upstream.replace(example, f"127.0.0.1:{port}")
     site = readme_snippet()
-    assert "proxy_pass http://127.0.0.1:8080;" in site
-    site = site.replace("proxy_pass http://127.0.0.1:8080;", 'proxy_pass http://imgz;\n'
-                        '        proxy_http_version 1.1;\n        proxy_set_header Connection "";')
-    return upstream + with_bucket(site, endpoint).replace("listen 80;", f"listen 127.0.0.1:{listen};")
+    start = site.index("upstream imgz {")
+    site = site[:start] + upstream.strip() + site[site.index("}", start) + 1:]
+    assert "proxy_pass http://imgz;" in site and site.count("upstream imgz") == 1
+    return with_bucket(site, endpoint).replace("listen 80;", f"listen 127.0.0.1:{listen};")
 
 
 def scratch_folders(data: Path) -> list[Path]:
