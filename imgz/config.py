@@ -52,6 +52,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("s3_checksum", "when_supported", "When the SDK adds request checksums: when_supported, or "
             "when_required for stores that refuse the newer ones.",
             Choice("when_supported", "when_required")),
+    Setting("s3_cache_mb", "1000", "With IMGZ_STORAGE=s3: MB of this host's disk (<data>/cache) for "
+            "copies of files read from the bucket, answered from there afterwards; 0: none.",
+            Whole(0, MANY * MANY, " of MB")),
     Setting("public_url", "", "With IMGZ_STORAGE=s3: a public bucket or CDN URL that answers point "
             "file URLs at instead of this server's /images/.", PublicURL()),
     Setting("host", "0.0.0.0", "Address to listen on.",
@@ -135,6 +138,7 @@ class Config:
     s3_prefix: str
     s3_path_style: bool
     s3_checksum: str
+    s3_cache_mb: int
     public_url: str
     host: str
     port: int

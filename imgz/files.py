@@ -10,6 +10,7 @@ files, with a fileno.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -265,7 +266,9 @@ class FileResponder:
         except BaseException:
             file.close()
             raise
-        if st.path is None:  # a stream from elsewhere: read and bounded here
+        if st.path is None or not isinstance(file, io.BufferedReader):
+            # a stream from elsewhere (a remote store's, its local copy gone since the stat):
+            # read and bounded here
             return _FileBody(file, stop - start, REMOTE_BLOCK_SIZE)
         return _body(environ, file, start, stop - start, size)
 

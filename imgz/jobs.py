@@ -36,6 +36,7 @@ def sweep(service: Service) -> int | None:
             removed = service.purge_expired()
     if removed:
         log.info("expiry sweep removed %d expired upload%s", removed, "" if removed == 1 else "s")
+    service.prune_copies()
     return removed
 
 

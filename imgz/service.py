@@ -250,6 +250,17 @@ class Service:
         self.store.delete(paths)
         return True
 
+    def prune_copies(self) -> int:
+        """Drop this host's copies of files (a remote store's cache) whose upload is gone, deleted
+        or expired through another process; return how many."""
+        copies = self.store.copies()
+        if not copies:
+            return 0
+        known = db.known_paths(self.connection(), copies)
+        gone = [key for key in copies if key not in known]
+        self.store.drop_copies(gone)
+        return len(gone)
+
     def purge_expired(self, now: datetime | None = None, batch: int = 500) -> int:
         """Delete every upload expired at ``now``, a batch at a time, each in one transaction:
         its rows are claimed (locked), their files deleted, then the rows. A crash before the

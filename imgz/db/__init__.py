@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from .albums import add_album, add_category, get_album, get_category, get_category_by_name
 from .buckets import bucket_count, prepare_buckets, prune_buckets, take_token
 from .connection import LocalConnections, connect, is_postgresql, lock, transaction, try_lock
-from .files import all_file_paths, file_lookup, release_name, reserve_name, upload_id_for_path
+from .files import all_file_paths, file_lookup, known_paths, release_name, reserve_name, upload_id_for_path
 from .migrations import SCHEMA_VERSION, migrate, schema_version_of
 from .postgresql import MissingDriver
 from .tags import get_tag, popular_tags
@@ -40,7 +40,7 @@ __all__ = [
     "add_user", "get_user_by_name", "list_users",
     "add_key", "find_key", "touch_key", "list_keys", "revoke_key", "count_keys",
     "add_album", "get_album", "add_category", "get_category", "get_category_by_name",
-    "reserve_name", "release_name", "file_lookup", "upload_id_for_path", "all_file_paths",
+    "reserve_name", "release_name", "file_lookup", "known_paths", "upload_id_for_path", "all_file_paths",
     "insert_upload", "get_upload", "get_upload_by_id", "public_id_taken", "get_delete_hash",
     "iter_uploads", "count_uploads", "add_view", "set_variant", "delete_upload", "delete_uploads",
     "expired_ids", "claim_expired", "paths_of", "tag_uploads", "get_tag", "popular_tags",

@@ -43,3 +43,14 @@ def upload_id_for_path(conn: Connection, path: str) -> int | None:
 
 def all_file_paths(conn: Connection) -> set[str]:
     return {row.path for row in rows(conn, _ALL_PATHS)}
+
+
+def known_paths(conn: Connection, paths: list[str]) -> set[str]:
+    """Those of ``paths`` that a stored upload still owns."""
+    found: set[str] = set()
+    for first in range(0, len(paths), 500):
+        batch = [path for path in paths[first:first + 500] if findable(path)]
+        if batch:
+            found.update(row[0] for row in rows(conn, select(files.c.path)
+                                                .where(files.c.path.in_(batch))))
+    return found

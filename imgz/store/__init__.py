@@ -93,6 +93,13 @@ class Store(abc.ABC):
             if st is not None:
                 yield key, st.mtime_ns
 
+    def copies(self) -> list[str]:
+        """The keys this host keeps local copies of (a remote store's cache); none by default."""
+        return []
+
+    def drop_copies(self, keys: Iterable[str]) -> None:
+        """Remove this host's copies of ``keys``, if any (their uploads are gone)."""
+
     def abort_stale_puts(self, older_than: datetime) -> int:
         """End puts begun before ``older_than`` that never finished (a process killed during a
         multipart upload leaves its parts); how many. A store whose puts leave nothing: 0."""
@@ -144,7 +151,7 @@ def for_config(cfg: Config) -> Store:
     if cfg.storage != "s3":
         return for_data(cfg.data_dir)
     try:
-        from .s3 import for_settings
+        from .s3.made import for_settings
     except ImportError as exc:
         if (exc.name or "").partition(".")[0] not in {"boto3", "botocore"}:
             raise

@@ -25,16 +25,14 @@ import tempfile
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from ...errors import StoreUnavailable
 from ...filetype import MIME
 from .. import Stat, Store, check_key, check_prefix
-from .sdk import ClientError, Failure, answers, client_for, code_of, why
-
-if TYPE_CHECKING:
-    from ...config import Config
+from ..cache import DiskCache, Tee
+from .sdk import ClientError, Failure, answers, code_of, why
 
 log = logging.getLogger("imgz")
 
@@ -59,8 +57,9 @@ class S3Store(Store):
     orphan_grace = ORPHAN_GRACE
 
     def __init__(self, client: Any, bucket: str, prefix: str = "", *, cache_control: bool = False,
-                 conditional: bool | None = None) -> None:
+                 conditional: bool | None = None, copies: DiskCache | None = None) -> None:
         self.client = client
+        self.cache = copies  # this host's copies of files read (store/cache.py), or None
         self.bucket = bucket
         self.prefix = prefix
         self.cache_control = cache_control  # objects are fetched directly (IMGZ_PUBLIC_URL)
@@ -173,6 +172,14 @@ class S3Store(Store):
             return io.BytesIO(b"")
         args: dict[str, str] = {}
         known = self._stats.get(key)
+        copy = self.cache.path(key) if self.cache is not None else None
+        if copy is not None:
+            try:
+                file = open(copy, "rb")
+                file.seek(start)
+                return file
+            except OSError:  # dropped since: read from the bucket
+                pass
         if known is not None:
             args["IfMatch"] = f'"{known.version}"'
         if start or stop is not None:
@@ -180,7 +187,8 @@ class S3Store(Store):
         try:
             with answers("read", key):
                 try:
-                    return self.client.get_object(Bucket=self.bucket, Key=name, **args)["Body"]
+                    body = self.client.get_object(Bucket=self.bucket, Key=name, **args)["Body"]
+                    return self._copied(key, body, start, stop, known)
                 except ClientError as exc:
                     if code_of(exc)[1] == 416 and stop is None:
                         return io.BytesIO(b"")  # from the end on: nothing
@@ -189,7 +197,23 @@ class S3Store(Store):
             self._forget([key])
             raise FileNotFoundError(f"stored file {key!r} changed") from None
 
+    def _copied(self, key: str, body: IO[bytes], start: int, stop: int | None,
+                known: Stat | None) -> IO[bytes]:
+        """The stream of a whole file, also written to this host's copy when there is room."""
+        if self.cache is None or known is None or start or stop not in (None, known.size):
+            return body
+        filling = self.cache.filling(key, known.size)
+        return body if filling is None else Tee(body, filling)  # type: ignore[return-value]
+
     def stat(self, key: str) -> Stat | None:
+        st = self._stat(key)
+        if st is not None and self.cache is not None:
+            copy = self.cache.path(key)
+            if copy is not None:  # answered from this host's copy, with the object's own dates
+                return st._replace(path=copy)
+        return st
+
+    def _stat(self, key: str) -> Stat | None:
         name = self._name(key)
         known = self._stats.get(key)
         if known is not None:
@@ -219,6 +243,14 @@ class S3Store(Store):
         names = [self._name(key) for key in keys]
         self._forget(keys)
         self._delete_names(names)
+        self.drop_copies(keys)
+
+    def copies(self) -> list[str]:
+        return [] if self.cache is None else self.cache.keys()
+
+    def drop_copies(self, keys: Iterable[str]) -> None:
+        if self.cache is not None:
+            self.cache.remove(keys)
 
     def _delete_names(self, names: list[str]) -> None:
         cut = len(self.prefix)
@@ -286,21 +318,3 @@ class S3Store(Store):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-
-
-_made: dict[tuple, S3Store] = {}
-_made_lock = threading.Lock()
-
-
-def for_settings(cfg: Config) -> S3Store:
-    """The process's store (and client) for the S3 settings of ``cfg``."""
-    ident = (cfg.s3_endpoint, cfg.s3_region, cfg.s3_path_style, cfg.s3_checksum, cfg.s3_bucket,
-             cfg.s3_prefix, bool(cfg.public_url))
-    with _made_lock:
-        store = _made.get(ident)
-        if store is None:
-            store = _made[ident] = S3Store(client_for(cfg), cfg.s3_bucket, cfg.s3_prefix,
-                                           cache_control=bool(cfg.public_url))
-        return store
-
-
