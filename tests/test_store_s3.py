@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -250,3 +251,14 @@ def test_a_read_of_an_object_replaced_elsewhere_is_refused(s3, tmp_path):
     with pytest.raises(FileNotFoundError):
         store.open(KEY)
     assert store.stat(KEY).size == 2000
+
+
+def test_a_signed_path_is_made_again_once_half_its_time_is_gone(s3, tmp_path):
+    from imgz.store.s3.sdk import Signer
+
+    signer = Signer(s3.client, s3.name, seconds=2)
+    first = signer.path(s3.prefix + "a.png")
+    assert signer.path(s3.prefix + "a.png") == first, "within the first half: the same"
+    time.sleep(1.1)
+    again = signer.path(s3.prefix + "a.png")
+    assert again != first and "X-Amz-Expires=2" in again

@@ -26,13 +26,12 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
-from urllib.parse import urlsplit
 
 from ...errors import StoreUnavailable
 from ...filetype import MIME
 from .. import Stat, Store, check_key, check_prefix
 from ..cache import DiskCache, Tee
-from .sdk import ClientError, Failure, answers, code_of, why
+from .sdk import ClientError, Failure, Signer, answers, code_of, why
 
 log = logging.getLogger("imgz")
 
@@ -65,6 +64,7 @@ class S3Store(Store):
         self.cache_control = cache_control  # objects are fetched directly (IMGZ_PUBLIC_URL)
         self.conditional = conditional      # If-None-Match honoured; None: not probed yet
         self._stats: dict[str, Stat] = {}
+        self._signer = Signer(client, bucket, PRESIGN_SECONDS)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -242,6 +242,7 @@ class S3Store(Store):
         keys = list(keys)
         names = [self._name(key) for key in keys]
         self._forget(keys)
+        self._signer.forget(names)
         self._delete_names(names)
         self.drop_copies(keys)
 
@@ -297,11 +298,7 @@ class S3Store(Store):
         return aborted
 
     def accel_target(self, key: str) -> str | None:
-        url = self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._name(key)},
-            ExpiresIn=PRESIGN_SECONDS)
-        parts = urlsplit(url)
-        return f"{parts.path}?{parts.query}"
+        return self._signer.path(self._name(key))
 
     def free_bytes(self) -> int | None:
         return None

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Iterator
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as ClientConfig
@@ -80,3 +82,30 @@ def client_for(cfg: Config) -> Any:
             "s3", endpoint_url=cfg.s3_endpoint or None, region_name=cfg.s3_region or None,
             config=settings)
         return client
+
+
+class Signer:
+    """Paths of objects signed for GET (for nginx), each made again once half its time is gone:
+    signing costs more than the rest of a request handed to nginx."""
+
+    def __init__(self, client: Any, bucket: str, seconds: int, most: int = 50_000) -> None:
+        self.client, self.bucket, self.seconds, self.most = client, bucket, seconds, most
+        self._made: dict[str, tuple[float, str]] = {}
+
+    def path(self, name: str) -> str:
+        now = time.monotonic()
+        made = self._made.get(name)
+        if made is not None and now - made[0] < self.seconds / 2:
+            return made[1]
+        url = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": name}, ExpiresIn=self.seconds)
+        parts = urlsplit(url)
+        signed = f"{parts.path}?{parts.query}"
+        if len(self._made) >= self.most:
+            self._made.clear()
+        self._made[name] = (now, signed)
+        return signed
+
+    def forget(self, names: list[str]) -> None:
+        for name in names:
+            self._made.pop(name, None)
