@@ -35,9 +35,16 @@ def category_for(service: Service, value: str) -> int:
 
 
 def find_upload(service: Service, ident: str) -> Upload | None:
-    """An upload by public id, viewer or short URL, file URL, or path under images/."""
+    """An upload by public id, viewer or short URL, file URL (the app's, or under
+    IMGZ_PUBLIC_URL), or path under images/."""
     conn = service.connection()
     text = ident.strip()
+    public = service.config.public_url
+    if public and text.startswith(public + "/"):  # <public_url>/<s3_prefix><key>
+        key = unquote(text[len(public) + 1:].partition("?")[0])
+        key = key[len(service.config.s3_prefix):] if key.startswith(service.config.s3_prefix) else key
+        upload_id = db.upload_id_for_path(conn, key)
+        return None if upload_id is None else db.get_upload_by_id(conn, upload_id)
     path = urlsplit(text).path if "://" in text else text
     path = unquote(path).strip("/")
     prefix = layout.URL_PREFIX.lstrip("/")

@@ -101,6 +101,12 @@ def test_a_public_url_takes_answers_and_pages_to_the_objects(make_app, s3, png):
     kept = assert_upload_ok(srv.upload(media.png(50, 40)))
     head = s3.client.head_object(Bucket=s3.name, Key=kept["url"][len("https://cdn.example.org/media/"):])
     assert head["CacheControl"] == "public, max-age=31536000, immutable"
+    # the command line takes an upload by its public file URL too
+    env = {f"IMGZ_{k.upper()}": str(v)
+           for k, v in s3.settings(public_url="https://cdn.example.org/media/").items()}
+    taken = run_command("--data", str(srv.data), "upload", "delete", kept["url"], env=env)
+    assert taken.returncode == 0, taken.stderr
+    assert srv.get(kept["url_viewer"].replace("http://localhost", "")).status_code == 404
 
 
 def test_check_pages_through_the_bucket_and_spares_uploads_in_flight(make_app, s3, png):
