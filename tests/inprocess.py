@@ -150,11 +150,11 @@ class InProcess(Helpers):
     # -- commands --------------------------------------------------------------------------------
 
     def command(self, *args: str) -> CompletedProcess:
-        """``python app.py --data DIR <args>``, run in this process with the backend pair's
-        settings; ``serve`` is not run here."""
+        """``python app.py --data DIR <args>``, run in this process with the app's own settings
+        (its backend pair's among them), as its owner would; ``serve`` is not run here."""
         if "serve" in args:
             raise ValueError("serve listens: run it with LiveServer")
-        return run_command("--data", str(self.data), *args, env=dict(self.backend))
+        return run_command("--data", str(self.data), *args, env=dict(self.env))
 
 
 def as_response(status: str, headers: Iterable[tuple[str, str]], content: bytes, url: str) -> requests.Response:
