@@ -54,25 +54,8 @@ def start(pool: procs.Pool, prefix: Path, imgz_url: str, bucket) -> tuple[procs.
     port = procs.free_port()
     conf = prefix / "nginx.conf"
     # one foreground process as the caller, as bench/procs.py's nginx (worker_processes 1)
-    conf.write_text(f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    default_type application/octet-stream;
-    keepalive_requests 1000000;
-{site(port, imgz_url, prefix / "data", bucket.endpoint)}
-}}
-""")
+    conf.write_text(procs.nginx_conf(prefix, site(port, imgz_url, prefix / "data", bucket.endpoint),
+                                     connections=512))
     child = pool.add(procs.Child("nginx-s3", [exe, "-p", str(prefix), "-e",
                                               str(prefix / "error.log"), "-c", str(conf)],
                                  prefix / "stdout.log"))

@@ -170,13 +170,16 @@ def start_reference(pool: Pool, mode: str, root: Path, log: Path, *, threads: in
     return child, served.group(1)
 
 
-NGINX_CONF = """\
+def nginx_conf(prefix: Path, http: str, connections: int = 256) -> str:
+    """An nginx.conf of one foreground process (as the caller), its files under ``prefix``,
+    with ``http`` in its http block."""
+    return f"""\
 daemon off;
 master_process off;
 worker_processes 1;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-events {{ worker_connections 256; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     client_body_temp_path {prefix}/body;
@@ -184,17 +187,21 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    types {{ image/jpeg jpeg jpg; image/png png; image/gif gif; video/mp4 mp4; }}
     default_type application/octet-stream;
+    keepalive_requests 1000000;
+{http}
+}}
+"""
+
+
+STATIC_SITE = """\
+    types {{ image/jpeg jpeg jpg; image/png png; image/gif gif; video/mp4 mp4; }}
     sendfile on;
     tcp_nopush on;
-    keepalive_requests 1000000;
     server {{
         listen {host}:{port};
         location /images/ {{ alias {media}/; }}
-    }}
-}}
-"""
+    }}"""
 
 
 def start_nginx(pool: Pool, media: Path, prefix: Path) -> tuple[Child, str] | None:
@@ -212,7 +219,7 @@ def start_nginx(pool: Pool, media: Path, prefix: Path) -> tuple[Child, str] | No
     for attempt in range(3):
         port = free_port()
         conf = prefix / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(prefix=prefix, host=HOST, port=port, media=media))
+        conf.write_text(nginx_conf(prefix, STATIC_SITE.format(host=HOST, port=port, media=media)))
         child = pool.add(Child("nginx", [exe, "-p", str(prefix), "-e", str(prefix / "error.log"),
                                          "-c", str(conf)], prefix / "stdout.log"))
         if wait_http(f"http://{HOST}:{port}/", 10, child, accept=range(200, 500)):

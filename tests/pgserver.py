@@ -64,7 +64,18 @@ class PostgresServer:
             self.user = getpass.getuser()
         self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
                   "--no-locale", "--no-sync")
-        self.start()
+        # A free port is found by binding and letting go; another process (the other test
+        # process's servers) may take it first: then again, on another port.
+        for attempt in range(5):
+            try:
+                self.start()
+                return
+            except RuntimeError:
+                said = self.log.read_text(errors="replace") if self.log.exists() else ""
+                if "already in use" not in said or attempt == 4:
+                    raise
+                self.log.unlink()
+                self.port = _free_port()
 
     def _run(self, program: str, *args: str) -> None:
         done = subprocess.run([*self._as, str(BIN / program), *args], capture_output=True, text=True,

@@ -53,6 +53,10 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+class PortTaken(RuntimeError):
+    """weed could not bind one of the ports it was given."""
+
+
 class WeedServer:
     """``weed mini`` in ``folder`` (again on ``ports``: the same server back); ``stop()`` kills it."""
 
@@ -60,6 +64,17 @@ class WeedServer:
     folder: Path
 
     def __init__(self, binary: str, folder: Path, ports: dict[str, int] | None = None) -> None:
+        # Free ports are found by binding and letting go; another process (the other test
+        # process's servers) may take one before weed binds it: then again, on other ports.
+        for attempt in range(5):
+            try:
+                self._start(binary, folder, ports)
+                return
+            except PortTaken:
+                if ports is not None or attempt == 4:
+                    raise
+
+    def _start(self, binary: str, folder: Path, ports: dict[str, int] | None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "data").mkdir(exist_ok=True)
         config = folder / "s3.json"
@@ -73,6 +88,7 @@ class WeedServer:
                 "-master.telemetry=false", f"-s3.config={config}", "-s3.port.iceberg=0",
                 "-s3.port.lance=0", "-admin.ui=false", "-webdav=false",
                 *(f"-{name}={port}" for name, port in ports.items())]
+        self.folder_of_log = folder
         self.log = open(folder / "weed.log", "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                      cwd=folder, start_new_session=True)
@@ -85,7 +101,11 @@ class WeedServer:
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed mini stopped (status {self.proc.returncode})")
+                self.log.close()
+                said = (self.folder_of_log / "weed.log").read_text(errors="replace")
+                if "Port allocation failed" in said or "address already in use" in said:
+                    raise PortTaken(said[-300:])
+                raise RuntimeError(f"weed mini stopped (status {self.proc.returncode}): {said[-500:]}")
             try:
                 client.list_buckets()
                 return
