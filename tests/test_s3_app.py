@@ -3,6 +3,7 @@ check --repair, and a store that cannot be reached."""
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import timedelta
 
 import pytest
@@ -165,6 +166,10 @@ def test_an_unreachable_store_gives_503_and_stores_nothing(make_app, s3, tmp_pat
         assert ACCESS_KEY not in caplog.text and SECRET_KEY not in caplog.text
         assert ACCESS_KEY not in refused.text and SECRET_KEY not in refused.text
         own = WeedServer(weed_binary(), tmp_path / "weed", ports=own.ports)
+        # its S3 port answers before its volumes are back: the same app answers 200 once they are
+        deadline = time.monotonic() + 30
+        while srv.get(image["url"]).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert srv.get(image["url"]).status_code == 200, "back by itself"
         assert bucket.keys() == sorted(bucket.prefix + _key(image[v]["url"])
                                        for v in ("image", "thumb", "medium"))
