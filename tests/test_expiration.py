@@ -91,9 +91,10 @@ def test_expiry_survives_a_restart(tmp_path):
     second = InProcess(data, {"IMGZ_EXPIRATION_MIN": "1", "IMGZ_EXPIRY_INTERVAL": "3600"}, jobs=True)
     try:
         second.key = key
-        # the interval is an hour: only the sweep at start can remove it (rows first, then files)
-        assert _wait_until(lambda: not any(image["name"] in p for p in second.stored_files()), 5)
-        assert second.rows() == 0
+        # the interval is an hour: only the sweep at start can remove it (its files, then its
+        # row, in one transaction)
+        assert _wait_until(lambda: second.rows() == 0
+                           and not any(image["name"] in p for p in second.stored_files()), 5)
         assert second.get(image["url"].replace(first.url, second.url)).status_code == 404
     finally:
         second.stop()
