@@ -70,8 +70,8 @@ def test_expired_uploads_disappear(make_app, caplog):
     time.sleep(2.1)
     for url in _urls(going):
         assert srv.get(url).status_code == 404, url
-    assert _wait_until(lambda: not any(going["name"] in p for p in srv.stored_files()), 1 + 2)
-    assert srv.rows() == 1
+    assert _wait_until(lambda: srv.rows() == 1
+                       and not any(going["name"] in p for p in srv.stored_files()), 1 + 2)
     for url in _urls(keep):
         assert srv.get(url).status_code in {200, 302}
     # the sweep logs after removing, on the scheduler's thread
