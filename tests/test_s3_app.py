@@ -176,3 +176,17 @@ def test_an_unreachable_store_gives_503_and_stores_nothing(make_app, s3, tmp_pat
         assert_upload_ok(srv.upload(media.png(300, 200)))
     finally:
         own.stop()
+
+
+def test_a_move_off_the_bucket_leaves_nothing_in_the_source_data_dir(make_app, s3, png, tmp_path):
+    srv = make_app(**s3.settings())
+    image = assert_upload_ok(srv.upload(png))
+    before = sorted(p.relative_to(srv.data) for p in srv.data.rglob("*") if p.is_file())
+    target = tmp_path / "moved"
+    moved = srv.command("migrate", "--to-database", str(target / "imgz.db"), "--to-storage", "local",
+                        "--to-data", str(target))
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert (target / "images" / _key(image["url"])).read_bytes() == srv.stored_bytes(image["url"])
+    after = sorted(p.relative_to(srv.data) for p in srv.data.rglob("*") if p.is_file())
+    assert [p for p in after if p.parts[0] != "tmp"] == [p for p in before if p.parts[0] != "tmp"]
+    assert not (srv.data / "cache").exists(), "no copies of the bucket's files made by the move"

@@ -46,14 +46,9 @@ if TYPE_CHECKING:
 
 
 def store_for(cfg: config_mod.Config) -> Store:
-    """The store a configuration names (the local store of its data directory until the
-    configuration-wide factory exists)."""
-    factory = getattr(store_mod, "for_config", None)
-    if factory is not None:
-        return factory(cfg)
-    if cfg.storage != "local":
-        raise click.ClickException(f"this imgz cannot use {cfg.storage} storage")
-    return store_mod.for_data(cfg.data_dir)
+    """The store a configuration names, without this host's copies of a bucket's files: a move
+    reads each file once, and must leave nothing in the source's data dir."""
+    return store_mod.for_config(dataclasses.replace(cfg, s3_cache_mb=0))
 
 
 def _place(cfg: config_mod.Config) -> tuple:
