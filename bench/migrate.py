@@ -24,25 +24,24 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from PIL import Image  # noqa: E402
 
 from imgz import config, db, ids, layout  # noqa: E402
 from imgz.records import Upload  # noqa: E402
 from imgz.web import init_data  # noqa: E402
-
-TABLES = ("users", "api_keys", "albums", "categories", "tags", "upload_tags", "uploads", "files",
-          "names", "schema_version")
+from snapshot import dump, stored as checksums  # noqa: E402
 
 
 def _jpeg(w: int, h: int, rng: random.Random) -> bytes:
@@ -105,29 +104,19 @@ def migrate(source: Path, target: Path, *extra: str) -> subprocess.Popen:
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def timed(source: Path, target: Path, *extra: str) -> float:
+def finished(start: Callable[[], subprocess.Popen]) -> float:
+    """Seconds from starting a migrate command to its successful end."""
     started = time.perf_counter()
-    proc = migrate(source, target, *extra)
-    _, err = proc.communicate(timeout=3600)
+    proc = start()
+    out, err = proc.communicate(timeout=3600)
     took = time.perf_counter() - started
     if proc.returncode != 0:
-        raise SystemExit(f"migrate failed:\n{err}")
+        raise RuntimeError(f"migrate failed:\n{(out or '')[-2000:]}\n{err[-2000:]}")
     return took
 
 
-def dump(db_path: Path) -> dict[str, list[tuple]]:
-    with sqlite3.connect(db_path) as conn:
-        return {name: sorted(conn.execute(f"SELECT * FROM {name}").fetchall(), key=repr) for name in TABLES}
-
-
-def checksums(data: Path) -> dict[str, str]:
-    root = data / layout.DIR
-    found = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = Path(folder) / name
-            found[str(path.relative_to(root))] = hashlib.md5(path.read_bytes()).hexdigest()
-    return found
+def timed(source: Path, target: Path, *extra: str) -> float:
+    return finished(lambda: migrate(source, target, *extra))
 
 
 def killed_halfway(source: Path, target: Path, files: int) -> float:

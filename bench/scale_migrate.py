@@ -37,13 +37,7 @@ def _command(source_env: dict[str, str], source_data: Path, *args: str) -> subpr
 
 
 def _timed(source_env: dict[str, str], source_data: Path, *args: str) -> float:
-    started = time.perf_counter()
-    proc = _command(source_env, source_data, *args)
-    out, err = proc.communicate(timeout=3600)
-    took = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"migrate {' '.join(args)} failed:\n{out[-2000:]}\n{err[-2000:]}")
-    return took
+    return local_migrate.finished(lambda: _command(source_env, source_data, *args))
 
 
 def _to_bucket_env(bucket) -> dict[str, str]:

@@ -113,20 +113,30 @@ class Choice(Kind):
         return text.lower()
 
 
+def _http_url(text: str) -> tuple[str, Any]:
+    """The text without trailing slashes and its parts, for an http:// or https:// URL with a
+    host; Refused for anything else (a port that is no number from 0 to 65535, a broken [IPv6]
+    host, another scheme)."""
+    value = text.rstrip("/")
+    try:
+        parts = urlsplit(value)
+        parts.port
+    except ValueError:
+        raise Refused() from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise Refused()
+    return value, parts
+
+
 class BaseURL(Kind):
     what = ("empty, or http:// or https:// with a host clients can reach and an optional port from "
             "1 to 65535, nothing after it")
 
     def read(self, text: str) -> str:
-        value = text.rstrip("/")
-        if not value:
+        if not text.rstrip("/"):
             return ""
-        try:
-            parts = urlsplit(value)
-            port = parts.port
-        except ValueError:  # a port that is no number from 0 to 65535, a broken [IPv6] host
-            raise Refused() from None
-        if parts.scheme not in {"http", "https"} or not parts.hostname or port == 0:
+        value, parts = _http_url(text)
+        if parts.port == 0:
             raise Refused()
         if parts.path or parts.query or parts.fragment:
             raise Refused("a path prefix is not supported")
@@ -240,15 +250,10 @@ class Endpoint(Kind):
     what = "empty for the SDK's own endpoint, or http:// or https:// with a host and optional port"
 
     def read(self, text: str) -> str:
-        value = text.rstrip("/")
-        if not value:
+        if not text.rstrip("/"):
             return ""
-        try:
-            parts = urlsplit(value)
-            parts.port
-        except ValueError:
-            raise Refused() from None
-        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+        value, parts = _http_url(text)
+        if parts.query or parts.fragment:
             raise Refused()
         return value
 

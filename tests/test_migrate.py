@@ -21,30 +21,10 @@ from commands import run_command
 from conftest import ROOT
 from contract import assert_upload_ok
 from inprocess import InProcess
+from snapshot import dump, stored
 from imgz import layout
 from imgz.commands.filecopy import Copier, Mismatch
 from imgz.store.local import LocalStore
-
-TABLES = ("users", "api_keys", "albums", "categories", "tags", "upload_tags", "uploads", "files",
-          "names", "schema_version")
-
-
-def dump(db: Path) -> dict[str, list[tuple]]:
-    """Every row of every table, sorted."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return {name: sorted(conn.execute(f"SELECT * FROM {name}").fetchall(), key=repr) for name in TABLES}
-
-
-def stored(data: Path) -> dict[str, str]:
-    """The MD5 of every stored file, by key."""
-    root = data / layout.DIR
-    found = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = Path(folder) / name
-            found[str(path.relative_to(root))] = hashlib.md5(path.read_bytes()).hexdigest()
-    return found
-
 
 def migrate(source: Path, target: Path, *args: str) -> subprocess.CompletedProcess:
     """``app.py --data SOURCE migrate`` to TARGET/imgz.db and TARGET/images, in this process."""
