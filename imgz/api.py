@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from . import chevereto, params, sharex, spool
-from .auth import actor_for_key, header_key, presented_key
+from .auth import actor_for_key, header_key, presented_key, session_actor
 from .body import (KEYLESS_BODY, MAX_FILE_PARTS, MAX_FORM_PARTS, body_limit, given, learn_format,
                    param, read_body, source_file, stream_factory, upload_options)
 from .errors import Busy, ImgzError, InvalidParameter, NoStorage, RateLimited, TooBig
@@ -58,6 +58,11 @@ def _upload(service: Any) -> Response:
         if key_in_header:
             actor = actor_for_key(conn, key_in_header, now)
             throttle("KEY", str(actor.key_id))
+        elif request.headers.get("X-CSRFToken") and request.args.get("key") is None:
+            # the upload page: its session and the token in the header are known before the body
+            actor = session_actor(header_only=True)
+            if actor is not None:
+                throttle("KEY", f"user:{actor.user_id}")
         if request.content_length is not None and request.content_length > body_limit(limit):
             raise TooBig(limit_mb)
         service.check_free_space()
@@ -90,7 +95,10 @@ def _upload(service: Any) -> Response:
         raise InvalidParameter(f"Too many files: send one, as 'source' (at most {MAX_FILE_PARTS} file parts)")
     if actor is None:
         key = presented_key(request)
-        if key or not cfg.guest_uploads:
+        actor = None if key else session_actor()
+        if actor is not None:
+            throttle("KEY", f"user:{actor.user_id}")
+        elif key or not cfg.guest_uploads:
             actor = actor_for_key(conn, key, now)
             throttle("KEY", str(actor.key_id))
         else:

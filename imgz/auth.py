@@ -1,9 +1,20 @@
-"""Which user a request acts for: the API key from the header or the ``key`` parameter."""
+"""Which user a request acts for: one rule, for every route that acts.
+
+1. An API key (the ``X-API-Key`` header, else the ``key`` parameter) authenticates alone: no
+   CSRF token is asked for, and a session cookie sent beside it is ignored.
+2. Otherwise a signed-in session counts, but only on a POST that carries the session's CSRF
+   token (Flask-WTF), never on a GET: another site can make a browser send its cookie, not the
+   token.
+3. Anything else is keyless: a guest where guest uploads are on, else refused (401).
+
+Showing a page to its signed-in user (a GET) reads the session too (``signin.signed_in_user``):
+that acts for nobody and changes nothing.
+"""
 from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Request
+from flask import Request, request
 
 from . import db, ids
 from .errors import Busy, DatabaseError, NoStorage, Unauthorized
@@ -52,3 +63,26 @@ def actor_for_key(conn: db.Connection, key: str | None, now: datetime) -> Actor:
     except (Busy, NoStorage, DatabaseError):
         pass  # a full disk or a long lock must not refuse a valid key; the upload will say why
     return Actor(user_id=found.user_id, is_admin=found.is_admin, key_id=found.id)
+
+
+def session_actor(header_only: bool = False) -> Actor | None:
+    """The signed-in user, on a POST that carries a valid CSRF token; else None (rule 2).
+
+    ``header_only``: only the X-CSRFToken header counts, and the body is left unread.
+    """
+    from .signin import csrf_valid, signed_in_user
+
+    if request.method != "POST":
+        return None
+    me = signed_in_user()
+    if me is None or not csrf_valid(header_only):
+        return None
+    return Actor(user_id=me.id, is_admin=me.is_admin, session=True)
+
+
+def request_actor(conn: db.Connection, key: str | None, now: datetime) -> Actor | None:
+    """Who the request acts for: the key's user, else a session with its CSRF token (see the
+    module's rule), else None (keyless). A key that is wrong is refused, whatever the cookie."""
+    if key:
+        return actor_for_key(conn, key, now)
+    return session_actor()

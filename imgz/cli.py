@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import config as config_mod, db, ids
+from . import config as config_mod, db, ids, people
 from .web import clean_scratch, init_data
 from .addresses import unspecified
 from .commands import accounts, migrate, now, say, uploads, user_id
@@ -103,6 +103,7 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
                                      flag=obj.flags.get(name) is not None) from None
         # Only once the address is ours: a failed start must not use up the one showing of the key.
         new_key = first_key(cfg)
+        link = first_link(cfg) if new_key else None
         port_used = server.effective_port
         shown_host = "127.0.0.1" if not cfg.host or unspecified(cfg.host) else cfg.host
         base = cfg.base_url or f"http://{shown_host}:{port_used}"
@@ -118,6 +119,9 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
                            + new_key)
                 click.echo(f'imgz: upload with: curl --fail-with-body -H "X-API-Key: {new_key}" '
                            f'-F "source=@file.png" {base}/api/1/upload')
+            if link:
+                click.echo("imgz: set the admin's password within an hour (this link works once): "
+                           + people.link_url(base, link))
                 sys.stdout.flush()
             say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
             server.run()
@@ -174,6 +178,18 @@ def first_key(cfg: config_mod.Config) -> str | None:
             key = ids.new_api_key()
             db.add_key(conn, user_id(conn, "admin"), ids.digest(key), "first start", now())
             return key
+    finally:
+        conn.close()
+
+
+def first_link(cfg: config_mod.Config) -> str | None:
+    """A one-time link for the admin's password, when the admin has none yet."""
+    conn = db.connect(cfg.database)
+    try:
+        admin = db.get_user_by_name(conn, "admin")
+        if admin is None or admin.has_password:
+            return None
+        return people.new_link(conn, admin.id, now())
     finally:
         conn.close()
 

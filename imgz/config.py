@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 from .kinds import (BaseURL, Bucket, Choice, DatabaseURL, Endpoint, Flag, KeyPrefix, Kind, Nets, Number,
-                    Place, PublicURL, Rate, Refused, Route, Text, Whole, Zone, hide_password)
+                    Place, PublicURL, Rate, Refused, Route, Secret, Text, Whole, Zone,
+                    hide_password)
 
 APP_DIR = Path(__file__).resolve().parent.parent
 DAY = 86_400
@@ -94,6 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ffmpeg_timeout", "300", "Seconds one ffmpeg run may take before the upload is refused.",
             Number(DAY, SECONDS)),
     Setting("guest_uploads", "0", "Accept uploads without a key.", Flag()),
+    Setting("secret_key", "", "Signs sign-in cookies; empty: a secret made once and kept in the "
+            "database (every process sharing it uses the same).", Secret()),
+    Setting("session_days", "30", "Days a browser stays signed in.", Whole(1, 3660, " days")),
     Setting("guest_max_upload_mb", "20", "Largest guest upload in MB.", Number(MANY, " of MB")),
     Setting("rate_limit_key", "", "Uploads allowed per API key, as N/SECONDS (e.g. 120/60); empty: no limit.",
             Rate()),
@@ -163,6 +167,8 @@ class Config:
     url_timeout: float
     ffmpeg_timeout: float
     guest_uploads: bool
+    secret_key: str
+    session_days: int
     rate_limit_key: str
     rate_limit_ip: str
     guest_max_upload_mb: float
@@ -206,7 +212,7 @@ def refused(name: str, value: Any, reason: str = "", *, flag: bool = False) -> C
 
     ``IMGZ_PORT='abc': it takes a whole number from 0 to 65535 (0: any free port)``
     """
-    shown = hide_password(str(value))
+    shown = "***" if isinstance(_BY_NAME[name].kind, Secret) else hide_password(str(value))
     if len(shown) > 80:
         shown = shown[:77] + "..."
     source = f" (from --{name})" if flag else ""

@@ -223,6 +223,15 @@ class Text(Kind):
         self.what = what
 
 
+class Secret(Kind):
+    what = "empty (a secret made once and kept in the database), or at least 32 random characters"
+
+    def read(self, text: str) -> str:
+        if text and len(text) < 32:
+            raise Refused("it is too short to sign sessions safely")
+        return text
+
+
 def hide_password(url: str) -> str:
     """A URL as it may be shown: any password in it (``//user:password@``) replaced by ***."""
     return _PASSWORD.sub(r"\1***@", url)

@@ -86,6 +86,12 @@ class User:
     name: str
     is_admin: bool
     created_at: datetime
+    has_password: bool = False
+    disabled_at: datetime | None = None
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
 
 
 @dataclass(frozen=True)
@@ -144,11 +150,13 @@ class PopularTag:
 
 @dataclass(frozen=True)
 class Actor:
-    """Who an upload is made for: a user (by key) or a guest (user_id None)."""
+    """Who a request acts for: a user (by key, or by a signed-in session with its CSRF token)
+    or a guest (user_id None)."""
 
     user_id: int | None
     is_admin: bool = False
     key_id: int | None = None
+    session: bool = False  # signed in from a browser, not by key
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,16 @@ files are served from), with the inline style and script allowed by a per-respon
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 import secrets
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from flask import Blueprint, Flask, Response, abort, current_app, g, redirect, render_template, request
+from flask import (Blueprint, Flask, Response, abort, current_app, g, redirect, render_template, request,
+                   send_from_directory)
 
 from . import chevereto, db, embed, lookup
 from .api import json_response
@@ -187,6 +191,36 @@ def oembed() -> Response:
     return response
 
 
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@functools.lru_cache(maxsize=64)
+def _static_version(name: str) -> str:
+    try:
+        return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "0"
+
+
+def static_url(name: str) -> str:
+    """The URL of a file under imgz/static, with its content's hash: cached for good."""
+    return f"/static/{name}?v={_static_version(name)}"
+
+
+@bp.route("/static/<path:name>")
+def static_file(name: str) -> Response:
+    """Scripts and styles of the pages (send_from_directory refuses paths out of the folder)."""
+    response = send_from_directory(STATIC, name, max_age=0)
+    if request.args.get("v") == _static_version(name):
+        response.cache_control.max_age = 31_536_000
+        response.cache_control.public = True
+        response.cache_control.immutable = True
+    else:
+        response.cache_control.no_cache = True
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def csp_nonce() -> str:
     """This response's nonce for inline ``<style>`` and ``<script>``."""
     if "csp_nonce" not in g:
@@ -196,7 +230,7 @@ def csp_nonce() -> str:
 
 @bp.app_context_processor
 def _template_helpers() -> dict[str, Any]:
-    return {"csp_nonce": csp_nonce}
+    return {"csp_nonce": csp_nonce, "static_url": static_url}
 
 
 @bp.after_app_request
@@ -215,13 +249,18 @@ def _page_headers(response: Response) -> Response:
         f"style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; form-action 'self'; "
         "base-uri 'none'; frame-ancestors 'none'")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if "/delete/" in request.path:
-        # The secret is in the URL: no Referer may carry it away, no index may keep it.
-        response.headers["Referrer-Policy"] = "no-referrer"
+    if "/delete/" in request.path or request.path.startswith("/password/"):
+        # The secret is in the URL: no Referer may carry it to another site, no index may keep
+        # it. (The link's own form posts back here, with a same-origin Referer for CSRF's check.)
+        response.headers["Referrer-Policy"] = "no-referrer" if "/delete/" in request.path else "same-origin"
         response.headers["X-Robots-Tag"] = "noindex, nofollow"
         response.headers["Cache-Control"] = "no-store"
     else:
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    if g.get("imgz_me") is not None:
+        # a signed-in person's page shows their own things: kept by no cache, theirs neither
+        response.headers["Cache-Control"] = "private, no-store"
+        response.vary.add("Cookie")
     return response
 
 

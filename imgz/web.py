@@ -130,8 +130,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
         limit = parse_limit(getattr(cfg, f"rate_limit_{name}"))
         app.config[f"IMGZ_LIMIT_{name.upper()}"] = _limiter(limit, name, connections) if limit else None
 
-    from . import api, views
+    from . import api, signin, views
 
+    signin.setup(app, lambda limit, name: _limiter(limit, name, connections))
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     views.register(app, cfg.route_image, cfg.route_video)
@@ -219,12 +220,12 @@ def _is_api() -> bool:
     return "/delete/" in request.path and request.method != "GET" and wants_json()
 
 
-_DELETE_SECRET = re.compile(r"(/delete/)[^/]*")
+_SECRET_IN_PATH = re.compile(r"(/delete/|^/password/)[^/]*")
 
 
 def _log_path() -> str:
-    """The request path for the log: a delete secret never reaches it."""
-    return _DELETE_SECRET.sub(r"\1***", request.path)
+    """The request path for the log: a delete secret or a one-time link never reaches it."""
+    return _SECRET_IN_PATH.sub(r"\1***", request.path)
 
 
 def _error_response(status: int, message: str, code: int) -> Response:

@@ -139,8 +139,9 @@ class LiveServer(Helpers):
             threading.Thread(target=self._pump, args=(name, stream, lines), daemon=True).start()
         self.port = 0
         self.key = ""
+        self.admin_link = ""  # the one-time link for the admin's password, printed with the key
         deadline = time.monotonic() + 30
-        while not self.port or (expect_key and not (self.key and hinted)):
+        while not self.port or (expect_key and not (self.key and hinted and self.admin_link)):
             try:
                 name, line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
             except queue.Empty:
@@ -150,6 +151,8 @@ class LiveServer(Helpers):
                 self.key = line.rsplit(" ", 1)[1].strip()
             if name == "out" and "/api/1/upload" in line:
                 hinted = True
+            if name == "out" and "admin's password" in line:
+                self.admin_link = line.rsplit(" ", 1)[1].strip()
             match = re.search(r"serving .* on http://[^:]+:(\d+)", line)
             if match:
                 self.port = int(match.group(1))

@@ -57,6 +57,8 @@ ACCEPTS = {
     "url_timeout": "a number of seconds above 0 and at most 86400",
     "ffmpeg_timeout": "a number of seconds above 0 and at most 86400",
     "guest_uploads": YES_NO,
+    "secret_key": "empty (a secret made once and kept in the database), or at least 32 random characters",
+    "session_days": "a whole number days from 1 to 3660",
     "guest_max_upload_mb": "a number of MB above 0 and at most 1000000",
     "rate_limit_key": RATE,
     "rate_limit_ip": RATE,
@@ -106,6 +108,7 @@ GOOD = [
     ("url_allow_nets", "", ()),
     ("url_timeout", "3", 3.0), ("ffmpeg_timeout", "0.001", 0.001), ("guest_uploads", "true", True),
     ("guest_max_upload_mb", "0.5", 0.5),
+    ("secret_key", "", ""), ("secret_key", "x" * 32, "x" * 32), ("session_days", "1", 1),
     ("rate_limit_key", "120/60", "120/60"), ("rate_limit_key", "", ""), ("rate_limit_ip", "off", "off"),
     ("rate_limit_ip", "1000000000/31557600", "1000000000/31557600"),
     ("expiration_min", "1", 1), ("expiration_max", "3155760000", 3_155_760_000),
@@ -153,7 +156,8 @@ BAD = [
     ("timezone", "/etc/localtime", ""),
     ("filenaming", "fancy", ""), ("id_length", "4", ""), ("id_length", "65", ""),
     ("keep_exif", "maybe", ""), ("url_sources", "2", ""), ("guest_uploads", "enabled", ""),
-    ("public_tags", "y", ""),
+    ("public_tags", "y", ""), ("secret_key", "short", "it is too short to sign sessions safely"),
+    ("session_days", "0", ""),
     ("url_allow_nets", "10.0.0.0/99", "not a CIDR or host name: '10.0.0.0/99'"),
     ("url_allow_nets", "ok.example, bad_name!", "not a CIDR or host name: 'bad_name!'"),
     ("url_timeout", "1e300", ""), ("url_timeout", "-3", ""), ("ffmpeg_timeout", "0", ""),
@@ -178,6 +182,8 @@ BAD = [
 
 def message(name: str, text: str, reason: str = "", flag: bool = False) -> str:
     shown = text if len(text) <= 80 else text[:77] + "..."
+    if name == "secret_key":
+        shown = "***"  # a secret is never shown, not even a bad one
     source = f" (from --{name})" if flag else ""
     return f"IMGZ_{name.upper()}={shown!r}{source}: {reason + '; ' if reason else ''}it takes {ACCEPTS[name]}"
 

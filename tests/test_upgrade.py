@@ -59,10 +59,15 @@ def test_the_fixture_is_an_older_schema():
 
 def test_the_schema_is_upgraded_and_every_row_kept(upgraded):
     data, manifest, before, app, client = upgraded
-    assert _rows(data / "imgz.db") == before
+    after = _rows(data / "imgz.db")
+    # every row keeps its values; columns added since come after them
+    assert {t: [r[:len(rows[0])] for r in after[t]] if rows else after[t] for t, rows in before.items()} == before
+    assert [r[4:] for r in after["users"]] == [(None, None)] * 2  # no password, not disabled
+    (album,) = after["albums"]
+    assert album[5] == 0 and len(album[6]) >= 22  # private, with an unguessable page address
     assert len(before["uploads"]) == len(manifest["uploads"]) == 4
     with contextlib.closing(db.connect(data / "imgz.db")) as conn:
-        assert db.schema_version_of(conn) == db.SCHEMA_VERSION == 3
+        assert db.schema_version_of(conn) == db.SCHEMA_VERSION == 4
         assert [u.public_id for u in db.iter_uploads(conn)] == [u["id_encoded"] for u in manifest["uploads"]]
         gif = db.get_upload(conn, manifest["uploads"][2]["id_encoded"])
         assert gif.expires_at is not None and gif.expires_at.year >= 2070 and gif.tags == ("sea", "loop")

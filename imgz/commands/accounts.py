@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import db, ids
+from .. import db, ids, people
 from . import now, say, user_id
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ def _fmt_ts(value: datetime | None) -> str:
 
 @click.group()
 def user() -> None:
-    """Users: add, list."""
+    """Users: add, list, passwd, disable, enable."""
 
 
 @user.command("add")
@@ -41,7 +41,43 @@ def user_list(obj: Context) -> None:
     """List users."""
     for summary in db.list_users(obj.conn()):
         role = "admin" if summary.user.is_admin else "user"
-        click.echo(f"{summary.user.name}\t{role}\tuploads={summary.uploads}\tkeys={summary.keys}")
+        state = "disabled" if summary.user.is_disabled else "enabled"
+        click.echo(f"{summary.user.name}\t{role}\tuploads={summary.uploads}\tkeys={summary.keys}\t{state}")
+
+
+@user.command("passwd")
+@click.argument("name")
+@click.option("--url", "base", help="The server's address as people open it (default: IMGZ_BASE_URL).")
+@click.pass_obj
+def user_passwd(obj: Context, name: str, base: str | None) -> None:
+    """Print a one-time link (valid one hour) that sets NAME's password."""
+    conn = obj.conn()
+    token = people.new_link(conn, user_id(conn, name), now())
+    base = (base or obj.cfg.base_url or f"http://127.0.0.1:{obj.cfg.port}").rstrip("/")
+    say(f"imgz: open this link within an hour to set {name}'s password; it works once")
+    click.echo(people.link_url(base, token))
+
+
+@user.command("disable")
+@click.argument("name")
+@click.pass_obj
+def user_disable(obj: Context, name: str) -> None:
+    """Disable a user: their sessions end and their keys are refused, at once."""
+    conn = obj.conn()
+    if not people.disable(conn, user_id(conn, name), now()):
+        raise click.ClickException(f"user {name!r} is disabled already")
+    say(f"imgz: {name} is disabled; their uploads stay")
+
+
+@user.command("enable")
+@click.argument("name")
+@click.pass_obj
+def user_enable(obj: Context, name: str) -> None:
+    """Enable a disabled user again (their keys work again; sessions start at the next sign-in)."""
+    conn = obj.conn()
+    if not people.enable(conn, user_id(conn, name)):
+        raise click.ClickException(f"user {name!r} is not disabled")
+    say(f"imgz: {name} is enabled")
 
 
 @click.group()

@@ -12,7 +12,8 @@ Modules, by noun:
   sqlite.py      all that only SQLite understands (PRAGMAs, BEGIN IMMEDIATE, WITHOUT ROWID, ...)
   postgresql.py  all that only PostgreSQL understands (the pool, autocommit, advisory locks, ...)
   migrations.py  schema versions and the steps between them
-  users.py       users and API keys
+  users.py       users (passwords, disabled, admin) and API keys
+  sessions.py    signed-in sessions, one-time links, the install's secrets
   albums.py      albums and categories
   uploads.py     uploads: insert, read as records, list, expire, delete
   tags.py        tags and the links of uploads to them
@@ -31,13 +32,19 @@ from .tags import get_tag, popular_tags
 from .uploads import (add_view, count_uploads, delete_upload, delete_uploads, expired_ids,
                       claim_expired, get_delete_hash, get_upload, get_upload_by_id, insert_upload,
                       iter_uploads, paths_of, public_id_taken, set_variant, tag_uploads)
-from .users import (add_key, add_user, count_keys, find_key, get_user_by_name, list_keys,
-                    list_users, revoke_key, touch_key)
+from .sessions import (add_link, add_session, count_sessions, end_session, end_sessions, link_user,
+                       prune_sessions, secret, session_user, touch_session, use_link)
+from .users import (add_key, add_user, count_keys, find_key, get_user, get_user_by_name, list_keys,
+                    list_users, password_hash, revoke_key, set_admin, set_disabled, set_password,
+                    touch_key)
 
 __all__ = [
     "Connection", "LocalConnections", "connect", "is_postgresql", "transaction", "lock", "try_lock",
     "MissingDriver", "SCHEMA_VERSION", "migrate", "schema_version_of",
-    "add_user", "get_user_by_name", "list_users",
+    "add_user", "get_user", "get_user_by_name", "list_users", "password_hash", "set_password",
+    "set_disabled", "set_admin",
+    "secret", "add_session", "session_user", "touch_session", "end_session", "end_sessions",
+    "count_sessions", "prune_sessions", "add_link", "link_user", "use_link",
     "add_key", "find_key", "touch_key", "list_keys", "revoke_key", "count_keys",
     "add_album", "get_album", "add_category", "get_category", "get_category_by_name",
     "reserve_name", "release_name", "file_lookup", "known_paths", "upload_id_for_path", "all_file_paths",

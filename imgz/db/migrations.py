@@ -3,7 +3,9 @@ older one runs, in one transaction, the steps it lacks, and keeps every row.
 
 Versions: 1 the first schema; 2 tags stored as cleaned today (a step on the rows); 3 the
 version kept in a ``schema_version`` table, which any database has (SQLite's header, where
-versions 1 and 2 kept it, still counts along for an older imgz).
+versions 1 and 2 kept it, still counts along for an older imgz); 4 sign-in (passwords, sessions,
+one-time links, the install's secrets), albums with a page of their own, and the indexes that
+page a user's uploads.
 A new version adds its step here and its change to ``tables.py``.
 
 One mechanism for every database, run at each start. Several processes starting at once on one
@@ -15,15 +17,18 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sqlalchemy import Text, bindparam, cast, inspect, literal, select
+import secrets as random
+
+from sqlalchemy import Column, Index, Text, bindparam, cast, inspect, literal, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateIndex
 
 from .. import params
 from ..errors import DatabaseError
 from .connection import dialect, lock, rows, transaction, value, write
-from .tables import metadata, schema_version, tags, upload_tags
+from .tables import albums, metadata, schema_version, tags, upload_tags, users
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _VERSION = select(schema_version.c.version)
 
@@ -69,8 +74,51 @@ def _version_table(conn: Connection) -> None:
     schema_version.create(conn)
 
 
+def _add_column(conn: Connection, column: Column) -> None:
+    kind = column.type.compile(dialect=conn.dialect)
+    default = ""
+    if column.server_default is not None:
+        default = f" DEFAULT {column.server_default.arg.compile(dialect=conn.dialect)}"
+    null = "" if column.nullable else " NOT NULL"
+    conn.execute(text(f"ALTER TABLE {column.table.name} ADD COLUMN {column.name} {kind}{null}{default}"))
+
+
+def _index(name: str) -> Index:
+    (found,) = [i for table in metadata.tables.values() for i in table.indexes if i.name == name]
+    return found
+
+
+# what version 4 added to the tables of version 3
+NEW_TABLES_4 = ("sessions", "links", "secrets")
+NEW_INDEXES_4 = ("albums_page_key", "albums_user", "uploads_user_id", "uploads_album_id")
+
+
+def _sign_in(conn: Connection) -> None:
+    """Passwords, sessions, links and secrets; albums' pages; the indexes of a user's uploads.
+
+    What is there already is left (a database marked older than its tables are).
+    """
+    found = inspect(conn)
+    for column in (users.c.password_hash, users.c.disabled_at, albums.c.is_public, albums.c.page_key):
+        if column.name not in {c["name"] for c in found.get_columns(column.table.name)}:
+            _add_column(conn, column)
+    for name in NEW_TABLES_4:
+        metadata.tables[name].create(conn, checkfirst=True)
+    page_key = albums.update().where(albums.c.id == bindparam("album_id")).values(page_key=bindparam("key"))
+    keyless = [{"album_id": row.id, "key": random.token_urlsafe(16)}
+               for row in rows(conn, select(albums.c.id).where(albums.c.page_key.is_(None)))]
+    if keyless:
+        write(conn, page_key, keyless)
+    indexes = {i["name"] for table in ("uploads", "albums") for i in found.get_indexes(table)}
+    if "uploads_user" in indexes:
+        conn.execute(text("DROP INDEX uploads_user"))  # replaced by uploads_user_id
+    for name in NEW_INDEXES_4:
+        if name not in indexes:
+            conn.execute(CreateIndex(_index(name)))
+
+
 # The step that brings a database of the version before to each version.
-STEPS: dict[int, Callable[[Connection], None]] = {2: _merge_tags, 3: _version_table}
+STEPS: dict[int, Callable[[Connection], None]] = {2: _merge_tags, 3: _version_table, 4: _sign_in}
 
 
 def schema_version_of(conn: Connection) -> int:

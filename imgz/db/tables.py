@@ -44,6 +44,8 @@ users = Table(
     Column("name", Text, nullable=False, unique=True),
     Column("is_admin", Boolean, nullable=False, server_default=false()),
     Column("created_at", UnixTime, nullable=False),
+    Column("password_hash", Text),  # argon2; none until a one-time link sets it
+    Column("disabled_at", UnixTime),  # a disabled user has no session and no working key
 )
 
 api_keys = Table(
@@ -64,7 +66,11 @@ albums = Table(
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("name", Text, nullable=False),
     Column("created_at", UnixTime, nullable=False),
+    Column("is_public", Boolean, nullable=False, server_default=false()),
+    Column("page_key", Text),  # the album page's unguessable address (unique, see the index)
 )
+Index("albums_page_key", albums.c.page_key, unique=True)
+Index("albums_user", albums.c.user_id, albums.c.id)
 
 categories = Table(
     "categories", metadata,
@@ -111,7 +117,9 @@ uploads = Table(
 )
 _EXPIRING = uploads.c.expires_at.is_not(None)
 Index("uploads_expires_at", uploads.c.expires_at, **sqlite.partial(_EXPIRING), **postgresql.partial(_EXPIRING))
-Index("uploads_user", uploads.c.user_id)
+# "My uploads", newest first, paged by id: one range of this index per page
+Index("uploads_user_id", uploads.c.user_id, uploads.c.id)
+Index("uploads_album_id", uploads.c.album_id, uploads.c.id)
 
 # The record's columns, in its order: what every read of an upload selects.
 UPLOAD_COLUMNS = tuple(uploads.c[f.name] for f in dataclasses.fields(Upload)
@@ -155,6 +163,40 @@ upload_tags = Table(
     **sqlite.WITHOUT_ROWID,
 )
 Index("upload_tags_tag", upload_tags.c.tag_id)
+
+# -- sign-in -------------------------------------------------------------------------------------
+
+# a signed-in browser: the cookie carries a random token, the database its SHA-256
+sessions = Table(
+    "sessions", metadata,
+    Column("hash", Text, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UnixTime, nullable=False),
+    Column("seen_at", UnixTime, nullable=False),
+    Column("expires_at", UnixTime, nullable=False),
+    **sqlite.WITHOUT_ROWID,
+)
+Index("sessions_user", sessions.c.user_id)
+Index("sessions_expires_at", sessions.c.expires_at)
+
+# one-time links that set a user's password, by the SHA-256 of their token
+links = Table(
+    "links", metadata,
+    Column("hash", Text, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UnixTime, nullable=False),
+    Column("expires_at", UnixTime, nullable=False),
+    **sqlite.WITHOUT_ROWID,
+)
+Index("links_user", links.c.user_id)
+
+# values made once for the whole install (the sessions' signing secret)
+secrets = Table(
+    "secrets", metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    **sqlite.WITHOUT_ROWID,
+)
 
 # -- the schema's version (from version 3 on; before, SQLite's PRAGMA user_version kept it) -------
 

@@ -30,9 +30,9 @@ from .tables import metadata, upload_tags, uploads, users, files
 Row = dict[str, Any]
 
 # Tables whose rows uploads point at, in the order their foreign keys need.
-PARENTS = ("users", "api_keys", "albums", "categories", "tags")
+PARENTS = ("users", "api_keys", "sessions", "links", "albums", "categories", "tags")
 # Tables that stand alone.
-LOOSE = ("names",)
+LOOSE = ("names", "secrets")
 # Every table that is copied, for counts (schema_version is made by the target's migrate).
 TABLES = (*PARENTS, "uploads", "files", "upload_tags", *LOOSE)
 

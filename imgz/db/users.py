@@ -13,8 +13,19 @@ from .tables import api_keys, uploads, users
 
 # -- users ---------------------------------------------------------------------------------------
 
-_USER = select(users.c.id, users.c.name, users.c.is_admin, users.c.created_at)
+USER_COLUMNS = (users.c.id, users.c.name, users.c.is_admin, users.c.created_at,
+                users.c.password_hash.is_not(None), users.c.disabled_at)
+_USER = select(*USER_COLUMNS)
 _USER_BY_NAME = _USER.where(users.c.name == bindparam("name"))
+_USER_BY_ID = _USER.where(users.c.id == bindparam("user_id"))
+_PASSWORD_HASH = select(users.c.id, users.c.password_hash).where(users.c.name == bindparam("name"),
+                                                                 users.c.disabled_at.is_(None))
+_SET_PASSWORD = (users.update().where(users.c.id == bindparam("user_id"))
+                 .values(password_hash=bindparam("password_hash")))
+_SET_DISABLED = (users.update().where(users.c.id == bindparam("user_id"))
+                 .values(disabled_at=bindparam("disabled_at")))
+_SET_ADMIN = (users.update().where(users.c.id == bindparam("user_id"))
+              .values(is_admin=bindparam("is_admin")))
 _UPLOADS_OF = (select(func.count()).select_from(uploads)
                .where(uploads.c.user_id == users.c.id).scalar_subquery())
 _KEYS_OF = (select(func.count()).select_from(api_keys)
@@ -23,8 +34,10 @@ _KEYS_OF = (select(func.count()).select_from(api_keys)
 _USERS = _USER.add_columns(_UPLOADS_OF, _KEYS_OF).order_by(users.c.id)
 
 
-def _user(row: Row) -> User:
-    return User(id=row.id, name=row.name, is_admin=bool(row.is_admin), created_at=row.created_at)
+def user_from_row(row: Row) -> User:
+    """A User from a row that starts with USER_COLUMNS."""
+    return User(id=row[0], name=row[1], is_admin=bool(row[2]), created_at=row[3],
+                has_password=bool(row[4]), disabled_at=row[5])
 
 
 def add_user(conn: Connection, name: str, is_admin: bool, now: datetime) -> int:
@@ -35,12 +48,37 @@ def get_user_by_name(conn: Connection, name: str) -> User | None:
     if not findable(name):
         return None
     row = first(conn, _USER_BY_NAME, {"name": name})
-    return None if row is None else _user(row)
+    return None if row is None else user_from_row(row)
+
+
+def get_user(conn: Connection, user_id: int) -> User | None:
+    row = first(conn, _USER_BY_ID, {"user_id": user_id})
+    return None if row is None else user_from_row(row)
 
 
 def list_users(conn: Connection) -> list[UserSummary]:
     """Every user, oldest first, with how many uploads and live keys it has."""
-    return [UserSummary(_user(row), uploads=row[4], keys=row[5]) for row in rows(conn, _USERS)]
+    return [UserSummary(user_from_row(row), uploads=row[6], keys=row[7]) for row in rows(conn, _USERS)]
+
+
+def password_hash(conn: Connection, name: str) -> tuple[int, str | None] | None:
+    """(id, argon2 hash or None) of the enabled user with this name; None when there is none."""
+    if not findable(name):
+        return None
+    row = first(conn, _PASSWORD_HASH, {"name": name})
+    return None if row is None else (row[0], row[1])
+
+
+def set_password(conn: Connection, user_id: int, hashed: str | None) -> None:
+    write(conn, _SET_PASSWORD, {"user_id": user_id, "password_hash": hashed})
+
+
+def set_disabled(conn: Connection, user_id: int, disabled_at: datetime | None) -> bool:
+    return write(conn, _SET_DISABLED, {"user_id": user_id, "disabled_at": disabled_at}) == 1
+
+
+def set_admin(conn: Connection, user_id: int, is_admin: bool) -> bool:
+    return write(conn, _SET_ADMIN, {"user_id": user_id, "is_admin": is_admin}) == 1
 
 
 # -- API keys ------------------------------------------------------------------------------------
@@ -49,7 +87,9 @@ _KEY = (select(api_keys.c.id, api_keys.c.user_id, users.c.name.label("user_name"
                api_keys.c.label, api_keys.c.created_at, api_keys.c.last_used_at,
                api_keys.c.revoked_at)
         .join_from(api_keys, users, users.c.id == api_keys.c.user_id))
-_LIVE_KEY = Prepared(_KEY.where(api_keys.c.hash == bindparam("hash"), api_keys.c.revoked_at.is_(None)))
+# a disabled user's keys are refused as if revoked
+_LIVE_KEY = Prepared(_KEY.where(api_keys.c.hash == bindparam("hash"), api_keys.c.revoked_at.is_(None),
+                                users.c.disabled_at.is_(None)))
 _ALL_KEYS = _KEY.order_by(api_keys.c.id)
 _KEYS_OF_USER = _KEY.where(api_keys.c.user_id == bindparam("user_id")).order_by(api_keys.c.id)
 _TOUCH = (api_keys.update().where(api_keys.c.id == bindparam("key_id"))
@@ -57,6 +97,7 @@ _TOUCH = (api_keys.update().where(api_keys.c.id == bindparam("key_id"))
 _REVOKE = (api_keys.update()
            .where(api_keys.c.id == bindparam("key_id"), api_keys.c.revoked_at.is_(None))
            .values(revoked_at=bindparam("now")))
+_REVOKE_OWN = _REVOKE.where(api_keys.c.user_id == bindparam("user_id"))
 _COUNT_KEYS = select(func.count()).select_from(api_keys)
 
 
@@ -85,9 +126,11 @@ def list_keys(conn: Connection, user_id: int | None = None) -> list[Key]:
     return [_key(row) for row in rows(conn, _KEYS_OF_USER, {"user_id": user_id})]
 
 
-def revoke_key(conn: Connection, key_id: int, now: datetime) -> bool:
-    """Revoke a live key; False when there is no live key with this id."""
-    return write(conn, _REVOKE, {"key_id": key_id, "now": now}) == 1
+def revoke_key(conn: Connection, key_id: int, now: datetime, user_id: int | None = None) -> bool:
+    """Revoke a live key (only one of ``user_id``'s when given); False when there is no such key."""
+    if user_id is None:
+        return write(conn, _REVOKE, {"key_id": key_id, "now": now}) == 1
+    return write(conn, _REVOKE_OWN, {"key_id": key_id, "now": now, "user_id": user_id}) == 1
 
 
 def count_keys(conn: Connection) -> int:
