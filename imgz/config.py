@@ -95,6 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ffmpeg_timeout", "300", "Seconds one ffmpeg run may take before the upload is refused.",
             Number(DAY, SECONDS)),
     Setting("guest_uploads", "0", "Accept uploads without a key.", Flag()),
+    Setting("resumable_mb", "50", "Files above this many MB go up from the upload page in chunks that "
+            "resume after a broken connection (tus); signed-in users and keys only.",
+            Number(MANY, " of MB")),
     Setting("secret_key", "", "Signs sign-in cookies; empty: a secret made once and kept in the "
             "database (every process sharing it uses the same).", Secret()),
     Setting("session_days", "30", "Days a browser stays signed in.", Whole(1, 3660, " days")),
@@ -167,6 +170,7 @@ class Config:
     url_timeout: float
     ffmpeg_timeout: float
     guest_uploads: bool
+    resumable_mb: float
     secret_key: str
     session_days: int
     rate_limit_key: str
