@@ -97,7 +97,7 @@ _TOUCH = (api_keys.update().where(api_keys.c.id == bindparam("key_id"))
 _REVOKE = (api_keys.update()
            .where(api_keys.c.id == bindparam("key_id"), api_keys.c.revoked_at.is_(None))
            .values(revoked_at=bindparam("now")))
-_REVOKE_OWN = _REVOKE.where(api_keys.c.user_id == bindparam("user_id"))
+_REVOKE_OWN = _REVOKE.where(api_keys.c.user_id == bindparam("owner"))
 _COUNT_KEYS = select(func.count()).select_from(api_keys)
 
 
@@ -130,7 +130,7 @@ def revoke_key(conn: Connection, key_id: int, now: datetime, user_id: int | None
     """Revoke a live key (only one of ``user_id``'s when given); False when there is no such key."""
     if user_id is None:
         return write(conn, _REVOKE, {"key_id": key_id, "now": now}) == 1
-    return write(conn, _REVOKE_OWN, {"key_id": key_id, "now": now, "user_id": user_id}) == 1
+    return write(conn, _REVOKE_OWN, {"key_id": key_id, "now": now, "owner": user_id}) == 1
 
 
 def count_keys(conn: Connection) -> int:
