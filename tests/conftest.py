@@ -52,7 +52,8 @@ PAIRED = frozenset({
     "test_api_answer.py", "test_api_errors.py", "test_api_upload.py", "test_api_video.py",
     "test_base64_stream.py", "test_browser.py", "test_delete_race.py", "test_expiration.py",
     "test_file_date.py", "test_hostile.py", "test_inprocess.py", "test_metadata_hostile.py",
-    "test_organisation.py", "test_pages.py", "test_ratelimit.py",
+    "test_organisation.py", "test_pages.py", "test_ratelimit.py", "test_signin.py", "test_access.py",
+    "test_browser_access.py",
 })
 
 
