@@ -14,10 +14,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 import media
 from conftest import LiveServer
 from inprocess import settings_env
+from people import add_user, sign_in
 
 # Run once, in the default run: it sets up its own engines whatever the run's pair.
 pytestmark = pytest.mark.local_only
@@ -90,6 +92,25 @@ def test_a_key_revoked_through_one_process_is_refused_by_all_at_once(processes):
         refused = srv.upload(media.png(8, 8), filename="after.png", api_key=key)
         assert refused.status_code in (401, 403), refused.text
         assert "error" in refused.json()
+
+
+def test_a_session_made_through_one_process_works_and_ends_in_all(processes):
+    a, b, c = processes
+    add_user(a.config.database, "ann", "correct horse battery")
+    http, token = sign_in(a.url, "ann")  # its cookie goes to every port of 127.0.0.1
+    for srv in (b, c):
+        assert http.get(f"{srv.url}/keys", allow_redirects=False, timeout=10).status_code == 200
+    # the token made through A is good on B: one secret signs every process's cookies
+    answer = http.post(f"{b.url}/api/1/upload", headers={"X-CSRFToken": token},
+                       files={"source": ("s.png", media.png(9, 9))}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert c.query("SELECT users.name FROM uploads JOIN users ON users.id = uploads.user_id") == [("ann",)]
+    cookie = {"imgz_session": http.cookies["imgz_session"]}
+    assert http.post(f"{c.url}/signout", data={"csrf_token": token}, allow_redirects=False,
+                     timeout=10).status_code == 303
+    for srv in (a, b):  # the old cookie, sent again, is signed in nowhere
+        assert requests.get(f"{srv.url}/keys", cookies=cookie, allow_redirects=False,
+                            timeout=10).status_code == 303
 
 
 def test_the_rate_limit_of_a_key_is_shared_by_every_process(processes):
