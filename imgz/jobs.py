@@ -37,6 +37,7 @@ def sweep(service: Service) -> int | None:
     if removed:
         log.info("expiry sweep removed %d expired upload%s", removed, "" if removed == 1 else "s")
     service.prune_copies()
+    service.prune_sign_ins()
     return removed
 
 

@@ -261,6 +261,10 @@ class Service:
         self.store.drop_copies(gone)
         return len(gone)
 
+    def prune_sign_ins(self) -> int:
+        """Delete sessions and one-time links past their end; return how many."""
+        return db.prune_sessions(self.connection(), self.now())
+
     def purge_expired(self, now: datetime | None = None, batch: int = 500) -> int:
         """Delete every upload expired at ``now``, a batch at a time, each in one transaction:
         its rows are claimed (locked), their files deleted, then the rows. A crash before the

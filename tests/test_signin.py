@@ -342,3 +342,19 @@ def make_server_again(srv):
     from conftest import LiveServer
 
     return LiveServer(srv.data, {k: v for k, v in srv.env.items() if k.startswith("IMGZ_") and k != "IMGZ_DATA"})
+
+
+def test_the_sweep_deletes_ended_sessions_and_links(site):
+    from imgz import jobs
+
+    client = browser(site)
+    sign_in(client)
+    user = db.get_user_by_name(conn(site), "ann")
+    now = site.service.now()
+    db.add_session(conn(site), ids.digest("old"), user.id, now - timedelta(days=40), now - timedelta(days=10))
+    people.new_link(conn(site), user.id, now - timedelta(hours=2))
+    people.new_link(conn(site), user.id, now)
+    jobs.sweep(site.service)
+    assert site.query("SELECT COUNT(*) FROM sessions") == [(1,)]
+    assert site.query("SELECT COUNT(*) FROM links") == [(1,)]
+    assert client.get("/account").status_code == 200
