@@ -185,3 +185,22 @@ def test_an_admin_adds_a_user_who_signs_in_through_the_link(site: LiveServer, pe
     assert eve.url == f"{site.url}/keys"
     eve.goto(link)
     assert "used already or has expired" in eve.content()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_keys_page_in_light_and_dark(site: LiveServer, person: Any, scheme: str) -> None:
+    from test_browser import ARTIFACTS
+
+    page = person(color_scheme=scheme, viewport={"width": 1100, "height": 760})
+    browser_sign_in(page, site.url, "cid", PASSWORD)
+    page.goto(f"{site.url}/keys")
+    page.get_by_label("Label").fill(f"laptop ({scheme})")
+    page.get_by_role("button", name="New key").click()
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert (background == "rgb(19, 21, 25)") == (scheme == "dark")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"ui-keys-{scheme}.png"), full_page=True)
+    narrow = person(color_scheme=scheme, viewport={"width": 360, "height": 740})
+    browser_sign_in(narrow, site.url, "cid", PASSWORD)
+    narrow.goto(f"{site.url}/keys")
+    assert narrow.evaluate("document.documentElement.scrollWidth") <= 360
