@@ -37,7 +37,7 @@ _SESSION_USER = (select(*_USER_COLUMNS, sessions.c.seen_at)
                  .join_from(sessions, users, users.c.id == sessions.c.user_id)
                  .where(sessions.c.hash == bindparam("hash"), sessions.c.expires_at > bindparam("now"),
                         users.c.disabled_at.is_(None)))
-_SEEN = (sessions.update().where(sessions.c.hash == bindparam("hash"))
+_SEEN = (sessions.update().where(sessions.c.hash == bindparam("token_hash"))
          .values(seen_at=bindparam("now")))
 _END = sessions.delete().where(sessions.c.hash == bindparam("hash"))
 _END_ALL = sessions.delete().where(sessions.c.user_id == bindparam("user_id"))
@@ -62,7 +62,7 @@ def session_user(conn: Connection, token_hash: str, now: datetime) -> tuple[User
 
 
 def touch_session(conn: Connection, token_hash: str, now: datetime) -> None:
-    c.write(conn, _SEEN, {"hash": token_hash, "now": now})
+    c.write(conn, _SEEN, {"token_hash": token_hash, "now": now})
 
 
 def end_session(conn: Connection, token_hash: str) -> None:
