@@ -11,7 +11,7 @@ import requests
 import media
 from conftest import LiveServer
 from people import add_user, browser_sign_in
-from test_browser import CHROMIUM, LAUNCH_ARGS, sync_api  # noqa: F401  (skips without Chromium)
+from test_browser import browser, sync_api  # noqa: F401  (the shared Chromium; skips without it)
 from webhost import WebHost
 
 PASSWORD = "correct horse battery"
@@ -25,14 +25,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         add_user(srv.config.database, name, PASSWORD)
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
