@@ -47,7 +47,8 @@ pytest_plugins = ["pgserver", "s3server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The test files that run on every backend pair (see the top of this file).
+# The test files that run on every backend pair (see the top of this file); a file may also say so
+# itself with ``pytestmark = pytest.mark.paired``.
 PAIRED = frozenset({
     "test_api_answer.py", "test_api_errors.py", "test_api_upload.py", "test_api_video.py",
     "test_base64_stream.py", "test_browser.py", "test_delete_race.py", "test_expiration.py",
@@ -80,7 +81,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     kept, dropped = [], []
     for item in items:
-        paired = item.path.name in PAIRED and item.get_closest_marker("local_only") is None
+        named = item.path.name in PAIRED or item.get_closest_marker("paired") is not None
+        paired = named and item.get_closest_marker("local_only") is None
         (kept if paired else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)

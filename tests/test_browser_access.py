@@ -188,6 +188,7 @@ def test_the_keys_page_in_light_and_dark(site: LiveServer, person: Any, scheme: 
     page.goto(f"{site.url}/keys")
     page.get_by_label("Label").fill(f"laptop ({scheme})")
     page.get_by_role("button", name="New key").click()
+    page.get_by_label("Your new key").wait_for()
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert (background == "rgb(19, 21, 25)") == (scheme == "dark")
     ARTIFACTS.mkdir(exist_ok=True)
