@@ -42,8 +42,9 @@ from imgz.config import Config
 from imgz.store import Store
 from inprocess import InProcess, as_response, settings_env
 
-# the fixtures postgres and pg_url (a real PostgreSQL), s3_server and s3 (a real S3 server)
-pytest_plugins = ["pgserver", "s3server"]
+# the fixtures postgres and pg_url (a real PostgreSQL), s3_server and s3 (a real S3 server), and
+# site (an app with two users who have passwords)
+pytest_plugins = ["pgserver", "s3server", "people"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

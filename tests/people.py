@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+import pytest
 import requests
 
 from imgz import db, passwords
@@ -14,7 +15,10 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 
-def add_user(database: str, name: str, password: str | None = "correct horse battery",
+PASSWORD = "correct horse battery"
+
+
+def add_user(database: str, name: str, password: str | None = PASSWORD,
              admin: bool = False) -> int:
     """A user (made, or found by name) with this password; its id."""
     conn = db.connect(database)
@@ -53,3 +57,12 @@ def browser_sign_in(page: Any, base: str, name: str, password: str = "correct ho
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: "/signin" not in url)
+
+
+@pytest.fixture
+def site(make_app: Any) -> Any:
+    """An app in this process with two users who have passwords: ann and bob."""
+    srv = make_app()
+    add_user(srv.config.database, "ann", PASSWORD)
+    add_user(srv.config.database, "bob", PASSWORD)
+    return srv

@@ -16,14 +16,6 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def site(make_app):
-    srv = make_app()
-    add_user(srv.config.database, "ann", PASSWORD)
-    add_user(srv.config.database, "bob", PASSWORD)
-    return srv
-
-
-@pytest.fixture
 def guests(make_app):
     srv = make_app(guest_uploads=1)
     add_user(srv.config.database, "ann", PASSWORD)

@@ -15,14 +15,6 @@ from people import add_user, csrf_of
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture
-def site(make_app):
-    srv = make_app()
-    add_user(srv.config.database, "ann", PASSWORD)
-    add_user(srv.config.database, "bob", PASSWORD)
-    return srv
-
-
 def browser(srv):
     return srv.flask.test_client()
 
