@@ -49,6 +49,15 @@ def upload_with(site: LiveServer, key: str) -> requests.Response:
                          files={"source": ("p.png", media.png(12, 12))}, timeout=60)
 
 
+def new_key(page: Any, site: LiveServer, label: str = "") -> str:
+    """Make a key on the keys page as the signed-in person; the key it shows once."""
+    page.goto(f"{site.url}/keys")
+    if label:
+        page.get_by_label("Label").fill(label)
+    page.get_by_role("button", name="New key").click()
+    return page.get_by_label("Your new key").input_value()
+
+
 def test_signing_in_and_out(site: LiveServer, person: Any) -> None:
     page = person()
     page.goto(f"{site.url}/keys")
@@ -113,10 +122,7 @@ def test_a_forged_form_and_a_forged_api_call_from_another_origin_are_refused(sit
 def test_a_key_made_on_the_keys_page_works_until_it_is_revoked(site: LiveServer, person: Any) -> None:
     page = person()
     browser_sign_in(page, site.url, "ann", PASSWORD)
-    page.goto(f"{site.url}/keys")
-    page.get_by_label("Label").fill("phone")
-    page.get_by_role("button", name="New key").click()
-    key = page.get_by_label("Your new key").input_value()
+    key = new_key(page, site, "phone")
     assert key.startswith("imgz_")
     assert upload_with(site, key).status_code == 200
     page.goto(f"{site.url}/keys")
@@ -145,9 +151,7 @@ def test_the_sharex_button_downloads_a_working_uploader(site: LiveServer, person
 def test_a_disabled_users_session_ends_at_once(site: LiveServer, person: Any) -> None:
     bob = person()
     browser_sign_in(bob, site.url, "bob", PASSWORD)
-    bob.goto(f"{site.url}/keys")
-    bob.get_by_role("button", name="New key").click()
-    key = bob.get_by_label("Your new key").input_value()
+    key = new_key(bob, site)
     admin = person()
     browser_sign_in(admin, site.url, "root", PASSWORD)
     admin.goto(f"{site.url}/users")
@@ -185,10 +189,7 @@ def test_the_keys_page_in_light_and_dark(site: LiveServer, person: Any, scheme: 
 
     page = person(color_scheme=scheme, viewport={"width": 1100, "height": 760})
     browser_sign_in(page, site.url, "cid", PASSWORD)
-    page.goto(f"{site.url}/keys")
-    page.get_by_label("Label").fill(f"laptop ({scheme})")
-    page.get_by_role("button", name="New key").click()
-    page.get_by_label("Your new key").wait_for()
+    new_key(page, site, f"laptop ({scheme})")
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert (background == "rgb(19, 21, 25)") == (scheme == "dark")
     ARTIFACTS.mkdir(exist_ok=True)
