@@ -9,12 +9,15 @@ from datetime import timedelta
 
 from imgz import db
 from imgz.records import Listing
-from test_db import NOW, conn, database, new_upload, store as store_one  # noqa: F401  (fixtures)
+import test_db
+from test_db import NOW, new_upload
+
+database, conn = test_db.database, test_db.conn  # the fixtures: an empty database of each kind
 
 
 def store(conn, upload):
     """Store an upload under a name of its own (its files' paths are unique)."""
-    return store_one(conn, dataclasses.replace(upload, name=upload.public_id))
+    return test_db.store(conn, dataclasses.replace(upload, name=upload.public_id))
 
 
 def _user(conn, name):
