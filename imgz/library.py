@@ -98,6 +98,8 @@ def page(service: Service, listing: Listing, site: Site, size: int = PAGE_SIZE,
     newer_page = after is not None or before is not None
     older_page = more if after is None or before is not None else True
     live = [f for f in found if f.upload.expires_at is None or f.upload.expires_at > now]
+    if listing.user_id is not None:  # one person's: no owner to name
+        live = [Listed(f.upload) for f in live]
     return Page(items=[_item(f, site, now) for f in live],
                 older=found[-1].upload.id if found and older_page else None,
                 newer=found[0].upload.id if found and newer_page and (after is None or more) else None)
