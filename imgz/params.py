@@ -152,3 +152,21 @@ def client_basename(filename: str | None) -> str:
     base = re.split(r"[\\/]", filename)[-1]
     base = clean_text(base).strip()
     return "" if base in {".", ".."} else base[:255]
+
+
+# A search matches the title, the original name and the start of the description. An upload's
+# search text is kept in an index, whose entries PostgreSQL caps at about 2.7 kB: 600 characters
+# are at most 2,400 bytes of UTF-8.
+SEARCH_TEXT = 600
+MAX_SEARCH = 100
+
+
+def search_text(title: str, original_filename: str, description: str | None) -> str:
+    """What a search of "My uploads" looks in: lower-cased, lines joined, cut to its length."""
+    joined = " ".join(part for part in (title, original_filename, description or "") if part)
+    return " ".join(joined.lower().split())[:SEARCH_TEXT]
+
+
+def search_words(value: str | None) -> str:
+    """A search as typed, in the form search_text keeps: lower-cased, spaces run together, cut."""
+    return " ".join(clean_text(value or "").lower().split())[:MAX_SEARCH]

@@ -119,11 +119,36 @@ class Key:
 
 @dataclass(frozen=True)
 class Album:
+    """An album: its public id is the API's album_id; its page is /a/<page_key>, an address
+    nobody can guess, shown to anyone only when the album is public."""
+
     id: int
     public_id: str
     user_id: int
     name: str
     created_at: datetime
+    is_public: bool = False
+    page_key: str = ""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Which uploads a grid shows: one user's (None: everyone's, for admins), narrowed by an
+    album, a tag, a kind ('image', 'video') and words in their search text (params.search_words)."""
+
+    user_id: int | None
+    album_id: int | None = None
+    tag_id: int | None = None
+    kind: str | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """An upload in a grid (its tags not read), with its owner's name where everyone's are listed."""
+
+    upload: Upload
+    owner: str | None = None
 
 
 @dataclass(frozen=True)

@@ -130,10 +130,12 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
         limit = parse_limit(getattr(cfg, f"rate_limit_{name}"))
         app.config[f"IMGZ_LIMIT_{name.upper()}"] = _limiter(limit, name, connections) if limit else None
 
-    from . import access, api, signin, views
+    from . import access, albumpages, api, manage, signin, views
 
     signin.setup(app, lambda limit, name: _limiter(limit, name, connections))
     app.register_blueprint(access.bp)
+    app.register_blueprint(manage.bp)
+    app.register_blueprint(albumpages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     views.register(app, cfg.route_image, cfg.route_video)

@@ -133,7 +133,9 @@ def test_keys(conn):
 def test_albums_and_categories(conn):
     user = db.add_user(conn, "admin", True, NOW)
     album = db.add_album(conn, "Alb12345", user, "Trips", NOW)
-    assert db.get_album(conn, "Alb12345") == records.Album(album, "Alb12345", user, "Trips", NOW)
+    found = db.get_album(conn, "Alb12345")
+    assert found == records.Album(album, "Alb12345", user, "Trips", NOW, False, found.page_key)
+    assert len(found.page_key) >= 22 and db.get_album_by_key(conn, found.page_key) == found
     assert db.get_album(conn, "nope") is None
     category = db.add_category(conn, "Nature")
     assert db.get_category(conn, category) == records.Category(category, "Nature")
@@ -432,8 +434,9 @@ def test_an_empty_database_gets_the_whole_schema(database):
             "users", "api_keys", "albums", "categories", "uploads", "files", "names", "tags",
             "upload_tags", "schema_version", "sessions", "links", "secrets"}
         assert [c["name"] for c in found.get_columns("uploads")] == [
-            *(f.name for f in dataclasses.fields(Upload) if f.name != "tags"), "delete_hash"]
-        assert {i["name"] for i in found.get_indexes("uploads")} >= {"uploads_expires_at", "uploads_user_id"}
+            *(f.name for f in dataclasses.fields(Upload) if f.name != "tags"), "delete_hash", "search_text"]
+        assert {i["name"] for i in found.get_indexes("uploads")} >= {
+            "uploads_expires_at", "uploads_user_id", "uploads_user_kind", "uploads_user_text"}
         types = {c["name"]: str(c["type"]) for c in found.get_columns("uploads")}
         assert {types[name] for name in ("size", "created_at", "expires_at", "views")} == {"BIGINT"}
 
@@ -455,6 +458,8 @@ def test_an_older_schema_is_upgraded_keeping_its_rows(tmp_path, version):
     with contextlib.closing(db.connect(tmp_path / "new.db")) as conn:
         db.migrate(conn)
     assert _shape(tmp_path / "old.db") == _shape(tmp_path / "new.db")
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.db")) as conn:  # searchable as a new one
+        assert conn.execute("SELECT search_text FROM uploads WHERE id = 7").fetchone() == ("t a.gif",)
     for name in ("old.db", "new.db"):  # what an older imgz reads: it finds nothing left to do
         with contextlib.closing(sqlite3.connect(tmp_path / name)) as conn:
             assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION

@@ -14,7 +14,8 @@ Modules, by noun:
   migrations.py  schema versions and the steps between them
   users.py       users (passwords, disabled, admin) and API keys
   sessions.py    signed-in sessions, one-time links, the install's secrets
-  albums.py      albums and categories
+  albums.py      albums, the uploads moved in and out of them, and categories
+  listing.py     uploads in grids: newest first, paged by keyset, filtered
   uploads.py     uploads: insert, read as records, list, expire, delete
   tags.py        tags and the links of uploads to them
   files.py       stored files by path, and reserved names
@@ -22,9 +23,12 @@ Modules, by noun:
 """
 from sqlalchemy.engine import Connection
 
-from .albums import add_album, add_category, get_album, get_category, get_category_by_name
+from .albums import (add_album, add_category, album_counts, delete_album, get_album, get_album_by_id,
+                     get_album_by_key, get_category, get_category_by_name, move_to_album,
+                     rename_album, set_album_public, take_out_of_album, user_albums)
 from .buckets import bucket_count, prepare_buckets, prune_buckets, take_token
 from .connection import LocalConnections, connect, is_postgresql, lock, transaction, try_lock
+from .listing import MAX_PAGE, ids_of, list_uploads, listed, page_ids
 from .files import all_file_paths, file_lookup, known_paths, release_name, reserve_name, upload_id_for_path
 from .migrations import SCHEMA_VERSION, migrate, schema_version_of
 from .postgresql import MissingDriver
@@ -47,6 +51,9 @@ __all__ = [
     "count_sessions", "prune_sessions", "add_link", "link_user", "use_link",
     "add_key", "find_key", "touch_key", "list_keys", "revoke_key", "count_keys",
     "add_album", "get_album", "add_category", "get_category", "get_category_by_name",
+    "get_album_by_id", "get_album_by_key", "user_albums", "album_counts", "rename_album",
+    "set_album_public", "delete_album", "move_to_album", "take_out_of_album",
+    "MAX_PAGE", "list_uploads", "page_ids", "listed", "ids_of",
     "reserve_name", "release_name", "file_lookup", "known_paths", "upload_id_for_path", "all_file_paths",
     "insert_upload", "get_upload", "get_upload_by_id", "public_id_taken", "get_delete_hash",
     "iter_uploads", "count_uploads", "add_view", "set_variant", "delete_upload", "delete_uploads",

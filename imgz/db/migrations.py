@@ -4,8 +4,8 @@ older one runs, in one transaction, the steps it lacks, and keeps every row.
 Versions: 1 the first schema; 2 tags stored as cleaned today (a step on the rows); 3 the
 version kept in a ``schema_version`` table, which any database has (SQLite's header, where
 versions 1 and 2 kept it, still counts along for an older imgz); 4 sign-in (passwords, sessions,
-one-time links, the install's secrets), albums with a page of their own, and the indexes that
-page a user's uploads.
+one-time links, the install's secrets), albums with a page of their own, and what pages, filters
+and searches a user's uploads (the search text of each upload, and indexes).
 A new version adds its step here and its change to ``tables.py``.
 
 One mechanism for every database, run at each start. Several processes starting at once on one
@@ -24,9 +24,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 
 from .. import params
+from ..params import search_text
 from ..errors import DatabaseError
 from .connection import dialect, lock, rows, transaction, value, write
-from .tables import albums, metadata, schema_version, tags, upload_tags, users
+from .tables import albums, metadata, schema_version, tags, upload_tags, uploads, users
 
 SCHEMA_VERSION = 4
 
@@ -90,16 +91,36 @@ def _index(name: str) -> Index:
 
 # what version 4 added to the tables of version 3
 NEW_TABLES_4 = ("sessions", "links", "secrets")
-NEW_INDEXES_4 = ("albums_page_key", "albums_user", "uploads_user_id", "uploads_album_id")
+NEW_INDEXES_4 = ("albums_page_key", "albums_user", "uploads_user_id", "uploads_album_id",
+                 "uploads_user_kind", "uploads_user_text", "upload_tags_tag_upload")
+DROPPED_INDEXES_4 = ("uploads_user", "upload_tags_tag")  # replaced by wider ones
+SEARCH_BATCH = 1000
+
+
+def _fill_search_text(conn: Connection) -> None:
+    """Every upload's search text, from its title, original name and description."""
+    pending = (select(uploads.c.id, uploads.c.title, uploads.c.original_filename, uploads.c.description)
+               .where(uploads.c.search_text == "", uploads.c.id > bindparam("after"))
+               .order_by(uploads.c.id).limit(SEARCH_BATCH))
+    fill = uploads.update().where(uploads.c.id == bindparam("upload_id")).values(
+        search_text=bindparam("text"))
+    after = 0
+    while batch := rows(conn, pending, {"after": after}):
+        write(conn, fill, [{"upload_id": row.id,
+                            "text": search_text(row.title, row.original_filename, row.description)}
+                           for row in batch])
+        after = batch[-1].id
 
 
 def _sign_in(conn: Connection) -> None:
-    """Passwords, sessions, links and secrets; albums' pages; the indexes of a user's uploads.
+    """Passwords, sessions, links and secrets; albums' pages; the search text and the indexes of a
+    user's uploads.
 
     What is there already is left (a database marked older than its tables are).
     """
     found = inspect(conn)
-    for column in (users.c.password_hash, users.c.disabled_at, albums.c.is_public, albums.c.page_key):
+    for column in (users.c.password_hash, users.c.disabled_at, albums.c.is_public, albums.c.page_key,
+                   uploads.c.search_text):
         if column.name not in {c["name"] for c in found.get_columns(column.table.name)}:
             _add_column(conn, column)
     for name in NEW_TABLES_4:
@@ -109,9 +130,11 @@ def _sign_in(conn: Connection) -> None:
                for row in rows(conn, select(albums.c.id).where(albums.c.page_key.is_(None)))]
     if keyless:
         write(conn, page_key, keyless)
-    indexes = {i["name"] for table in ("uploads", "albums") for i in found.get_indexes(table)}
-    if "uploads_user" in indexes:
-        conn.execute(text("DROP INDEX uploads_user"))  # replaced by uploads_user_id
+    _fill_search_text(conn)
+    indexes = {i["name"] for table in ("uploads", "albums", "upload_tags") for i in found.get_indexes(table)}
+    for name in DROPPED_INDEXES_4:
+        if name in indexes:
+            conn.execute(text(f"DROP INDEX {name}"))
     for name in NEW_INDEXES_4:
         if name not in indexes:
             conn.execute(CreateIndex(_index(name)))

@@ -114,17 +114,24 @@ uploads = Table(
     "uploads", metadata,
     *_upload_columns(),
     Column("delete_hash", Text, nullable=False),  # SHA-256 of the delete secret; never in a record
+    # title, description and original name, lower-cased (params.search_text): what "My uploads"
+    # matches a search against, kept beside the id in uploads_user_text
+    Column("search_text", Text, nullable=False, server_default=text("''")),
 )
 _EXPIRING = uploads.c.expires_at.is_not(None)
 Index("uploads_expires_at", uploads.c.expires_at, **sqlite.partial(_EXPIRING), **postgresql.partial(_EXPIRING))
 # "My uploads", newest first, paged by id: one range of this index per page
 Index("uploads_user_id", uploads.c.user_id, uploads.c.id)
 Index("uploads_album_id", uploads.c.album_id, uploads.c.id)
+# ... of one kind (images, videos); and searched: read from the index alone, rows never touched
+Index("uploads_user_kind", uploads.c.user_id, uploads.c.kind, uploads.c.id)
+Index("uploads_user_text", uploads.c.user_id, uploads.c.id, uploads.c.search_text)
 
 # The record's columns, in its order: what every read of an upload selects.
 UPLOAD_COLUMNS = tuple(uploads.c[f.name] for f in dataclasses.fields(Upload)
                        if f.name not in UPLOAD_RELATIONS)
 # What an insert gives: every column of the record but the id the database hands out.
+# (The delete secret's hash and the search text are added by the insert.)
 UPLOAD_INSERT = tuple(c.name for c in UPLOAD_COLUMNS if c.name != "id")
 
 # -- stored files and names ----------------------------------------------------------------------
@@ -162,7 +169,8 @@ upload_tags = Table(
     Column("position", Integer, nullable=False),
     **sqlite.WITHOUT_ROWID,
 )
-Index("upload_tags_tag", upload_tags.c.tag_id)
+# a tag's uploads, newest first ("My uploads" filtered by a tag)
+Index("upload_tags_tag_upload", upload_tags.c.tag_id, upload_tags.c.upload_id)
 
 # -- sign-in -------------------------------------------------------------------------------------
 

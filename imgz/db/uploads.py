@@ -7,6 +7,7 @@ from typing import Iterable, Iterator, Sequence
 from sqlalchemy import bindparam, false, func, or_, select
 from sqlalchemy.engine import Connection, Row
 
+from ..params import search_text
 from ..records import Upload
 from .connection import findable, first, insert, rows, value, write
 from .prepared import Prepared
@@ -26,7 +27,7 @@ _DELETE_HASH = select(uploads.c.delete_hash).where(uploads.c.public_id == bindpa
 _PATHS_OF = select(files.c.path).where(files.c.upload_id.in_(bindparam("ids", expanding=True)))
 _INSERT = uploads.insert()
 _INSERT_RETURNING = Prepared(uploads.insert().returning(*UPLOAD_COLUMNS),
-                             columns=(*UPLOAD_INSERT, "delete_hash"))
+                             columns=(*UPLOAD_INSERT, "delete_hash", "search_text"))
 _INSERT_FILES = Prepared(files.insert())
 _DELETE = uploads.delete().where(uploads.c.id.in_(bindparam("ids", expanding=True)))
 _ADD_VIEW = (uploads.update().where(uploads.c.id == bindparam("upload_id"))
@@ -67,6 +68,7 @@ def insert_upload(conn: Connection, upload: Upload, delete_hash: str,
     """
     values = {name: getattr(upload, name) for name in UPLOAD_INSERT}
     values["delete_hash"] = delete_hash
+    values["search_text"] = search_text(upload.title, upload.original_filename, upload.description)
     if conn.dialect.insert_returning:
         row = _INSERT_RETURNING.first(conn, values)
     else:  # SQLite before 3.35
