@@ -2,10 +2,12 @@
 called, the answer in Chevereto's shape and the format asked for; and ShareX's uploader file."""
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
-from typing import Any
+from datetime import datetime
+from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, g, request
 
@@ -14,7 +16,8 @@ from .auth import actor_for_key, header_key, presented_key, session_actor
 from .body import (KEYLESS_BODY, MAX_FILE_PARTS, MAX_FORM_PARTS, body_limit, given, learn_format,
                    param, read_body, source_file, stream_factory, upload_options)
 from .errors import Busy, ImgzError, InvalidParameter, NoStorage, RateLimited, TooBig
-from .records import Actor
+from .records import Actor, Options
+from .sources import Incoming
 
 bp = Blueprint("api", __name__)
 
@@ -26,18 +29,38 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
                                       mimetype="application/json")
 
 
+def admit(service: Any) -> None:
+    """Check the free space and take a place in the upload queue, or refuse (507, 503); the
+    place is left when the request ends (``admitted``)."""
+    service.check_free_space()
+    # Every place for an upload taken: the threads that pages and files need are not given
+    # to one more upload waiting for a worker.
+    if not service.admission.enter():
+        raise Busy(service.admission.retry_after())
+    g.imgz_admitted = True
+
+
+def admitted(view: Callable[..., Response]) -> Callable[..., Response]:
+    """A view that may ``admit``: its place in the upload queue is left when it returns."""
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        service = current_app.config["IMGZ_SERVICE"]
+        start = time.monotonic()
+        try:
+            return view(*args, **kwargs)
+        finally:
+            if g.pop("imgz_admitted", False):
+                service.admission.leave(time.monotonic() - start)
+    return wrapper
+
+
 # No path may redirect: a redirect turns the client's POST into a GET and loses the body. Werkzeug
 # would answer doubled slashes with one; without merging they are an API 404 instead.
 @bp.route("/api/1/upload", methods=["GET", "POST"], merge_slashes=False)
 @bp.route("/api/1/upload/", methods=["GET", "POST"], merge_slashes=False)
+@admitted
 def upload() -> Response:
-    service = current_app.config["IMGZ_SERVICE"]
-    start = time.monotonic()
-    try:
-        return _upload(service)
-    finally:
-        if g.pop("imgz_admitted", False):
-            service.admission.leave(time.monotonic() - start)
+    return _upload(current_app.config["IMGZ_SERVICE"])
 
 
 def _upload(service: Any) -> Response:
@@ -65,12 +88,7 @@ def _upload(service: Any) -> Response:
                 throttle("KEY", f"user:{actor.user_id}")
         if request.content_length is not None and request.content_length > body_limit(limit):
             raise TooBig(limit_mb)
-        service.check_free_space()
-        # Every place for an upload taken: the threads that pages and files need are not given
-        # to one more upload waiting for a worker.
-        if not service.admission.enter():
-            raise Busy(service.admission.retry_after())
-        g.imgz_admitted = True
+        admit(service)
     except ImgzError as exc:
         learn_format(trusted=actor is not None and isinstance(exc, (TooBig, NoStorage, Busy)))
         raise
@@ -108,6 +126,14 @@ def _upload(service: Any) -> Response:
     imgbb = not given("source") and given("image")
     options = upload_options(imgbb, now, actor)
     incoming = source_file("image" if imgbb else "source", actor, limit, limit_mb)
+    return upload_answer(service, incoming, actor, options, now, imgbb)
+
+
+def upload_answer(service: Any, incoming: Incoming, actor: Actor, options: Options,
+                  now: datetime, imgbb: bool = False) -> Response:
+    """Store an incoming file as an upload and answer as ``/api/1/upload`` does, in the format
+    asked for (``g.api_format``): the one path of the upload endpoint and of a finished
+    resumable upload (tus.py)."""
     upload, secret = service.upload(incoming, actor, options)
     site = current_app.config["IMGZ_SITE"]()
     image = chevereto.image_object(upload, site, delete_secret=secret, now=now)

@@ -4,7 +4,9 @@
    CSRF token is asked for, and a session cookie sent beside it is ignored.
 2. Otherwise a signed-in session counts, but only on a POST that carries the session's CSRF
    token (Flask-WTF), never on a GET: another site can make a browser send its cookie, not the
-   token.
+   token. Resumable uploads (tus.py) take the token in the X-CSRFToken header on each of their
+   methods (HEAD, PATCH, DELETE too): a page of another site cannot send that header at all
+   without this server's leave (a CORS preflight), which it never gives.
 3. Anything else is keyless: a guest where guest uploads are on, else refused (401).
 
 Showing a page to its signed-in user (a GET) reads the session too (``signin.signed_in_user``):
@@ -77,6 +79,21 @@ def session_actor(header_only: bool = False) -> Actor | None:
     me = signed_in_user()
     if me is None or not csrf_valid(header_only):
         return None
+    return Actor(user_id=me.id, is_admin=me.is_admin, session=True)
+
+
+def header_actor(conn: db.Connection, now: datetime) -> Actor:
+    """Who a resumable-upload call acts for: a key (header or ``key`` parameter of the query),
+    else the signed-in user when the X-CSRFToken header holds the session's token, whatever the
+    method; else 401, guests included: resumable uploads are for users only."""
+    from .signin import csrf_valid, signed_in_user
+
+    key = header_key(request) or request.args.get("key", "").strip() or None
+    if key:
+        return actor_for_key(conn, key, now)
+    me = signed_in_user() if request.headers.get("X-CSRFToken") else None
+    if me is None or not csrf_valid(header_only=True):
+        raise Unauthorized("No key provided")
     return Actor(user_id=me.id, is_admin=me.is_admin, session=True)
 
 

@@ -10,7 +10,10 @@ and rates are the server's ``Limits`` (server.py).
 - once the headers of a request with a body are parsed, before any of the body is buffered, the
   gate decides: go on, go on with a valid key, or answer now (the body is then never stored);
 - bodies not known to carry a valid key are counted against the server's ``Spool``; past its
-  cap such requests are answered with the gate's busy answer.
+  cap such requests are answered with the gate's busy answer;
+- a request whose body the gate said to keep when cut (a resumable upload's PATCH) and whose
+  connection ends mid-body is handed to the application with what arrived (``CutBody``), its
+  answer thrown away (server.py ``CutBody``): the bytes that made it are stored and count.
 
 An early answer closes the connection gracefully: the server stops sending, then reads and
 throws away what the client still sends for ``LINGER`` seconds, so that the client reads the
@@ -30,6 +33,8 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.task import WSGITask
 
+from .logpaths import mask
+
 if TYPE_CHECKING:
     from .server import GuardedServer
 
@@ -38,6 +43,7 @@ log = logging.getLogger("imgz")
 WSGIApp = Callable[..., Iterable[bytes]]
 LINGER = 5.0  # seconds an early-answered connection reads and discards before it closes
 ENVIRON_ANSWER = "imgz.early_answer"
+ENVIRON_CUT = "imgz.cut_body"  # the body is what arrived before the connection was cut
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,12 @@ class Head:
 
 @dataclass(frozen=True)
 class Decision:
-    """The gate's word on a request with a body: go on (keyed or not), or answer now."""
+    """The gate's word on a request with a body: go on (keyed or not), or answer now;
+    ``keep_cut``: if the connection is cut mid-body, the application gets what arrived."""
 
     keyed: bool = False
     answer: WSGIApp | None = None
+    keep_cut: bool = False
 
 
 GO_ON = Decision()
@@ -93,6 +101,8 @@ class GuardedParser(HTTPRequestParser):
     imgz_charged = 0
     imgz_body_started = 0.0
     imgz_answer: WSGIApp | None = None
+    imgz_keep_cut = False
+    imgz_cut = False
 
 
 class GuardedTask(WSGITask):
@@ -102,6 +112,8 @@ class GuardedTask(WSGITask):
         environ = super().get_environment()
         if self.request.imgz_answer is not None:
             environ[ENVIRON_ANSWER] = self.request.imgz_answer
+        if self.request.imgz_cut:
+            environ[ENVIRON_CUT] = True
         return environ
 
 
@@ -162,12 +174,13 @@ class GuardedChannel(HTTPChannel):
             try:
                 decision = server.gate.decide(head) if server.gate is not None else GO_ON
             except Exception:  # the application still checks the key; the server must not stop
-                log.exception("the gate failed on %s %s", head.method, head.path)
+                log.exception("the gate failed on %s %s", head.method, mask(head.path))
                 decision = GO_ON
             if decision.answer is not None:
                 self._answer_now(request, decision.answer)
                 return False
             request.imgz_keyed = decision.keyed
+            request.imgz_keep_cut = decision.keep_cut
             if not decision.keyed and not server.spool.fits(request.content_length or 0):
                 self._answer_now(request, self._busy(head))
                 return False
@@ -266,8 +279,23 @@ class GuardedChannel(HTTPChannel):
                 self.linger_until = time.monotonic() + LINGER
                 self.will_close = self.close_when_flushed = False
                 return
-        self.server.spool.release(self.request)
+        request = self.request
+        self.server.spool.release(request)
+        if (request is not None and request.imgz_keep_cut and not request.completed
+                and request.error is None and request.body_rcv is not None
+                and len(request.body_rcv) > 0):
+            self.request = None
+            self._serve_cut(request)
         super().handle_close()
+
+    def _serve_cut(self, request: GuardedParser) -> None:
+        """Hand what arrived of the body to the application, as a whole body of that length."""
+        request.headers["CONTENT_LENGTH"] = str(len(request.body_rcv))
+        request.headers.pop("TRANSFER_ENCODING", None)
+        request.chunked = False
+        request.completed = True
+        request.imgz_cut = True
+        self.server.serve_cut(self, request)
 
     def del_channel(self, map: dict | None = None) -> None:
         super().del_channel(map)

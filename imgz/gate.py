@@ -7,6 +7,10 @@ body: a wrong key in ``X-API-Key``; a wrong ``key`` in the query string; or, wit
 off, no key anywhere and a body that is not a form (so it cannot carry one). Small bodies, up
 to body.KEYLESS_BODY, go on: for them the application learns the answer's format from the body.
 
+Resumable uploads (``/api/1/tus/``, users only) are refused whatever their size unless they carry
+a valid key (header or query) or a session cookie with an X-CSRFToken header (the application
+checks the two). The bytes of a PATCH that may go on are kept if its connection is cut midway.
+
 Its answers come from the application's own error handler, inside a request context built from
 the headers, after the checks the application makes first (the per-address rate limit, a body
 past the largest size, the free space), so they are the application's answers to the byte.
@@ -32,6 +36,7 @@ from .auth import live_key
 from .body import KEYLESS_BODY, body_limit
 from .errors import Busy, DatabaseBusy, DatabaseError, ImgzError, TooBig, Unauthorized
 from .channel import GO_ON, KEYED, Decision, Head, WSGIApp
+from .server import TUS_PATH
 
 UPLOAD_PATHS = frozenset({"/api/1/upload", "/api/1/upload/"})
 FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -49,15 +54,30 @@ class KeyGate:
         self._paused_until = 0.0
 
     def decide(self, head: Head) -> Decision:
-        if head.method not in ("GET", "POST") or head.path not in UPLOAD_PATHS:
+        tus = head.path.startswith(TUS_PATH) or head.path == TUS_PATH[:-1]
+        if not tus and (head.method not in ("GET", "POST") or head.path not in UPLOAD_PATHS):
             return GO_ON
+        keep = Decision(keep_cut=tus and _patch(head))
         if time.monotonic() < self._paused_until:
-            return GO_ON
+            return keep
         try:
-            return self._decide(head)
+            return self._resumable(head, keep) if tus else self._decide(head)
         except (DatabaseBusy, DatabaseError):  # Unavailable is a kind of Busy
             self._paused_until = time.monotonic() + DATABASE_PAUSE
-            return GO_ON
+            return keep
+
+    def _resumable(self, head: Head, keep: Decision) -> Decision:
+        """A key that is valid, or a session cookie with a CSRF header, goes on; else 401 now."""
+        key = head.headers.get("X_API_KEY", "").strip() or _first(head.query, "key")
+        if key:
+            if live_key(self.service.connection(), key) is not None:
+                return Decision(keyed=True, keep_cut=keep.keep_cut)
+            return self._refuse(head, Unauthorized(), [])
+        cookie = f"{self.app.config['SESSION_COOKIE_NAME']}="
+        if head.headers.get("X_CSRFTOKEN", "").strip() and any(
+                part.strip().startswith(cookie) for part in head.headers.get("COOKIE", "").split(";")):
+            return keep
+        return self._refuse(head, Unauthorized("No key provided"), [])
 
     def _decide(self, head: Head) -> Decision:
         conn = self.service.connection()
@@ -116,6 +136,11 @@ class KeyGate:
                 response = app.make_response(app.handle_user_exception(exc))
             response.get_data()  # rendered now, inside the request context
         return response
+
+
+def _patch(head: Head) -> bool:
+    return head.method == "PATCH" or (head.method == "POST" and head.headers.get(
+        "X_HTTP_METHOD_OVERRIDE", "").strip().upper() == "PATCH")
 
 
 def _large(head: Head) -> bool:

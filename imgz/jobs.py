@@ -1,4 +1,6 @@
-"""The expiry sweep on an interval, run by one APScheduler BackgroundScheduler per process.
+"""The expiry sweep on an interval, run by one APScheduler BackgroundScheduler per process; it
+also removes resumable uploads abandoned for a day (resumable.sweep: rows, bytes, a bucket's
+multipart uploads), whose rows' leases keep two processes from removing one twice.
 
 The schedule keeps no state of its own: the database's expiry index is the queue, so a restart
 loses nothing. Two processes never sweep at the same time: on SQLite they take in turn a lock of
@@ -15,7 +17,7 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import scratch
+from . import resumable, scratch
 from .service import Service
 
 log = logging.getLogger("imgz.jobs")
@@ -38,6 +40,7 @@ def sweep(service: Service) -> int | None:
         log.info("expiry sweep removed %d expired upload%s", removed, "" if removed == 1 else "s")
     service.prune_copies()
     service.prune_sign_ins()
+    resumable.sweep(service)
     return removed
 
 

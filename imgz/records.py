@@ -185,6 +185,23 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class Resumable:
+    """A resumable (tus) upload in progress: its bytes live in the store's partial area under
+    ``digest`` (the SHA-256 of its id, which is never stored), ``offset`` of ``length`` are in."""
+
+    digest: str
+    user_id: int
+    length: int
+    offset: int
+    metadata: dict[str, str]
+    handle: str  # the store's state of the partial bytes (an S3 multipart upload's id)
+    created_at: datetime
+    updated_at: datetime
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Options:
     """The optional upload parameters, already checked and parsed."""
 

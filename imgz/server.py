@@ -19,6 +19,7 @@ answer; the server (here):
 """
 from __future__ import annotations
 
+import logging
 import resource
 import threading
 import time
@@ -26,11 +27,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from waitress.adjustments import Adjustments
+from waitress.channel import ClientDisconnected
 from waitress.parser import HTTPRequestParser
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 
-from .channel import ENVIRON_ANSWER, Gate, GuardedChannel, GuardedParser, WSGIApp, client_group
+from .channel import (ENVIRON_ANSWER, Gate, GuardedChannel, GuardedParser, GuardedTask, WSGIApp,
+                      client_group)
+from .logpaths import mask
+
+log = logging.getLogger("imgz")
 
 # Descriptors kept for what requests open besides their socket: served files, temp files,
 # SQLite, ffmpeg's pipes.
@@ -88,12 +94,40 @@ class Spool:
             request.imgz_charged = 0
 
 
+class CutBody:
+    """A request whose connection was cut mid-body, served with what arrived; the answer has
+    nowhere to go. A task of waitress's dispatcher (service, cancel, defer)."""
+
+    def __init__(self, channel: GuardedChannel, request: GuardedParser) -> None:
+        self.channel, self.request = channel, request
+
+    def service(self) -> None:
+        try:
+            GuardedTask(self.channel, self.request).service()
+        except (ClientDisconnected, OSError):
+            pass  # the answer, which nobody reads
+        except Exception:
+            log.exception("serving what arrived of %s failed", mask(self.request.path or ""))
+        finally:
+            self.request.close()
+
+    def cancel(self) -> None:
+        self.request.close()
+
+    def defer(self) -> None:
+        pass
+
+
 UPLOAD_PATH = "/api/1/upload"
+TUS_PATH = "/api/1/tus/"
 
 
 def is_upload(request: HTTPRequestParser) -> bool:
-    """Whether a request is for the upload endpoint (with or without its trailing slash)."""
+    """Whether a request is for the upload endpoint (with or without its trailing slash), or
+    carries bytes of a resumable upload or finishes one (a PATCH, or a POST, under /api/1/tus/)."""
     path = request.path or ""
+    if path.startswith(TUS_PATH):
+        return request.command in ("PATCH", "POST")
     return path == UPLOAD_PATH or path == UPLOAD_PATH + "/"
 
 
@@ -155,11 +189,15 @@ class GuardedServer(TcpWSGIServer):
     def add_task(self, task: Any) -> None:
         """Uploads go to threads of their own: one waiting for a media worker never holds a
         thread that pages and files need, and many of them never crowd those threads."""
-        if self.uploads is not None and isinstance(task, GuardedChannel) and task.requests \
-                and is_upload(task.requests[0]):
+        if self.uploads is not None and (isinstance(task, CutBody) or (
+                isinstance(task, GuardedChannel) and task.requests and is_upload(task.requests[0]))):
             self.uploads.add_task(task)
         else:
             super().add_task(task)
+
+    def serve_cut(self, channel: GuardedChannel, request: GuardedParser) -> None:
+        """Serve what arrived of a request whose connection was cut (channel.py)."""
+        self.add_task(CutBody(channel, request))
 
     def close(self) -> None:
         super().close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +15,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import default_stream_factory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import chevereto, config as config_mod, db, scratch
+from . import chevereto, config as config_mod, db, logpaths, scratch
 from .errors import DatabaseError, ImgzError, TooBig
 from .files import FileInfo, FileResponder
 from .ratelimit import Limit, Limiter, SharedLimiter, parse_limit
@@ -107,6 +106,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
         raise config_mod.refused("data", cfg.data, f"cannot use it: {exc.strerror or exc}") from None
     # Our own header check refuses large images first; Pillow's guard must not undercut the setting.
     Image.MAX_IMAGE_PIXELS = max(cfg.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
+    logpaths.install()  # waitress's lines name paths too
     app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=None)
     app.request_class = ImgzRequest
     app.config["IMGZ"] = cfg
@@ -130,13 +130,14 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
         limit = parse_limit(getattr(cfg, f"rate_limit_{name}"))
         app.config[f"IMGZ_LIMIT_{name.upper()}"] = _limiter(limit, name, connections) if limit else None
 
-    from . import access, albumpages, api, manage, signin, views
+    from . import access, albumpages, api, manage, signin, tus, views
 
     signin.setup(app, lambda limit, name: _limiter(limit, name, connections))
     app.register_blueprint(access.bp)
     app.register_blueprint(manage.bp)
     app.register_blueprint(albumpages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(tus.bp)
     app.register_blueprint(views.bp)
     views.register(app, cfg.route_image, cfg.route_video)
 
@@ -223,12 +224,10 @@ def _is_api() -> bool:
     return "/delete/" in request.path and request.method != "GET" and wants_json()
 
 
-_SECRET_IN_PATH = re.compile(r"(/delete/|^/password/)[^/]*")
-
-
 def _log_path() -> str:
-    """The request path for the log: a delete secret or a one-time link never reaches it."""
-    return _SECRET_IN_PATH.sub(r"\1***", request.path)
+    """The request path for the log: a delete secret, a one-time link or a resumable upload's id
+    never reaches it."""
+    return logpaths.mask(request.path)
 
 
 def _error_response(status: int, message: str, code: int) -> Response:

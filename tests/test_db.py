@@ -432,7 +432,7 @@ def test_an_empty_database_gets_the_whole_schema(database):
         found = inspect(conn)
         assert set(found.get_table_names()) == {
             "users", "api_keys", "albums", "categories", "uploads", "files", "names", "tags",
-            "upload_tags", "schema_version", "sessions", "links", "secrets"}
+            "upload_tags", "schema_version", "sessions", "links", "secrets", "resumables"}
         assert [c["name"] for c in found.get_columns("uploads")] == [
             *(f.name for f in dataclasses.fields(Upload) if f.name != "tags"), "delete_hash", "search_text"]
         assert {i["name"] for i in found.get_indexes("uploads")} >= {

@@ -20,6 +20,7 @@ Modules, by noun:
   tags.py        tags and the links of uploads to them
   files.py       stored files by path, and reserved names
   buckets.py     the rate limits' token buckets, where processes share them
+  resumables.py  resumable (tus) uploads in progress, with the lease of their writer
 """
 from sqlalchemy.engine import Connection
 
@@ -36,6 +37,8 @@ from .tags import get_tag, popular_tags
 from .uploads import (add_view, count_uploads, delete_upload, delete_uploads, expired_ids,
                       claim_expired, get_delete_hash, get_upload, get_upload_by_id, insert_upload,
                       iter_uploads, paths_of, public_id_taken, set_variant, tag_uploads)
+from .resumables import (abandoned_resumables, add_resumable, delete_resumable, get_resumable,
+                         move_offset, release_lease, take_lease)
 from .sessions import (add_link, add_session, count_sessions, end_session, end_sessions, link_user,
                        prune_sessions, secret, session_user, touch_session, use_link)
 from .users import (add_key, add_user, count_keys, find_key, get_user, get_user_by_name, list_keys,
@@ -59,4 +62,6 @@ __all__ = [
     "iter_uploads", "count_uploads", "add_view", "set_variant", "delete_upload", "delete_uploads",
     "expired_ids", "claim_expired", "paths_of", "tag_uploads", "get_tag", "popular_tags",
     "prepare_buckets", "take_token", "prune_buckets", "bucket_count",
+    "add_resumable", "get_resumable", "take_lease", "move_offset", "release_lease",
+    "delete_resumable", "abandoned_resumables",
 ]

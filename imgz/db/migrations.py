@@ -4,8 +4,9 @@ older one runs, in one transaction, the steps it lacks, and keeps every row.
 Versions: 1 the first schema; 2 tags stored as cleaned today (a step on the rows); 3 the
 version kept in a ``schema_version`` table, which any database has (SQLite's header, where
 versions 1 and 2 kept it, still counts along for an older imgz); 4 sign-in (passwords, sessions,
-one-time links, the install's secrets), albums with a page of their own, and what pages, filters
-and searches a user's uploads (the search text of each upload, and indexes).
+one-time links, the install's secrets), albums with a page of their own, what pages, filters
+and searches a user's uploads (the search text of each upload, and indexes), and resumable
+uploads in progress.
 A new version adds its step here and its change to ``tables.py``.
 
 One mechanism for every database, run at each start. Several processes starting at once on one
@@ -90,7 +91,7 @@ def _index(name: str) -> Index:
 
 
 # what version 4 added to the tables of version 3
-NEW_TABLES_4 = ("sessions", "links", "secrets")
+NEW_TABLES_4 = ("sessions", "links", "secrets", "resumables")
 NEW_INDEXES_4 = ("albums_page_key", "albums_user", "uploads_user_id", "uploads_album_id",
                  "uploads_user_kind", "uploads_user_text", "upload_tags_tag_upload")
 DROPPED_INDEXES_4 = ("uploads_user", "upload_tags_tag")  # replaced by wider ones

@@ -206,6 +206,25 @@ secrets = Table(
     **sqlite.WITHOUT_ROWID,
 )
 
+# resumable (tus) uploads in progress, by the SHA-256 of their id; the bytes are in the store's
+# partial area. A lease (owner and end) lets one process at a time write an upload.
+resumables = Table(
+    "resumables", metadata,
+    Column("hash", Text, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("length", BigInteger, nullable=False),
+    Column("upload_offset", BigInteger, nullable=False),
+    Column("metadata", Text, nullable=False),  # JSON: filename, filetype
+    Column("handle", Text, nullable=False),
+    Column("created_at", UnixTime, nullable=False),
+    Column("updated_at", UnixTime, nullable=False),
+    Column("lease_owner", Text),
+    Column("lease_until", UnixTime),
+    **sqlite.WITHOUT_ROWID,
+)
+Index("resumables_updated_at", resumables.c.updated_at)
+Index("resumables_user", resumables.c.user_id)
+
 # -- the schema's version (from version 3 on; before, SQLite's PRAGMA user_version kept it) -------
 
 schema_version = Table(

@@ -7,6 +7,12 @@ responder's zero-copy path and X-Sendfile, through ``Stat.path``; another store 
 
 Every method refuses a key that would leave the store (``layout.is_safe``) with ValueError. A
 store that cannot be reached raises ``errors.StoreUnavailable`` (503) from any method but delete.
+
+A store also keeps the bytes of resumable uploads in progress (``*_partial``), apart from its
+stored files (never listed with them), where every process using the store can continue them:
+the local store in ``<data>/partial/<name>``, a bucket as a multipart upload (store/s3/partial.py).
+Their state besides the bytes (the length, the offset that counts) is the caller's, in the
+database; the store is told the offset each call starts from, and says how far it got.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import abc
 import contextlib
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterable, Iterator, NamedTuple, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from .. import layout
 
@@ -105,6 +111,36 @@ class Store(abc.ABC):
         multipart upload leaves its parts); how many. A store whose puts leave nothing: 0."""
         return 0
 
+    # -- resumable uploads in progress ------------------------------------------------------------
+
+    def begin_partial(self, name: str, length: int) -> str:
+        """Make room for the bytes of a resumable upload of ``length`` bytes called ``name`` (the
+        SHA-256 hex of its id); returns the store's handle on them, kept by the caller."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no resumable uploads")
+
+    def append_partial(self, name: str, handle: str, offset: int, body: IO[bytes], scratch: Path,
+                       durable: Callable[[int], None]) -> int:
+        """Add what ``body`` holds (read to its end) after the first ``offset`` bytes, which are
+        stored already; anything stored past them by an earlier call that did not count is
+        dropped. Returns the new offset: every byte up to it is durable. ``durable(offset)`` is
+        called whenever bytes up to ``offset`` are durable before the end (the caller records
+        them; it may raise to stop). ``scratch``: a folder of this process for a part's buffer."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no resumable uploads")
+
+    def open_partial(self, name: str, handle: str, length: int, scratch: Path) -> IO[bytes]:
+        """The whole ``length`` bytes of a complete resumable upload, as a stream to read once
+        (the caller closes it). Asked again after a failure, it gives them again."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no resumable uploads")
+
+    def drop_partial(self, name: str, handle: str) -> None:
+        """Remove the bytes of a resumable upload (finished, ended or abandoned); what is already
+        gone is no error, and a failure is logged (the sweep tries again), never raised."""
+
+    def stale_partials(self, older_than: datetime) -> list[tuple[str, str]]:
+        """(name, handle) of partial bytes untouched, or begun, before ``older_than``: the sweep
+        drops those no row knows (their row went with a deleted user, or a crash lost it)."""
+        return []
+
     def accel_target(self, key: str) -> str | None:
         """For a remote store: the path and query a front server fetches the file from (signed,
         short-lived); None for a store on this machine."""
@@ -141,7 +177,7 @@ def for_data(data: Path) -> Store:
     """The store of a data directory: its files on the local disk, under ``<data>/images``."""
     from .local import LocalStore
 
-    return LocalStore(data / layout.DIR)
+    return LocalStore(data / layout.DIR, data / "partial")
 
 
 def for_config(cfg: Config) -> Store:

@@ -5,6 +5,10 @@ file into place (never a copy, never over an existing name) after an fsync, and 
 once the names are made. Stored files get mode 0666 less the process umask, as any file the
 process makes: a work file may have been made private (mkstemp's 0600), a front server running as
 another user must still be able to send it.
+
+The bytes of resumable uploads in progress are files of their own, ``<data>/partial/<name>``,
+outside the stored files' folder: appended to at the offset the database counts (anything past
+it, written by a call that never counted, is cut off first) and fsynced before they count.
 """
 from __future__ import annotations
 
@@ -14,17 +18,22 @@ import os
 import stat
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 from .. import disk
 from . import Stat, Store, check_key, check_prefix
 
 log = logging.getLogger("imgz")
+COPY_BLOCK = 1024 * 1024
+DURABLE_STEP = 64 * 1024 * 1024  # bytes of a long append made durable (and counted) at a time
 
 
 class LocalStore(Store):
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, partial: str | Path | None = None) -> None:
         self.root = os.path.abspath(root)
+        # resumable uploads in progress: beside the stored files' folder unless told
+        self.partial_root = os.path.abspath(partial or os.path.join(os.path.dirname(self.root),
+                                                                    "partial"))
 
     def __repr__(self) -> str:
         return f"LocalStore({self.root!r})"
@@ -122,6 +131,74 @@ class LocalStore(Store):
         except OSError:
             return None
         return st.f_bavail * st.f_frsize
+
+    # -- resumable uploads in progress ------------------------------------------------------------
+
+    def _partial(self, name: str) -> str:
+        if not name or not all(ch in "0123456789abcdef" for ch in name):
+            raise ValueError(f"unsafe partial name {name!r}")
+        return f"{self.partial_root}/{name}"
+
+    def begin_partial(self, name: str, length: int) -> str:
+        path = self._partial(name)
+        try:
+            os.makedirs(self.partial_root, exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            disk.fsync_path(self.partial_root)
+        except OSError as exc:
+            disk.raise_storage_error(exc)
+        return ""
+
+    def append_partial(self, name: str, handle: str, offset: int, body: IO[bytes], scratch: Path,
+                       durable: Callable[[int], None]) -> int:
+        try:
+            fd = os.open(self._partial(name), os.O_WRONLY)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no partial upload {name[:8]}...") from None
+        try:
+            os.ftruncate(fd, offset)  # what a write that never counted left past the offset
+            os.lseek(fd, offset, os.SEEK_SET)
+            since = 0
+            while chunk := body.read(COPY_BLOCK):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+                offset += len(chunk)
+                since += len(chunk)
+                if since >= DURABLE_STEP:
+                    os.fsync(fd)
+                    since = 0
+                    durable(offset)
+            os.fsync(fd)
+            return offset
+        except OSError as exc:
+            disk.raise_storage_error(exc)
+        finally:
+            os.close(fd)
+
+    def open_partial(self, name: str, handle: str, length: int, scratch: Path) -> IO[bytes]:
+        file = open(self._partial(name), "rb")
+        if os.fstat(file.fileno()).st_size < length:
+            file.close()
+            raise FileNotFoundError(f"partial upload {name[:8]}... is short of its length")
+        return file
+
+    def drop_partial(self, name: str, handle: str) -> None:
+        try:
+            os.unlink(self._partial(name))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not remove partial upload %s...: %s", name[:8], exc.strerror or exc)
+
+    def stale_partials(self, older_than: datetime) -> list[tuple[str, str]]:
+        limit = older_than.timestamp()
+        try:
+            with os.scandir(self.partial_root) as found:
+                return [(entry.name, "") for entry in found
+                        if entry.is_file() and entry.stat().st_mtime < limit]
+        except FileNotFoundError:
+            return []
 
     @contextlib.contextmanager
     def local_file(self, key: str, scratch: Path) -> Iterator[Path]:

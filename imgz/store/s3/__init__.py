@@ -12,6 +12,8 @@ reserved in the database before any put.
 
 A stored object's size and ETag never change (no overwrite), so ``stat`` remembers them; reads
 still ask the bucket (``If-Match`` the remembered ETag), so a deleted object is never served.
+Resumable uploads in progress live under ``<prefix>.partial/`` (store/s3/partial.py), which
+listings and the abort of stale puts leave alone.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from ...errors import StoreUnavailable
 from ...filetype import MIME
 from .. import Stat, Store, check_key, check_prefix
 from ..cache import DiskCache, Tee
+from .partial import PARTIAL, PartialParts
 from .sdk import ClientError, Failure, Signer, answers, code_of, why
 
 log = logging.getLogger("imgz")
@@ -51,7 +54,7 @@ def object_cache_control(expires_at: datetime | None, now: datetime) -> str:
     return f"public, max-age={max(int((expires_at - now).total_seconds()), 0)}"
 
 
-class S3Store(Store):
+class S3Store(PartialParts, Store):
     remote = True
     orphan_grace = ORPHAN_GRACE
 
@@ -277,7 +280,7 @@ class S3Store(Store):
             for page in pages:
                 for item in page.get("Contents", ()):
                     key = item["Key"][cut:]
-                    if key and not key.endswith("/"):
+                    if key and not key.endswith("/") and not key.startswith(PARTIAL):
                         yield key, int(item["LastModified"].timestamp()) * 1_000_000_000
 
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -291,6 +294,8 @@ class S3Store(Store):
         with answers("list of unfinished puts", self.prefix):
             for page in pages:
                 for item in page.get("Uploads", ()):
+                    if item["Key"].startswith(self.prefix + PARTIAL):
+                        continue  # resumable uploads: the sweep ends those abandoned
                     if item["Initiated"] < older_than:
                         self.client.abort_multipart_upload(Bucket=self.bucket, Key=item["Key"],
                                                            UploadId=item["UploadId"])
