@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from flask import Blueprint, Response, current_app, g, request
 
@@ -31,20 +32,64 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
 @bp.route("/api/1/upload", methods=["GET", "POST"], merge_slashes=False)
 @bp.route("/api/1/upload/", methods=["GET", "POST"], merge_slashes=False)
 def upload() -> Response:
-    service = current_app.config["IMGZ_SERVICE"]
+    with upload_slot(current_app.config["IMGZ_SERVICE"]):
+        return _upload(current_app.config["IMGZ_SERVICE"])
+
+
+@contextmanager
+def upload_slot(service: Any) -> Iterator[None]:
+    """Around an upload request: the place it was admitted to (``admit``) is left at its end."""
     start = time.monotonic()
     try:
-        return _upload(service)
+        yield
     finally:
         if g.pop("imgz_admitted", False):
             service.admission.leave(time.monotonic() - start)
 
 
+def admit(service: Any, limit: int, limit_mb: float) -> None:
+    """What is checked once the headers are in, before the body: its declared size, the free
+    space, and a place among the uploads at work (503 when every place is taken)."""
+    if request.content_length is not None and request.content_length > body_limit(limit):
+        raise TooBig(limit_mb)
+    service.check_free_space()
+    # Every place for an upload taken: the threads that pages and files need are not given
+    # to one more upload waiting for a worker.
+    if not service.admission.enter():
+        raise Busy(service.admission.retry_after())
+    g.imgz_admitted = True
+
+
+def read_upload(known: bool, limit: int, limit_mb: float, max_files: int = MAX_FILE_PARTS) -> None:
+    """Read the body: file parts (at most ``max_files`` kept) stream to temp files, removed when
+    the request ends (``check_spooled`` then). Until the sender is ``known``, large bodies are
+    read one at a time."""
+    writers: list[spool.HashingWriter] = []
+    g.imgz_writers = writers
+    # under waitress the limit is a maximum that a body read to its very end must stay below
+    request.max_content_length = body_limit(limit) + 1
+    request.max_form_memory_size = body_limit(limit)
+    request.environ["imgz.stream_factory"] = stream_factory(writers, limit, limit_mb, max_files)
+    request.max_form_parts = MAX_FORM_PARTS
+    if not known and (request.content_length is None or request.content_length > KEYLESS_BODY):
+        # The key may be inside the body: until it is known, large bodies are read one at a time,
+        # so clients without a key cannot make the server hold many at once.
+        with _KEYLESS_PARSES:
+            read_body(writers, limit, limit_mb)
+    else:
+        read_body(writers, limit, limit_mb)
+
+
+def check_spooled() -> None:
+    """Raise the first error met while writing a file part (past the limit, or a full disk)."""
+    for writer in g.get("imgz_writers", ()):
+        if writer.error is not None:
+            raise writer.error
+
+
 def _upload(service: Any) -> Response:
     cfg = current_app.config["IMGZ"]
     g.api_format = params.parse_format(request.args.get("format"))
-    writers: list[spool.HashingWriter] = []
-    g.imgz_writers = writers
     now = service.now()
     conn = service.connection()
 
@@ -63,34 +108,14 @@ def _upload(service: Any) -> Response:
             actor = session_actor(header_only=True)
             if actor is not None:
                 throttle("KEY", f"user:{actor.user_id}")
-        if request.content_length is not None and request.content_length > body_limit(limit):
-            raise TooBig(limit_mb)
-        service.check_free_space()
-        # Every place for an upload taken: the threads that pages and files need are not given
-        # to one more upload waiting for a worker.
-        if not service.admission.enter():
-            raise Busy(service.admission.retry_after())
-        g.imgz_admitted = True
+        admit(service, limit, limit_mb)
     except ImgzError as exc:
         learn_format(trusted=actor is not None and isinstance(exc, (TooBig, NoStorage, Busy)))
         raise
 
-    # under waitress the limit is a maximum that a body read to its very end must stay below
-    request.max_content_length = body_limit(limit) + 1
-    request.max_form_memory_size = body_limit(limit)
-    request.environ["imgz.stream_factory"] = stream_factory(writers, limit, limit_mb)
-    request.max_form_parts = MAX_FORM_PARTS
-    if actor is None and (request.content_length is None or request.content_length > KEYLESS_BODY):
-        # The key may be inside the body: until it is known, large bodies are read one at a time,
-        # so clients without a key cannot make the server hold many at once.
-        with _KEYLESS_PARSES:
-            read_body(writers, limit, limit_mb)
-    else:
-        read_body(writers, limit, limit_mb)
+    read_upload(actor is not None, limit, limit_mb)
     g.api_format = params.parse_format(param("format"))
-    for writer in writers:
-        if writer.error is not None:  # a file part past the limit, or a full disk
-            raise writer.error
+    check_spooled()
     if g.get("imgz_file_parts", 0) > MAX_FILE_PARTS:
         raise InvalidParameter(f"Too many files: send one, as 'source' (at most {MAX_FILE_PARTS} file parts)")
     if actor is None:

@@ -6,6 +6,8 @@ headers are in. The gate refuses only where the application's answer does not de
 body: a wrong key in ``X-API-Key``; a wrong ``key`` in the query string; or, with guest uploads
 off, no key anywhere and a body that is not a form (so it cannot carry one). Small bodies, up
 to body.KEYLESS_BODY, go on: for them the application learns the answer's format from the body.
+The upload page's form (``POST /upload``) is refused likewise when guest uploads are off and it
+comes without a session cookie: only a signed-in person may send it.
 
 Its answers come from the application's own error handler, inside a request context built from
 the headers, after the checks the application makes first (the per-address rate limit, a body
@@ -24,6 +26,7 @@ from urllib.parse import parse_qsl
 
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.http import parse_cookie
 from werkzeug.test import EnvironBuilder
 
 from . import params
@@ -32,6 +35,7 @@ from .auth import live_key
 from .body import KEYLESS_BODY, body_limit
 from .errors import Busy, DatabaseBusy, DatabaseError, ImgzError, TooBig, Unauthorized
 from .channel import GO_ON, KEYED, Decision, Head, WSGIApp
+from .uploadpage import FORM_PATH, must_sign_in
 
 UPLOAD_PATHS = frozenset({"/api/1/upload", "/api/1/upload/"})
 FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -49,6 +53,8 @@ class KeyGate:
         self._paused_until = 0.0
 
     def decide(self, head: Head) -> Decision:
+        if head.method == "POST" and head.path == FORM_PATH:
+            return self._form(head)
         if head.method not in ("GET", "POST") or head.path not in UPLOAD_PATHS:
             return GO_ON
         if time.monotonic() < self._paused_until:
@@ -76,6 +82,14 @@ class KeyGate:
         if not self.cfg.guest_uploads and _large(head) and content_type not in FORMS:
             return self._refuse(head, Unauthorized("No key provided"), self._body_checks(head))
         return GO_ON
+
+    def _form(self, head: Head) -> Decision:
+        """The upload page's form: its CSRF token is in the body, so a session cookie lets it go
+        on (to be read as any keyless body is); without one, guests off, a large body is refused."""
+        cookie = parse_cookie(head.headers.get("COOKIE", ""))
+        if self.cfg.guest_uploads or not _large(head) or self.app.config["SESSION_COOKIE_NAME"] in cookie:
+            return GO_ON
+        return self._refuse(head, must_sign_in(), [])
 
     def busy(self, head: Head) -> WSGIApp:
         return self._answer(head, Busy(BUSY_RETRY), [])

@@ -88,13 +88,13 @@ class Spool:
             request.imgz_charged = 0
 
 
-UPLOAD_PATH = "/api/1/upload"
+UPLOAD_PATHS = frozenset({"/api/1/upload", "/api/1/upload/", "/upload"})
 
 
 def is_upload(request: HTTPRequestParser) -> bool:
-    """Whether a request is for the upload endpoint (with or without its trailing slash)."""
-    path = request.path or ""
-    return path == UPLOAD_PATH or path == UPLOAD_PATH + "/"
+    """Whether a request is for the upload endpoint (with or without its trailing slash) or the
+    upload page's form."""
+    return (request.path or "") in UPLOAD_PATHS
 
 
 class EarlyAnswers:

@@ -130,12 +130,13 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
         limit = parse_limit(getattr(cfg, f"rate_limit_{name}"))
         app.config[f"IMGZ_LIMIT_{name.upper()}"] = _limiter(limit, name, connections) if limit else None
 
-    from . import access, api, signin, views
+    from . import access, api, signin, uploadpage, views
 
     signin.setup(app, lambda limit, name: _limiter(limit, name, connections))
     app.register_blueprint(access.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
+    app.register_blueprint(uploadpage.bp)
     views.register(app, cfg.route_image, cfg.route_video)
 
     _register_errors(app)

@@ -22,7 +22,7 @@ Modules, by noun:
 """
 from sqlalchemy.engine import Connection
 
-from .albums import add_album, add_category, get_album, get_category, get_category_by_name
+from .albums import add_album, add_category, albums_of, get_album, get_category, get_category_by_name
 from .buckets import bucket_count, prepare_buckets, prune_buckets, take_token
 from .connection import LocalConnections, connect, is_postgresql, lock, transaction, try_lock
 from .files import all_file_paths, file_lookup, known_paths, release_name, reserve_name, upload_id_for_path
@@ -46,7 +46,7 @@ __all__ = [
     "secret", "add_session", "session_user", "touch_session", "end_session", "end_sessions",
     "count_sessions", "prune_sessions", "add_link", "link_user", "use_link",
     "add_key", "find_key", "touch_key", "list_keys", "revoke_key", "count_keys",
-    "add_album", "get_album", "add_category", "get_category", "get_category_by_name",
+    "add_album", "get_album", "albums_of", "add_category", "get_category", "get_category_by_name",
     "reserve_name", "release_name", "file_lookup", "known_paths", "upload_id_for_path", "all_file_paths",
     "insert_upload", "get_upload", "get_upload_by_id", "public_id_taken", "get_delete_hash",
     "iter_uploads", "count_uploads", "add_view", "set_variant", "delete_upload", "delete_uploads",

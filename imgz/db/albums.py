@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from ..records import Album, Category
-from .connection import findable, first, insert
+from .connection import findable, first, insert, rows
 from .tables import albums, categories
 
 _ALBUM = (select(albums.c.id, albums.c.public_id, albums.c.user_id, albums.c.name, albums.c.created_at)
@@ -27,6 +27,13 @@ def get_album(conn: Connection, public_id: str) -> Album | None:
         return None
     row = first(conn, _ALBUM, {"public_id": public_id})
     return None if row is None else Album(*row)
+
+
+def albums_of(conn: Connection, user_id: int, limit: int) -> list[Album]:
+    """A user's albums, newest first, at most ``limit`` (the upload page's album choice)."""
+    query = (select(albums.c.id, albums.c.public_id, albums.c.user_id, albums.c.name, albums.c.created_at)
+             .where(albums.c.user_id == user_id).order_by(albums.c.id.desc()).limit(limit))
+    return [Album(*row) for row in rows(conn, query)]
 
 
 def add_category(conn: Connection, name: str) -> int:
