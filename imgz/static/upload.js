@@ -59,7 +59,7 @@
     this.cancel = el("button", {type: "button", "aria-label": "Cancel " + name}, "Cancel");
     this.tools.appendChild(this.cancel);
     box.append(this.title, this.bar, this.state, this.tools);
-    this.node.append(el("div", {}), box);
+    this.node.append(el("div", {"class": "slot"}), box);
     this.node.firstChild.appendChild(this.thumb);
     rows.prepend(this.node);
     queue.hidden = false;
