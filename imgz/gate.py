@@ -128,6 +128,7 @@ class KeyGate:
                 raise error
             except ImgzError as exc:
                 response = app.make_response(app.handle_user_exception(exc))
+            response = app.process_response(response)  # a page's headers (its CSP) as the app's
             response.get_data()  # rendered now, inside the request context
         return response
 

@@ -200,4 +200,5 @@ def test_the_gate_refuses_a_large_form_without_a_session_before_its_body(make_se
     answer = answer_to_head(srv, head)  # the body is never sent: the answer comes all the same
     assert answer.status_code == 401 and "Sign in to upload" in answer.text
     assert answer.headers["Content-Type"].startswith("text/html")
+    assert "script-src 'nonce-" in answer.headers["Content-Security-Policy"]
     assert srv.tmp_files() == []

@@ -253,3 +253,51 @@ def test_the_page_weighs_little(site: LiveServer) -> None:
     weight = len(html.content) + sum(len(http.get(f"{site.url}{src}", timeout=10).content) for src in scripts)
     print(f"\nupload page weight: {weight} bytes (HTML with its CSS {len(html.content)}, scripts {weight - len(html.content)})")
     assert weight <= 150_000
+
+
+TUS_STUB = b"""window.tus = {Upload: function (file, opts) {
+    window.tusSeen = {name: file.name, size: file.size, endpoint: opts.endpoint, headers: opts.headers,
+                      metadata: opts.metadata, chunkSize: opts.chunkSize, retryDelays: opts.retryDelays};
+    this.url = location.origin + "/api/1/tus/0123abcd";
+    this.findPreviousUploads = () => Promise.resolve([]);
+    this.resumeFromPreviousUpload = () => {};
+    this.abort = () => {};
+    this.start = () => {
+        opts.onProgress(file.size / 2, file.size);
+        setTimeout(() => { opts.onProgress(file.size, file.size); opts.onSuccess(); }, 50);
+    };
+}};"""
+
+
+def test_a_large_file_goes_to_the_resumable_client_loaded_only_then(make_server: Any, person: Any) -> None:
+    """The page's side of resumable uploads, against a stand-in for the tus client and for the
+    finishing call (the server's side is tested with it)."""
+    srv = make_server(resumable_mb="0.01")
+    add_user(srv.config.database, "ann", PASSWORD)
+    page = signed_in(person, srv, "ann")
+    page.locator("summary").click()
+    page.get_by_label("Title").fill("Long clip")
+    loaded: list[str] = []
+    finished: list[Any] = []
+    page.route("**/static/vendor/tus-js-client/tus.min.js*", lambda route: (
+        loaded.append(route.request.url), route.fulfill(body=TUS_STUB, content_type="text/javascript")))
+    image = {"url": f"{srv.url}/images/x.png", "url_viewer": f"{srv.url}/image/x", "mime": "image/png",
+             "title": "Long clip", "size": 20000, "thumb": {"url": None}, "delete_url": f"{srv.url}/x/delete/s"}
+    page.route("**/api/1/tus/0123abcd/finish", lambda route: (
+        finished.append(route.request), route.fulfill(json={"status_code": 200, "image": image})))
+    page.set_input_files("#files", files=[{"name": "small.png", "mimeType": "image/png", "buffer": media.png(8, 8)}])
+    done_rows(page, 1)
+    assert loaded == [], "the resumable client is loaded only for a file that needs it"
+    page.set_input_files("#files", files=[{"name": "large.png", "mimeType": "image/png", "buffer": b"\x89PNG" + b"x" * 20_000}])
+    done_rows(page, 2)
+    assert len(loaded) == 1
+    seen = page.evaluate("window.tusSeen")
+    token = page.evaluate("document.querySelector('meta[name=csrf-token]').content")
+    assert seen == {"name": "large.png", "size": 20_004, "endpoint": "/api/1/tus/", "headers": {"X-CSRFToken": token},
+                    "metadata": {"filename": "large.png", "filetype": "image/png"}, "chunkSize": 8 * 1024 * 1024,
+                    "retryDelays": [0, 1000, 3000, 5000, 10000]}
+    request = finished[0]
+    assert request.method == "POST" and request.headers["x-csrftoken"] == token
+    assert request.headers["content-type"].startswith("application/x-www-form-urlencoded")
+    assert "title=Long+clip" in request.post_data
+    assert page.locator("#rows .state").first.inner_text().startswith("Uploaded")

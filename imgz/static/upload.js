@@ -10,6 +10,7 @@
   var meta = document.querySelector('meta[name="csrf-token"]');
   var token = meta ? meta.content : "";
   var endpoint = form.dataset.endpoint;
+  var limit = Number(form.dataset.limit) || Infinity;
   var resumable = Number(form.dataset.resumable) || 0;
   var queue = document.getElementById("queue");
   var rows = document.getElementById("rows");
@@ -190,32 +191,69 @@
     return xhr.status ? "Failed (" + xhr.status + ")" : "Failed: the connection was lost";
   }
 
-  /* One file or URL up to the API, with its row. */
+  /* Three at a time: each gets a fair share of the line, and the server's queue is not
+     filled by one page. A row waits ("Waiting") until its turn; Cancel works then too. */
+  var waiting = [], active = 0, ACTIVE = 3;
+
+  function enqueue(row, start) {
+    row.start = start;
+    waiting.push(row);
+    row.cancel.addEventListener("click", function () {
+      var at = waiting.indexOf(row);
+      if (at >= 0) {
+        waiting.splice(at, 1);
+        row.fail("Cancelled");
+      } else if (row.stop) {
+        row.stop();
+      }
+    });
+    pump();
+  }
+
+  function pump() {
+    while (active < ACTIVE && waiting.length) {
+      var row = waiting.shift();
+      active++;
+      row.state.textContent = "Starting…";
+      say("Uploading " + row.name);
+      row.start(function () { active--; pump(); });
+    }
+  }
+
+  /* Chevereto's answer of the API or of the finishing call: the links, or the error's words. */
+  function answered(row, xhr) {
+    var body = null;
+    try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
+    if (xhr.status === 200 && body && body.image) row.done(body.image);
+    else row.fail(errorOf(xhr));
+  }
+
+  /* One file or URL up to the API. */
   function send(source, name, total) {
     var row = new Row(name, total);
-    var data = options();
-    if (typeof source === "string") data.append("source", source);
-    else data.append("source", source, name);
-    var xhr = new XMLHttpRequest();
-    row.cancel.addEventListener("click", function () { xhr.abort(); });
-    xhr.upload.onprogress = function (event) {
-      row.progress(event.loaded, event.lengthComputable ? event.total : total);
-    };
-    xhr.upload.onload = function () { row.sent(); };
-    xhr.onload = function () {
-      var body = null;
-      try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
-      if (xhr.status === 200 && body && body.image) row.done(body.image);
-      else row.fail(errorOf(xhr));
-    };
-    xhr.onerror = function () { row.fail(errorOf(xhr)); };
-    xhr.onabort = function () { row.fail("Cancelled"); };
-    xhr.open("POST", endpoint);
-    xhr.setRequestHeader("Accept", "application/json");
-    if (token) xhr.setRequestHeader("X-CSRFToken", token);
-    row.state.textContent = "Starting…";
-    say("Uploading " + name);
-    xhr.send(data);
+    if (total > limit) {
+      row.fail("Too large: at most " + size(limit) + " a file");
+      return;
+    }
+    enqueue(row, function (finished) {
+      var data = options();
+      if (typeof source === "string") data.append("source", source);
+      else data.append("source", source, name);
+      var xhr = new XMLHttpRequest();
+      row.stop = function () { xhr.abort(); };
+      xhr.upload.onprogress = function (event) {
+        row.progress(event.loaded, event.lengthComputable ? event.total : total);
+      };
+      xhr.upload.onload = function () { row.sent(); };
+      xhr.onload = function () { answered(row, xhr); };
+      xhr.onerror = function () { row.fail(errorOf(xhr)); };
+      xhr.onabort = function () { row.fail("Cancelled"); };
+      xhr.onloadend = finished;
+      xhr.open("POST", endpoint);
+      xhr.setRequestHeader("Accept", "application/json");
+      if (token) xhr.setRequestHeader("X-CSRFToken", token);
+      xhr.send(data);
+    });
   }
 
   /* The tus client, loaded once, when a file first needs it. */
@@ -236,44 +274,45 @@
   /* A large file in resumable chunks, then the finishing call that stores it (Chevereto's JSON). */
   function sendResumable(file) {
     var row = new Row(file.name, file.size);
-    var upload = null;
-    row.cancel.addEventListener("click", function () {
-      if (upload) upload.abort(true);
-      row.fail("Cancelled");
+    enqueue(row, function (finished) {
+      var upload = null, over = false;
+      function end(message) {
+        if (message) row.fail(message);
+        if (!over) { over = true; finished(); }
+      }
+      row.stop = function () {
+        if (upload) upload.abort(true);
+        end("Cancelled");
+      };
+      loadTus().then(function (tus) {
+        if (over) return;
+        upload = new tus.Upload(file, {
+          endpoint: form.dataset.tusEndpoint,
+          headers: {"X-CSRFToken": token},
+          metadata: {filename: file.name, filetype: file.type},
+          chunkSize: 8 * 1024 * 1024,
+          retryDelays: [0, 1000, 3000, 5000, 10000],
+          removeFingerprintOnSuccess: true,
+          onProgress: function (loaded, total) { row.progress(loaded, total); },
+          onError: function (err) { end("Failed: " + (err && err.message || err)); },
+          onSuccess: function () {
+            row.sent();
+            var xhr = new XMLHttpRequest();
+            xhr.open("POST", upload.url + "/finish");
+            xhr.setRequestHeader("Accept", "application/json");
+            xhr.setRequestHeader("X-CSRFToken", token);
+            xhr.onload = function () { answered(row, xhr); end(); };
+            xhr.onerror = function () { end(errorOf(xhr)); };
+            xhr.send(new URLSearchParams(options()));
+          }
+        });
+        // a file sent before from this browser goes on where it stopped
+        upload.findPreviousUploads().then(function (previous) {
+          if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+          if (!over) upload.start();
+        });
+      }, function (err) { end("Failed: " + err.message); });
     });
-    loadTus().then(function (tus) {
-      if (row.node.classList.contains("failed")) return;
-      upload = new tus.Upload(file, {
-        endpoint: form.dataset.tusEndpoint,
-        headers: {"X-CSRFToken": token},
-        metadata: {filename: file.name, filetype: file.type},
-        chunkSize: 8 * 1024 * 1024,
-        retryDelays: [0, 1000, 3000, 5000, 10000],
-        onProgress: function (loaded, total) { row.progress(loaded, total); },
-        onError: function (err) { row.fail("Failed: " + (err && err.message || err)); },
-        onSuccess: function () {
-          row.sent();
-          var xhr = new XMLHttpRequest();
-          xhr.open("POST", upload.url + "/finish");
-          xhr.setRequestHeader("Accept", "application/json");
-          xhr.setRequestHeader("X-CSRFToken", token);
-          xhr.onload = function () {
-            var body = null;
-            try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
-            if (xhr.status === 200 && body && body.image) row.done(body.image);
-            else row.fail(errorOf(xhr));
-          };
-          xhr.onerror = function () { row.fail(errorOf(xhr)); };
-          xhr.send(new URLSearchParams(options()));
-        }
-      });
-      row.state.textContent = "Starting…";
-      say("Uploading " + file.name);
-      upload.findPreviousUploads().then(function (previous) {
-        if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
-        upload.start();
-      });
-    }, function (err) { row.fail("Failed: " + err.message); });
   }
 
   function sendFiles(files) {
