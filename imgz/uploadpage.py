@@ -114,4 +114,6 @@ def _form_upload(service: Any) -> Any:
     site = current_app.config["IMGZ_SITE"]()
     items = [(chevereto.image_object(upload, site, delete_secret=secret, now=now),
               embed.share_codes(upload_page(upload, site))) for upload, secret in stored]
-    return render_template("uploaded.html", items=items)
+    response = current_app.response_class(render_template("uploaded.html", items=items), mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"  # it shows the delete links, once
+    return response

@@ -139,7 +139,9 @@ def test_a_visitor_is_refused_where_guests_cannot_upload(site):
 
 def test_a_guest_uploads_through_the_form_where_guests_may(guests):
     answer = post_form(guests.flask.test_client(), png())
-    assert answer.status_code == 200 and "Uploaded 1 file" in answer.get_data(as_text=True)
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and "Uploaded 1 file" in text and "/delete/" in text
+    assert answer.headers["Cache-Control"] == "no-store"
     assert owners(guests) == [None]
 
 
