@@ -29,9 +29,12 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
                                       mimetype="application/json")
 
 
-def admit(service: Any) -> None:
-    """Check the free space and take a place in the upload queue, or refuse (507, 503); the
-    place is left when the request ends (``admitted``)."""
+def admit(service: Any, limit: int | None = None, limit_mb: float = 0.0) -> None:
+    """Check the declared size against ``limit`` when one is given (413) and the free space
+    (507), and take a place in the upload queue (503 when none is free); the place is left when
+    the request ends (``admitted``)."""
+    if limit is not None and request.content_length is not None and request.content_length > body_limit(limit):
+        raise TooBig(limit_mb)
     service.check_free_space()
     # Every place for an upload taken: the threads that pages and files need are not given
     # to one more upload waiting for a worker.
@@ -63,11 +66,36 @@ def upload() -> Response:
     return _upload(current_app.config["IMGZ_SERVICE"])
 
 
+def read_upload(known: bool, limit: int, limit_mb: float, max_files: int = MAX_FILE_PARTS) -> None:
+    """Read the body: file parts (at most ``max_files`` kept) stream to temp files, removed when
+    the request ends (``check_spooled`` then). Until the sender is ``known``, large bodies are
+    read one at a time."""
+    writers: list[spool.HashingWriter] = []
+    g.imgz_writers = writers
+    # under waitress the limit is a maximum that a body read to its very end must stay below
+    request.max_content_length = body_limit(limit) + 1
+    request.max_form_memory_size = body_limit(limit)
+    request.environ["imgz.stream_factory"] = stream_factory(writers, limit, limit_mb, max_files)
+    request.max_form_parts = MAX_FORM_PARTS
+    if not known and (request.content_length is None or request.content_length > KEYLESS_BODY):
+        # The key may be inside the body: until it is known, large bodies are read one at a time,
+        # so clients without a key cannot make the server hold many at once.
+        with _KEYLESS_PARSES:
+            read_body(writers, limit, limit_mb)
+    else:
+        read_body(writers, limit, limit_mb)
+
+
+def check_spooled() -> None:
+    """Raise the first error met while writing a file part (past the limit, or a full disk)."""
+    for writer in g.get("imgz_writers", ()):
+        if writer.error is not None:
+            raise writer.error
+
+
 def _upload(service: Any) -> Response:
     cfg = current_app.config["IMGZ"]
     g.api_format = params.parse_format(request.args.get("format"))
-    writers: list[spool.HashingWriter] = []
-    g.imgz_writers = writers
     now = service.now()
     conn = service.connection()
 
@@ -86,29 +114,14 @@ def _upload(service: Any) -> Response:
             actor = session_actor(header_only=True)
             if actor is not None:
                 throttle("KEY", f"user:{actor.user_id}")
-        if request.content_length is not None and request.content_length > body_limit(limit):
-            raise TooBig(limit_mb)
-        admit(service)
+        admit(service, limit, limit_mb)
     except ImgzError as exc:
         learn_format(trusted=actor is not None and isinstance(exc, (TooBig, NoStorage, Busy)))
         raise
 
-    # under waitress the limit is a maximum that a body read to its very end must stay below
-    request.max_content_length = body_limit(limit) + 1
-    request.max_form_memory_size = body_limit(limit)
-    request.environ["imgz.stream_factory"] = stream_factory(writers, limit, limit_mb)
-    request.max_form_parts = MAX_FORM_PARTS
-    if actor is None and (request.content_length is None or request.content_length > KEYLESS_BODY):
-        # The key may be inside the body: until it is known, large bodies are read one at a time,
-        # so clients without a key cannot make the server hold many at once.
-        with _KEYLESS_PARSES:
-            read_body(writers, limit, limit_mb)
-    else:
-        read_body(writers, limit, limit_mb)
+    read_upload(actor is not None, limit, limit_mb)
     g.api_format = params.parse_format(param("format"))
-    for writer in writers:
-        if writer.error is not None:  # a file part past the limit, or a full disk
-            raise writer.error
+    check_spooled()
     if g.get("imgz_file_parts", 0) > MAX_FILE_PARTS:
         raise InvalidParameter(f"Too many files: send one, as 'source' (at most {MAX_FILE_PARTS} file parts)")
     if actor is None:

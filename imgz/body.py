@@ -53,7 +53,9 @@ def param(name: str) -> str | None:
     return value
 
 
-def stream_factory(writers: list[spool.HashingWriter], limit: int, limit_mb: float):
+def stream_factory(writers: list[spool.HashingWriter], limit: int, limit_mb: float,
+                   max_files: int = MAX_FILE_PARTS):
+    """File parts to temp files, up to ``max_files`` of them; later ones are thrown away."""
     cfg = current_app.config["IMGZ"]
     parts = 0
 
@@ -62,7 +64,7 @@ def stream_factory(writers: list[spool.HashingWriter], limit: int, limit_mb: flo
         nonlocal parts
         parts += 1
         g.imgz_file_parts = parts
-        if parts > MAX_FILE_PARTS:
+        if parts > max_files:
             return _Nowhere()
         writer = spool.upload_writer(cfg.data_dir, limit, limit_mb, cfg.keep_exif, drain=True)
         writers.append(writer)
@@ -177,15 +179,8 @@ def given(field: str) -> bool:
 
 def source_file(field: str, actor: Actor, limit: int, limit_mb: float) -> sources.Incoming:
     """The source as a file on disk, whichever form it came in."""
-    cfg = current_app.config["IMGZ"]
     if field in request.files:
-        part = request.files[field]
-        writer = part.stream
-        if not isinstance(writer, spool.HashingWriter):
-            raise EmptySource()
-        if writer.size > limit:
-            raise TooBig(limit_mb)
-        return sources.from_writer(writer, part.filename)
+        return part_source(request.files[field], limit, limit_mb)
     decoded = g.get("imgz_base64", {}).get(field)
     if decoded is not None:  # a body value, so it beats the query's
         return decoded.incoming(limit, limit_mb)
@@ -193,7 +188,24 @@ def source_file(field: str, actor: Actor, limit: int, limit_mb: float) -> source
     if params.absent(value):
         raise EmptySource()
     if not sources.is_url(value):
+        cfg = current_app.config["IMGZ"]
         return sources.from_base64(value, cfg.data_dir, limit, limit_mb, cfg.keep_exif)
+    return url_source(value, actor, limit, limit_mb)
+
+
+def part_source(part: Any, limit: int, limit_mb: float) -> sources.Incoming:
+    """A file part (streamed to disk as it came) as the incoming file."""
+    writer = part.stream
+    if not isinstance(writer, spool.HashingWriter):
+        raise EmptySource()
+    if writer.size > limit:
+        raise TooBig(limit_mb)
+    return sources.from_writer(writer, part.filename)
+
+
+def url_source(value: str, actor: Actor, limit: int, limit_mb: float) -> sources.Incoming:
+    """An http(s) URL, downloaded where URL sources are on and the actor is a user."""
+    cfg = current_app.config["IMGZ"]
     if not cfg.url_sources:
         raise InvalidURL("URL sources are turned off")
     if actor.user_id is None:

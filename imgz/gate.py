@@ -6,6 +6,8 @@ headers are in. The gate refuses only where the application's answer does not de
 body: a wrong key in ``X-API-Key``; a wrong ``key`` in the query string; or, with guest uploads
 off, no key anywhere and a body that is not a form (so it cannot carry one). Small bodies, up
 to body.KEYLESS_BODY, go on: for them the application learns the answer's format from the body.
+The upload page's form (``POST /upload``) is refused likewise when guest uploads are off and it
+comes without a session cookie: only a signed-in person may send it.
 
 Resumable uploads (``/api/1/tus/``, users only) are refused whatever their size unless they carry
 a valid key (header or query) or a session cookie with an X-CSRFToken header (the application
@@ -28,6 +30,7 @@ from urllib.parse import parse_qsl
 
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.http import parse_cookie
 from werkzeug.test import EnvironBuilder
 
 from . import params
@@ -37,6 +40,7 @@ from .body import KEYLESS_BODY, body_limit
 from .errors import Busy, DatabaseBusy, DatabaseError, ImgzError, TooBig, Unauthorized
 from .channel import GO_ON, KEYED, Decision, Head, WSGIApp
 from .server import TUS_PATH
+from .uploadpage import FORM_PATH, must_sign_in
 
 UPLOAD_PATHS = frozenset({"/api/1/upload", "/api/1/upload/"})
 FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -54,6 +58,8 @@ class KeyGate:
         self._paused_until = 0.0
 
     def decide(self, head: Head) -> Decision:
+        if head.method == "POST" and head.path == FORM_PATH:
+            return self._form(head)
         tus = head.path.startswith(TUS_PATH) or head.path == TUS_PATH[:-1]
         if not tus and (head.method not in ("GET", "POST") or head.path not in UPLOAD_PATHS):
             return GO_ON
@@ -97,6 +103,14 @@ class KeyGate:
             return self._refuse(head, Unauthorized("No key provided"), self._body_checks(head))
         return GO_ON
 
+    def _form(self, head: Head) -> Decision:
+        """The upload page's form: its CSRF token is in the body, so a session cookie lets it go
+        on (to be read as any keyless body is); without one, guests off, a large body is refused."""
+        cookie = parse_cookie(head.headers.get("COOKIE", ""))
+        if self.cfg.guest_uploads or not _large(head) or self.app.config["SESSION_COOKIE_NAME"] in cookie:
+            return GO_ON
+        return self._refuse(head, must_sign_in(), [])
+
     def busy(self, head: Head) -> WSGIApp:
         return self._answer(head, Busy(BUSY_RETRY), [])
 
@@ -134,6 +148,7 @@ class KeyGate:
                 raise error
             except ImgzError as exc:
                 response = app.make_response(app.handle_user_exception(exc))
+            response = app.process_response(response)  # a page's headers (its CSP) as the app's
             response.get_data()  # rendered now, inside the request context
         return response
 

@@ -118,17 +118,18 @@ class CutBody:
         pass
 
 
-UPLOAD_PATH = "/api/1/upload"
+UPLOAD_PATHS = frozenset({"/api/1/upload", "/api/1/upload/", "/upload"})
 TUS_PATH = "/api/1/tus/"
 
 
 def is_upload(request: HTTPRequestParser) -> bool:
-    """Whether a request is for the upload endpoint (with or without its trailing slash), or
-    carries bytes of a resumable upload or finishes one (a PATCH, or a POST, under /api/1/tus/)."""
+    """Whether a request is for the upload endpoint (with or without its trailing slash) or the
+    upload page's form, or carries bytes of a resumable upload or finishes one (a PATCH, or a
+    POST, under /api/1/tus/)."""
     path = request.path or ""
     if path.startswith(TUS_PATH):
         return request.command in ("PATCH", "POST")
-    return path == UPLOAD_PATH or path == UPLOAD_PATH + "/"
+    return path in UPLOAD_PATHS
 
 
 class EarlyAnswers:

@@ -131,9 +131,9 @@ def wants_json() -> bool:
     return json_q > html_q
 
 
-@bp.route("/")
-def index() -> str:
-    """The start page: how to upload here and, with public tags, where to look."""
+def start_page() -> str:
+    """The start page for a visitor who cannot upload from the browser (uploadpage.py owns
+    ``/``): how to upload here and, with public tags, where to look."""
     cfg = current_app.config["IMGZ"]
     service = current_app.config["IMGZ_SERVICE"]
     tags = db.popular_tags(service.connection(), service.now(), HOME_TAGS) if cfg.public_tags else []
@@ -243,9 +243,11 @@ def _page_headers(response: Response) -> Response:
     if base:
         parts = urlsplit(base)
         files += f" {parts.scheme}://{parts.netloc}"
+    # a page whose script sends requests (the upload page) may reach this origin, and no other
+    connect = "connect-src 'self'; " if g.get("csp_connect") else ""
     response.headers.setdefault(
         "Content-Security-Policy",
-        f"default-src 'none'; img-src {files} data:; media-src {files}; "
+        f"default-src 'none'; img-src {files} data:; media-src {files}; {connect}"
         f"style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; form-action 'self'; "
         "base-uri 'none'; frame-ancestors 'none'")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -130,7 +130,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
         limit = parse_limit(getattr(cfg, f"rate_limit_{name}"))
         app.config[f"IMGZ_LIMIT_{name.upper()}"] = _limiter(limit, name, connections) if limit else None
 
-    from . import access, albumpages, api, manage, signin, tus, views
+    from . import access, albumpages, api, manage, signin, tus, uploadpage, views
 
     signin.setup(app, lambda limit, name: _limiter(limit, name, connections))
     app.register_blueprint(access.bp)
@@ -139,6 +139,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
     app.register_blueprint(api.bp)
     app.register_blueprint(tus.bp)
     app.register_blueprint(views.bp)
+    app.register_blueprint(uploadpage.bp)
     views.register(app, cfg.route_image, cfg.route_video)
 
     _register_errors(app)
