@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, g, render_template, request
 
 from . import chevereto, db, embed
-from .api import admit, check_spooled, read_upload, throttle, upload_slot
+from .api import admit, admitted, check_spooled, read_upload, throttle
 from .auth import session_actor
 from .body import part_source, upload_options, url_source
 from .errors import EmptySource, InvalidParameter, Unauthorized
@@ -64,13 +64,9 @@ def index() -> str:
 
 
 @bp.route(FORM_PATH, methods=["POST"])
+@admitted
 def form_upload() -> Any:
     service = current_app.config["IMGZ_SERVICE"]
-    with upload_slot(service):
-        return _form_upload(service)
-
-
-def _form_upload(service: Any) -> Any:
     cfg = current_app.config["IMGZ"]
     throttle("IP", request.remote_addr or "")
     me = signed_in_user()
