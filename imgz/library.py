@@ -161,11 +161,16 @@ def move(service: Service, me: Person, public_ids: list[str], album: str | None)
     return db.move_to_album(service.connection(), [f.upload.id for f in mine], me.id, target)
 
 
+def album_choices(service: Service, me: Person) -> list[Album]:
+    """The person's albums, newest first, to pick from (without counting their uploads)."""
+    return db.user_albums(service.connection(), me.id, MAX_ALBUMS)
+
+
 def albums(service: Service, me: Person) -> list[tuple[Album, int]]:
     """The person's albums, newest first, each with how many uploads it holds."""
     conn = service.connection()
     found = db.user_albums(conn, me.id, MAX_ALBUMS)
-    counts = db.album_counts(conn, [a.id for a in found], service.now())
+    counts = db.album_counts(conn, [a.id for a in found])
     return [(a, counts.get(a.id, 0)) for a in found]
 
 

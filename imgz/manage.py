@@ -86,7 +86,7 @@ def uploads(me: SessionUser) -> Response:
         kept["all"] = "1"
     if "n" in request.args:
         kept["n"] = str(page_size())
-    albums = [album for album, _ in library.albums(service(), person(me))]
+    albums = library.album_choices(service(), person(me))
     html = render_template("uploads.html", page=found, fields=fields, everyone=everyone, albums=albums,
                            filtered=any(fields.values()), back=request.full_path.rstrip("?"),
                            messages=messages(), **pager(found, "/uploads", kept))
