@@ -99,6 +99,9 @@ def act(me: SessionUser) -> Any:
     """Delete (after a confirmation page), move into an album, or take out of albums."""
     action, ids = request.form.get("action", ""), picked()
     back = back_to("/uploads")
+    if not ids:
+        flash("Tick the uploads to act on first: nothing was changed.")
+        return redirect(back, code=303)
     if action == "delete":
         if request.form.get("confirm") != "1":
             chosen = library.chosen(service(), person(me), ids, any_owner=True)

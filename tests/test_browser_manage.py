@@ -140,6 +140,20 @@ def test_pick_several_and_delete(site: LiveServer, person: Any) -> None:
     assert site.get(made["two"]["url"]).status_code == 200
 
 
+def test_without_javascript_picking_and_deleting_still_work(site: LiveServer, person: Any) -> None:
+    put(site, "bob", "plain one")
+    put(site, "bob", "plain two")
+    page = signed_in(person, site, "bob", java_script_enabled=False)
+    page.goto(f"{site.url}/uploads?q=plain")
+    expect(page.get_by_role("button", name="Select all")).to_be_hidden()
+    expect(page.get_by_role("button", name="Copy link to plain one")).to_be_hidden()
+    page.get_by_role("checkbox", name="plain one").check()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_role("button", name="Delete 1 upload").click()
+    expect(page.get_by_role("status").first).to_contain_text("1 upload deleted.")
+    assert grid_titles(page) == ["plain two"] and "q=plain" in page.url
+
+
 def test_select_all_and_copy_link(site: LiveServer, person: Any) -> None:
     made = [put(site, "cid", f"c{n}") for n in range(3)]
     page = signed_in(person, site, "cid")
