@@ -9,7 +9,7 @@ for its owner and admins alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import db, ids, params
@@ -198,8 +198,9 @@ def create_album(service: Service, me: Person, name: str) -> Album:
 
 def rename_album(service: Service, me: Person, public_id: str, name: str) -> Album:
     album = own_album(service, me, public_id)
-    db.rename_album(service.connection(), album.id, me.id, album_name(name))
-    return album
+    new_name = album_name(name)
+    db.rename_album(service.connection(), album.id, me.id, new_name)
+    return replace(album, name=new_name)
 
 
 def set_public(service: Service, me: Person, public_id: str, public: bool) -> Album:
