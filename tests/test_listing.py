@@ -52,6 +52,21 @@ def test_pages_follow_each_other_without_repeats_or_gaps_while_uploads_arrive(co
     assert [i.upload.public_id for i in first] == (added[::-1] + made[::-1])[:5]
 
 
+def test_deletions_between_pages_neither_repeat_nor_skip_the_rest(conn):
+    ann = _user(conn, "ann")
+    made = [store(conn, new_upload(user_id=ann)) for _ in range(20)]
+    gone = []
+
+    def deleted():  # the newest left goes between two page loads (it was shown already)
+        alive = [u for u in made if u.id not in gone]
+        with db.transaction(conn):
+            db.delete_upload(conn, alive[-1].id)
+        gone.append(alive[-1].id)
+
+    seen = _walk(conn, Listing(user_id=ann), 4, insert=deleted)
+    assert seen == [u.public_id for u in made[::-1]]
+
+
 def test_newer_pages_go_back_the_way_they_came(conn):
     ann = _user(conn, "ann")
     made = [store(conn, new_upload(user_id=ann)) for _ in range(12)]
