@@ -9,8 +9,9 @@ bare wsgi.file_wrapper server, Flask's send_file and nginx (when installed). Eac
 prints the median of each server and the median of the per-round ratios; a summary table with
 each figure, its target and PASS/MISS comes last. Inputs are generated from a fixed seed.
 
-Parts: uploads, serving, frame, expiry, startup, memory, and on PostgreSQL + SeaweedFS (a server
-of each started for the run): scale-uploads, scale-serving, scale-memory, two-procs, scale-migrate,
+Parts: uploads, serving, frame, expiry, startup, memory, pages (server time of the start page and
+My uploads with 100,000 uploads stored, on SQLite and on the run's PostgreSQL: bench/pages.py),
+and on PostgreSQL + SeaweedFS (a server of each started for the run): scale-uploads, scale-serving, scale-memory, two-procs, scale-migrate,
 scale-costs (bench/scale.py, twoprocs.py, scale_migrate.py); all by default.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ from report import Row, at_most, median, say, table  # noqa: E402
 
 SCALE_PARTS = ("scale-uploads", "scale-serving", "scale-memory", "two-procs", "scale-migrate",
                "scale-costs")
-PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory", *SCALE_PARTS)
+PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory", "pages", *SCALE_PARTS)
 UPLOAD_CASES = compare.UPLOAD_CASES
 MAX_RUN_SECONDS = 30
 
@@ -204,6 +205,11 @@ class Session:
         self.rows.append(at_most(f"start-up with {count:,} uploads (median of 3)", median(times),
                                  1.5, "{:.2f}", unit=" s"))
         self.rows.append(Row("start-up slowest of 3", f"{max(times):.2f} s"))
+
+    def pages(self) -> None:
+        import pages
+
+        self.rows += pages.part(self)
 
     def memory(self) -> None:
         ins = self.prepared()

@@ -42,7 +42,7 @@ def change(me: SessionUser, public_id: str, action: str) -> Any:
     who, back = person(me), back_to("/albums")
     if action == "rename":
         album = library.rename_album(service(), who, public_id, request.form.get("name", ""))
-        flash(f"Album {album.name} renamed.")
+        flash(f"Album renamed to {album.name}.")
     elif action in {"public", "private"}:
         album = library.set_public(service(), who, public_id, action == "public")
         flash(f"{album.name} is {action} now." + (" Anyone with its address can see it."

@@ -9,7 +9,7 @@ for its owner and admins alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import db, ids, params
@@ -161,11 +161,16 @@ def move(service: Service, me: Person, public_ids: list[str], album: str | None)
     return db.move_to_album(service.connection(), [f.upload.id for f in mine], me.id, target)
 
 
+def album_choices(service: Service, me: Person) -> list[Album]:
+    """The person's albums, newest first, to pick from (without counting their uploads)."""
+    return db.user_albums(service.connection(), me.id, MAX_ALBUMS)
+
+
 def albums(service: Service, me: Person) -> list[tuple[Album, int]]:
     """The person's albums, newest first, each with how many uploads it holds."""
     conn = service.connection()
     found = db.user_albums(conn, me.id, MAX_ALBUMS)
-    counts = db.album_counts(conn, [a.id for a in found], service.now())
+    counts = db.album_counts(conn, [a.id for a in found])
     return [(a, counts.get(a.id, 0)) for a in found]
 
 
@@ -193,8 +198,9 @@ def create_album(service: Service, me: Person, name: str) -> Album:
 
 def rename_album(service: Service, me: Person, public_id: str, name: str) -> Album:
     album = own_album(service, me, public_id)
-    db.rename_album(service.connection(), album.id, me.id, album_name(name))
-    return album
+    new_name = album_name(name)
+    db.rename_album(service.connection(), album.id, me.id, new_name)
+    return replace(album, name=new_name)
 
 
 def set_public(service: Service, me: Person, public_id: str, public: bool) -> Album:

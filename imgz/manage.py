@@ -86,7 +86,7 @@ def uploads(me: SessionUser) -> Response:
         kept["all"] = "1"
     if "n" in request.args:
         kept["n"] = str(page_size())
-    albums = [album for album, _ in library.albums(service(), person(me))]
+    albums = library.album_choices(service(), person(me))
     html = render_template("uploads.html", page=found, fields=fields, everyone=everyone, albums=albums,
                            filtered=any(fields.values()), back=request.full_path.rstrip("?"),
                            messages=messages(), **pager(found, "/uploads", kept))
@@ -99,6 +99,9 @@ def act(me: SessionUser) -> Any:
     """Delete (after a confirmation page), move into an album, or take out of albums."""
     action, ids = request.form.get("action", ""), picked()
     back = back_to("/uploads")
+    if not ids:
+        flash("Tick the uploads to act on first: nothing was changed.")
+        return redirect(back, code=303)
     if action == "delete":
         if request.form.get("confirm") != "1":
             chosen = library.chosen(service(), person(me), ids, any_owner=True)

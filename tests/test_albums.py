@@ -38,6 +38,7 @@ def test_make_rename_publish_and_delete_an_album_keeping_its_uploads(site):
     html = page(client, "/albums")
     assert "1 upload " in html and "Private" in html
     assert client.post(f"/albums/{public_id}/rename", data={"csrf_token": token, "name": "Summer 25"}).status_code == 303
+    assert "Album renamed to Summer 25." in page(client, "/albums")
     assert client.post(f"/albums/{public_id}/public", data={"csrf_token": token}).status_code == 303
     assert album_rows(site) == [("Summer 25", True)]
     assert titles(page(client, f"/a/{page_key}")) == ["sea"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import random
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -72,6 +73,15 @@ def grid_titles(page: Any) -> list[str]:
     return page.locator(".grid .pick").all_inner_texts()
 
 
+def thumbs_shown(page: Any) -> None:
+    """Wait for every image of the page (polled from here: the CSP forbids the eval with which
+    wait_for_function polls in the page)."""
+    deadline = time.monotonic() + 15
+    while not page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"):
+        assert time.monotonic() < deadline, "images not loaded"
+        time.sleep(0.1)
+
+
 def signed_in(person: Any, site: LiveServer, name: str, **options: Any) -> Any:
     page = person(**options)
     browser_sign_in(page, site.url, name, PASSWORD)
@@ -130,6 +140,20 @@ def test_pick_several_and_delete(site: LiveServer, person: Any) -> None:
     assert site.get(made["two"]["url"]).status_code == 200
 
 
+def test_without_javascript_picking_and_deleting_still_work(site: LiveServer, person: Any) -> None:
+    put(site, "bob", "plain one")
+    put(site, "bob", "plain two")
+    page = signed_in(person, site, "bob", java_script_enabled=False)
+    page.goto(f"{site.url}/uploads?q=plain")
+    expect(page.get_by_role("button", name="Select all")).to_be_hidden()
+    expect(page.get_by_role("button", name="Copy link to plain one")).to_be_hidden()
+    page.get_by_role("checkbox", name="plain one").check()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_role("button", name="Delete 1 upload").click()
+    expect(page.get_by_role("status").first).to_contain_text("1 upload deleted.")
+    assert grid_titles(page) == ["plain two"] and "q=plain" in page.url
+
+
 def test_select_all_and_copy_link(site: LiveServer, person: Any) -> None:
     made = [put(site, "cid", f"c{n}") for n in range(3)]
     page = signed_in(person, site, "cid")
@@ -155,6 +179,8 @@ def test_albums_made_filled_published_and_deleted(site: LiveServer, person: Any)
     page.get_by_label("New name for Holidays").fill("Summer trip")
     page.get_by_role("button", name="Rename").click()
     expect(page.get_by_role("heading", name="Summer trip")).to_be_visible()
+    test_browser.ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(test_browser.ARTIFACTS / "ui-albums-light.png"), full_page=True)
     page.goto(f"{site.url}/uploads")
     page.get_by_role("checkbox", name="Dunes").check()
     page.get_by_role("checkbox", name="Cliffs").check()
@@ -205,7 +231,7 @@ def test_the_pages_in_light_and_dark_and_at_360_px(site: LiveServer, person: Any
     page = signed_in(person, site, "root", color_scheme=scheme, viewport={"width": 1100, "height": 760})
     for name, path in (("uploads", "/uploads"), ("album", gallery)):
         page.goto(f"{site.url}{path}")
-        page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        thumbs_shown(page)
         assert len(page.locator(".grid img").all()) >= 6
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert (background == "rgb(19, 21, 25)") == (scheme == "dark")

@@ -180,3 +180,12 @@ def test_back_goes_only_to_these_pages(site):
     answer = client.post("/uploads", data={"csrf_token": token, "action": "remove", "id": [mine["id_encoded"]],
                                            "back": "https://evil.example/uploads"})
     assert answer.headers["Location"] == "/uploads"
+
+
+def test_nothing_picked_changes_nothing_and_says_so(site):
+    put(site, "ann", "mine")
+    client, token = signed_in(site, "ann")
+    answer = client.post("/uploads", data={"csrf_token": token, "action": "delete", "confirm": "1",
+                                           "back": "/uploads?q=mine"})
+    assert answer.status_code == 303 and answer.headers["Location"] == "/uploads?q=mine"
+    assert "Tick the uploads to act on first" in page(client, "/uploads") and site.rows() == 1

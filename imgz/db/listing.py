@@ -41,7 +41,7 @@ def _ids(user: bool, album: bool, tag: bool, kind: bool, text: bool, cursor: boo
     else:
         key = uploads.c.id
         query = select(key)
-    if user:
+    if user and not album:  # an album holds its owner's uploads alone: its index is enough
         query = query.where(uploads.c.user_id == bindparam("user_id"))
     if album:
         query = query.where(uploads.c.album_id == bindparam("album_id"))
