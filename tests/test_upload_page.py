@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 import media
 from conftest import LiveServer
@@ -100,7 +101,7 @@ def test_dropping_several_files_anywhere_uploads_each(site: LiveServer, person: 
     assert all(state.startswith("Uploaded · ") for state in page.locator("#rows .state").all_inner_texts())
     assert sorted(row[0] for row in uploads_of(site, "ann")) == ["blue.png", "green.png", "red.png"]
     # each row shows its thumbnail, loaded from this server
-    assert page.evaluate("[...document.querySelectorAll('#rows img.thumb')].map(i => i.complete && i.naturalWidth > 0)") == [True] * 3
+    page.wait_for_function("() => [...document.querySelectorAll('#rows img.thumb')].filter(i => i.complete && i.naturalWidth > 0).length === 3")
     assert "uploaded" in page.locator("#progress-status").inner_text()
 
 
@@ -153,8 +154,9 @@ def test_the_copy_buttons_copy_and_say_so(site: LiveServer, person: Any) -> None
     direct = page.get_by_role("link", name="Sunset [big]").get_attribute("href")
     texts = {}
     for label in ("Direct link", "Viewer", "Markdown", "HTML", "BBCode", "Delete link"):
+        page.evaluate("document.getElementById('copy-status').textContent = ''")
         page.get_by_role("button", name=f"Copy {label} of Sunset [big]").click()
-        assert page.locator("#copy-status").inner_text() == "Copied"
+        expect(page.locator("#copy-status")).to_have_text("Copied")  # the clipboard answers later
         texts[label] = page.evaluate("navigator.clipboard.readText()")
     url = texts["Direct link"]
     assert url.endswith(f"/{name}.{ext}") and requests.get(url, timeout=10).status_code == 200
