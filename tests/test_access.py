@@ -12,8 +12,6 @@ import media
 from contract import assert_upload_ok
 from people import add_user, csrf_of
 
-pytestmark = pytest.mark.paired  # keys, cookies and delete links behave the same on both backend pairs
-
 PASSWORD = "correct horse battery"
 
 
