@@ -11,6 +11,8 @@ each figure, its target and PASS/MISS comes last. Inputs are generated from a fi
 
 Parts: uploads, serving, frame, expiry, startup, memory, pages (server time of the start page and
 My uploads with 100,000 uploads stored, on SQLite and on the run's PostgreSQL: bench/pages.py),
+resumable (a video of --big-mib through tus in 32 MiB chunks, on both backend pairs:
+bench/resumable.py),
 and on PostgreSQL + SeaweedFS (a server of each started for the run): scale-uploads, scale-serving, scale-memory, two-procs, scale-migrate,
 scale-costs (bench/scale.py, twoprocs.py, scale_migrate.py); all by default.
 """
@@ -39,7 +41,8 @@ from report import Row, at_most, median, say, table  # noqa: E402
 
 SCALE_PARTS = ("scale-uploads", "scale-serving", "scale-memory", "two-procs", "scale-migrate",
                "scale-costs")
-PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory", "pages", *SCALE_PARTS)
+PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory", "pages", "resumable",
+         *SCALE_PARTS)
 UPLOAD_CASES = compare.UPLOAD_CASES
 MAX_RUN_SECONDS = 30
 
@@ -56,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--get-seconds", type=float, help="length of one GET run (default 5)")
     p.add_argument("--concurrency", type=int, default=8, help="clients at once (default 8)")
     p.add_argument("--threads", type=int, default=8, help="waitress threads of every server (8)")
-    p.add_argument("--big-mib", type=int, help="size of the memory run's video (default 1000)")
+    p.add_argument("--big-mib", type=int,
+                   help="size of the memory and resumable runs' video (default 1000)")
     p.add_argument("--startup-uploads", type=int, help="uploads stored for start-up (100000)")
     p.add_argument("--two-procs-seconds", type=float,
                    help="length of the two-procs run (default 60; 15 with --quick)")
@@ -210,6 +214,11 @@ class Session:
         import pages
 
         self.rows += pages.part(self)
+
+    def resumable(self) -> None:
+        import resumable
+
+        self.rows += resumable.part(self)
 
     def memory(self) -> None:
         ins = self.prepared()
