@@ -11,6 +11,7 @@ each figure, its target and PASS/MISS comes last. Inputs are generated from a fi
 
 Parts: uploads, serving, frame, expiry, startup, memory, pages (server time of the start page and
 My uploads with 100,000 uploads stored, on SQLite and on the run's PostgreSQL: bench/pages.py),
+backup (backup, verify and restore of a 1 GB data dir: bench/backup.py),
 and on PostgreSQL + SeaweedFS (a server of each started for the run): scale-uploads, scale-serving, scale-memory, two-procs, scale-migrate,
 scale-costs (bench/scale.py, twoprocs.py, scale_migrate.py); all by default.
 """
@@ -39,7 +40,8 @@ from report import Row, at_most, median, say, table  # noqa: E402
 
 SCALE_PARTS = ("scale-uploads", "scale-serving", "scale-memory", "two-procs", "scale-migrate",
                "scale-costs")
-PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory", "pages", *SCALE_PARTS)
+PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory", "pages", "backup",
+         *SCALE_PARTS)
 UPLOAD_CASES = compare.UPLOAD_CASES
 MAX_RUN_SECONDS = 30
 
@@ -210,6 +212,11 @@ class Session:
         import pages
 
         self.rows += pages.part(self)
+
+    def backup(self) -> None:
+        import backup
+
+        self.rows += backup.part(self)
 
     def memory(self) -> None:
         ins = self.prepared()
