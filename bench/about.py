@@ -41,7 +41,8 @@ def estimate(args: argparse.Namespace) -> float:
                        ("scale-memory", 60 + args.big_mib / 20), ("scale-costs", 30),
                        ("two-procs", args.two_procs_seconds + 30),
                        ("scale-migrate", 40 if args.quick else 150), ("pages", 40 if args.quick else 120),
-                       ("resumable", 60 + args.big_mib / 15)):
+                       ("resumable", 60 + args.big_mib / 15),
+                       ("backup", 60 if args.quick else 200)):
         if part in args.parts:
             seconds += cost
     return seconds

@@ -13,6 +13,7 @@ Parts: uploads, serving, frame, expiry, startup, memory, pages (server time of t
 My uploads with 100,000 uploads stored, on SQLite and on the run's PostgreSQL: bench/pages.py),
 resumable (a video of --big-mib through tus in 32 MiB chunks, on both backend pairs:
 bench/resumable.py),
+backup (backup, verify and restore of a 1 GB data dir: bench/backup.py),
 and on PostgreSQL + SeaweedFS (a server of each started for the run): scale-uploads, scale-serving, scale-memory, two-procs, scale-migrate,
 scale-costs (bench/scale.py, twoprocs.py, scale_migrate.py); all by default.
 """
@@ -42,7 +43,7 @@ from report import Row, at_most, median, say, table  # noqa: E402
 SCALE_PARTS = ("scale-uploads", "scale-serving", "scale-memory", "two-procs", "scale-migrate",
                "scale-costs")
 PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory", "pages", "resumable",
-         *SCALE_PARTS)
+         "backup", *SCALE_PARTS)
 UPLOAD_CASES = compare.UPLOAD_CASES
 MAX_RUN_SECONDS = 30
 
@@ -219,6 +220,11 @@ class Session:
         import resumable
 
         self.rows += resumable.part(self)
+
+    def backup(self) -> None:
+        import backup
+
+        self.rows += backup.part(self)
 
     def memory(self) -> None:
         ins = self.prepared()

@@ -18,7 +18,7 @@ import click
 from . import config as config_mod, db, ids, people
 from .web import clean_scratch, init_data
 from .addresses import unspecified
-from .commands import accounts, migrate, now, say, uploads, user_id
+from .commands import accounts, backups, migrate, now, say, uploads, user_id
 from .errors import ConfigError
 
 
@@ -68,7 +68,8 @@ def main(ctx: click.Context, host: str | None, port: str | None, data: str | Non
 
 
 for _command in (accounts.user, accounts.key, accounts.album, accounts.category, accounts.sharex,
-                 uploads.upload, uploads.check, uploads.expire, migrate.migrate):
+                 uploads.upload, uploads.check, uploads.expire, migrate.migrate,
+                 backups.backup, backups.restore):
     main.add_command(_command)
 
 

@@ -33,12 +33,13 @@ from .listing import MAX_PAGE, ids_of, list_uploads, listed, page_ids
 from .files import all_file_paths, file_lookup, known_paths, release_name, reserve_name, upload_id_for_path
 from .migrations import SCHEMA_VERSION, migrate, schema_version_of
 from .postgresql import MissingDriver
+from .sqlite import snapshot
 from .tags import get_tag, popular_tags
 from .uploads import (add_view, count_uploads, delete_upload, delete_uploads, expired_ids,
                       claim_expired, get_delete_hash, get_upload, get_upload_by_id, insert_upload,
                       iter_uploads, paths_of, public_id_taken, set_variant, tag_uploads)
-from .resumables import (abandoned_resumables, add_resumable, delete_resumable, get_resumable,
-                         move_offset, release_lease, take_lease)
+from .resumables import (abandoned_resumables, add_resumable, delete_resumable, forget_resumables,
+                         get_resumable, move_offset, release_lease, take_lease)
 from .sessions import (add_link, add_session, count_sessions, end_session, end_sessions, link_user,
                        prune_sessions, secret, session_user, touch_session, use_link)
 from .users import (add_key, add_user, count_keys, find_key, get_user, get_user_by_name, list_keys,
@@ -63,5 +64,5 @@ __all__ = [
     "expired_ids", "claim_expired", "paths_of", "tag_uploads", "get_tag", "popular_tags",
     "prepare_buckets", "take_token", "prune_buckets", "bucket_count",
     "add_resumable", "get_resumable", "take_lease", "move_offset", "release_lease",
-    "delete_resumable", "abandoned_resumables",
+    "delete_resumable", "abandoned_resumables", "forget_resumables", "snapshot",
 ]

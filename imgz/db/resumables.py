@@ -81,6 +81,11 @@ def delete_resumable(conn: Connection, digest: str) -> bool:
     return c.write(conn, _DELETE, {"digest": digest}) == 1
 
 
+def forget_resumables(conn: Connection) -> int:
+    """Delete every resumable upload's row (in a backup's copy, which has none of their bytes)."""
+    return c.write(conn, t.delete())
+
+
 def abandoned_resumables(conn: Connection, before: datetime, now: datetime,
                          most: int = 500) -> list[Resumable]:
     """Uploads untouched since ``before`` whose lease (if any) has ended, oldest first."""

@@ -126,3 +126,35 @@ def mark_version(conn: Connection, version: int) -> None:
     """Keep the header's count too: an older imgz, which reads only that, then finds nothing
     to do instead of creating tables that are there."""
     conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
+
+
+def snapshot(source: str | Path, dest: str | Path) -> None:
+    """Copy the database file ``source`` into the new file ``dest`` as one consistent moment,
+    through SQLite's online backup API, while other processes go on reading and writing.
+
+    First waits for the write lock and lets it go at once: a write transaction begun before
+    this call has ended when the copy is taken (the backup's lease relies on it). The copy reads
+    one snapshot of the committed pages and holds no lock that stops writers.
+    """
+    try:
+        _snapshot(source, dest)
+    except sqlite3.Error as exc:
+        from .connection import translated  # that module imports this one
+
+        raise translated(NAME, exc) from exc
+
+
+def _snapshot(source: str | Path, dest: str | Path) -> None:
+    src = sqlite3.connect(str(source), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        src.execute("BEGIN IMMEDIATE")
+        src.execute("COMMIT")
+        dst = sqlite3.connect(str(dest), isolation_level=None)
+        try:
+            src.backup(dst)
+            # one file, no -wal beside it, whatever the source's journal
+            dst.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            dst.close()
+    finally:
+        src.close()

@@ -9,6 +9,9 @@ another user must still be able to send it.
 The bytes of resumable uploads in progress are files of their own, ``<data>/partial/<name>``,
 outside the stored files' folder: appended to at the offset the database counts (anything past
 it, written by a call that never counted, is cut off first) and fsynced before they count.
+
+While a backup holds the data directory's lease (imgz/lease.py), deleted files are moved into
+its hold folder instead of removed, so that the backup still copies them.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Sequence
 
-from .. import disk
+from .. import disk, lease
 from . import Stat, Store, check_key, check_prefix
 
 log = logging.getLogger("imgz")
@@ -31,6 +34,7 @@ DURABLE_STEP = 64 * 1024 * 1024  # bytes of a long append made durable (and coun
 class LocalStore(Store):
     def __init__(self, root: str | Path, partial: str | Path | None = None) -> None:
         self.root = os.path.abspath(root)
+        self.data = os.path.dirname(self.root)  # where a backup's lease and hold are
         # resumable uploads in progress: beside the stored files' folder unless told
         self.partial_root = os.path.abspath(partial or os.path.join(os.path.dirname(self.root),
                                                                     "partial"))
@@ -105,9 +109,15 @@ class LocalStore(Store):
 
     def delete(self, keys: Iterable[str]) -> None:
         paths = [(key, self._path(key)) for key in keys]
+        if not paths:
+            return
+        backup = lease.holder(self.data)
         for key, path in paths:
             try:
-                os.unlink(path)
+                if backup is None:
+                    os.unlink(path)
+                else:
+                    lease.retire(self.data, backup, key, path)
             except FileNotFoundError:
                 pass
             except OSError as exc:
