@@ -22,6 +22,10 @@ from .commands import accounts, migrate, now, say, uploads, user_id
 from .errors import ConfigError
 
 
+# Seconds a stop waits for requests in progress (contrib/imgz.service gives it 45 in all).
+STOP_GRACE = 30.0
+
+
 class Context:
     def __init__(self, flags: dict[str, Any]) -> None:
         self.flags = flags
@@ -77,7 +81,7 @@ for _command in (accounts.user, accounts.key, accounts.album, accounts.category,
 @click.pass_obj
 def serve(obj: Context, host: str | None = None, port: str | None = None, data: str | None = None) -> None:
     """Start the server (the default command)."""
-    from . import jobs, scratch, workers
+    from . import jobs, scratch, workers, server as server_mod
     from .web import create_app
     from .api import body_limit
 
@@ -111,7 +115,8 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
         def stop(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
 
-        # SIGTERM stops the server cleanly from before the first line that says it is up.
+        # SIGTERM stops the server cleanly from before the first line that says it is up; once
+        # it serves, requests in progress are answered first (server.serve).
         signal.signal(signal.SIGTERM, stop)
         try:
             if new_key:
@@ -124,7 +129,7 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
                            + people.link_url(base, link))
                 sys.stdout.flush()
             say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
-            server.run()
+            server_mod.serve(server, STOP_GRACE)
         except KeyboardInterrupt:
             pass
         finally:
