@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import config as config_mod, db, ids, people
+from . import config as config_mod, db, ids, people, reach
 from .web import clean_scratch, init_data
 from .addresses import unspecified
 from .commands import accounts, migrate, now, say, uploads, user_id
@@ -128,6 +128,11 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
                 click.echo("imgz: set the admin's password within an hour (this link works once): "
                            + people.link_url(base, link))
                 sys.stdout.flush()
+            for warning in reach.exposure_warnings(cfg.host, cfg.base_url):
+                say(warning)
+            urls = reach.reach_urls(cfg.host, port_used)
+            if urls:
+                say("imgz: reachable at " + ", ".join(urls))
             say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
             server_mod.serve(server, STOP_GRACE)
         except KeyboardInterrupt:
