@@ -22,6 +22,7 @@ answer; the server (here):
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import signal
 import threading
@@ -265,21 +266,22 @@ def serve(server: Any, grace: float) -> None:
     """Serve until SIGTERM or SIGINT, then drain for at most ``grace`` seconds (``drain``); a
     second signal stops at once (KeyboardInterrupt). The caller closes the server.
 
-    The signal only sets a flag that the loop reads between two polls: raised inside the loop,
-    it would cut a request whose bytes were read but not yet parsed.
-    """
+    The signal sets a flag the loop reads between two polls: an exception raised inside the
+    loop could cut a request whose bytes were read but not yet parsed."""
     stopping = threading.Event()
+    socket_map = _socket_map(server)
+    wake = next(d.trigger.trigger for d in socket_map.values() if isinstance(d, GuardedServer))
 
     def on_signal(signum: int, frame: Any) -> None:
         if stopping.is_set():
             raise KeyboardInterrupt
         stopping.set()
+        # poll() resumes after a handler (PEP 475): a byte in the loop's own pipe ends it now.
+        # Written straight, without pull_trigger's lock, which the interrupted thread may hold.
+        os.write(wake, b"x")
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
-    socket_map = _socket_map(server)
-    # a signal wakes poll() only for its handler, which PEP 475 then resumes: the loop notices
-    # the flag within one timeout
     while socket_map and not stopping.is_set():
         wasyncore.loop(timeout=0.5, map=socket_map, use_poll=server.adj.asyncore_use_poll, count=1)
     if socket_map:
