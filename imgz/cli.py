@@ -15,11 +15,15 @@ from typing import Any
 
 import click
 
-from . import config as config_mod, db, ids, people
+from . import config as config_mod, db, ids, people, reach
 from .web import clean_scratch, init_data
 from .addresses import unspecified
 from .commands import accounts, backups, migrate, now, say, uploads, user_id
 from .errors import ConfigError
+
+
+# Seconds a stop waits for requests in progress (contrib/imgz.service gives it 45 in all).
+STOP_GRACE = 30.0
 
 
 class Context:
@@ -78,7 +82,7 @@ for _command in (accounts.user, accounts.key, accounts.album, accounts.category,
 @click.pass_obj
 def serve(obj: Context, host: str | None = None, port: str | None = None, data: str | None = None) -> None:
     """Start the server (the default command)."""
-    from . import jobs, scratch, workers
+    from . import jobs, scratch, workers, server as server_mod
     from .web import create_app
     from .api import body_limit
 
@@ -112,7 +116,8 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
         def stop(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
 
-        # SIGTERM stops the server cleanly from before the first line that says it is up.
+        # SIGTERM stops the server cleanly from before the first line that says it is up; once
+        # it serves, requests in progress are answered first (server.serve).
         signal.signal(signal.SIGTERM, stop)
         try:
             if new_key:
@@ -124,8 +129,13 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
                 click.echo("imgz: set the admin's password within an hour (this link works once): "
                            + people.link_url(base, link))
                 sys.stdout.flush()
+            for warning in reach.exposure_warnings(cfg.host, cfg.base_url):
+                say(warning)
+            urls = reach.reach_urls(cfg.host, port_used)
+            if urls:
+                say("imgz: reachable at " + ", ".join(urls))
             say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
-            server.run()
+            server_mod.serve(server, STOP_GRACE)
         except KeyboardInterrupt:
             pass
         finally:
