@@ -54,8 +54,8 @@ def remove(service: Service, user: User, *, delete_uploads: bool) -> Removed:
             deleted += _delete_all(service, user.id)
         quota = db.get_quota(conn, user.id)
         kept = 0 if quota is None else quota.used_files
-        if db.remove_user(conn, user.id, keep_uploads=not delete_uploads):
-            break
+        if db.remove_user(conn, user.id, keep_uploads=not delete_uploads) or db.get_user(conn, user.id) is None:
+            break  # (or removed meanwhile by another command)
     else:
         raise RuntimeError(f"uploads of {user.name} kept arriving while they were removed")
     for row in in_progress:  # their rows went with the user

@@ -190,6 +190,14 @@ def test_a_quota_of_bytes_refuses_the_upload_that_would_cross_it(bob):
     upload(bob, bob.bob)
 
 
+@pytest.mark.parametrize("option, value", [("--max-mb", "-1"), ("--max-mb", "nan"), ("--max-mb", "lots"),
+                                           ("--max-files", "1.5"), ("--max-files", "-2")])
+def test_a_quota_that_is_no_number_is_refused(bob, option, value):
+    result = bob.command("user", "quota", "bob", option, value)
+    assert result.returncode == 2 and option in result.stderr
+    assert listing(bob)["bob"][-2:] == ["max_mb=none", "max_files=none"]
+
+
 def test_a_quota_of_files_refuses_and_a_deletion_gives_room_again(bob):
     command_ok(bob, "user", "quota", "bob", "--max-files", "2")
     first = upload(bob, bob.bob)

@@ -124,14 +124,17 @@ def _limit_value(text: str | None, scale: float, option: str) -> int | None | bo
     """A limit as given: None (none), a whole number (scaled), or False when not given."""
     if text is None:
         return False
-    if text.strip().lower() in ("0", "none", ""):
+    if text.strip().lower() in ("none", ""):
         return None
     try:
         number = float(text) * scale
     except ValueError:
         number = -1
-    if not number > 0 or number != number or number > 2 ** 62:
-        raise click.BadParameter(f"{text!r}: give a positive number, or 0 or none for no limit",
+    if number == 0:
+        return None
+    if not number > 0 or number > 2 ** 62 or (scale == 1 and not number.is_integer()):  # NaN is not > 0
+        raise click.BadParameter(f"{text!r}: give a positive {'whole ' if scale == 1 else ''}number, "
+                                 "or 0 or none for no limit",
                                  param_hint=option)
     return max(1, int(number))
 
