@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
 from . import db, ids, people, sharex
+from .chevereto import size_formatted
 from .page import local_time
 from .signin import SessionUser, page_user
 
@@ -96,7 +97,7 @@ def sharex_file(me: SessionUser) -> Response:
 
 def _users_page(status: int = 200, **values: Any) -> Response:
     summaries = db.list_users(_service().connection())
-    return _page("users.html", status, users=summaries, **values)
+    return _page("users.html", status, users=summaries, size=size_formatted, **values)
 
 
 def _link_for(user_id: int, name: str, done: str) -> Response:

@@ -76,6 +76,12 @@ class TooBig(ImgzError):
         super().__init__(f"File too big - max {shown} MB")
 
 
+class QuotaExceeded(ImgzError):
+    """The upload would take its user past their quota of stored bytes or files."""
+
+    status, code, message = 413, 413, "Quota exceeded"
+
+
 class NoStorage(ImgzError):
     status, code, message = 507, 400, "Not enough storage"
 

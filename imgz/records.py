@@ -58,6 +58,11 @@ class Upload:
     likes: int = 0
     tags: tuple[str, ...] = field(default=())
 
+    @property
+    def stored_bytes(self) -> int:
+        """What it takes in the store: the original and every variant (what quotas count)."""
+        return self.size + self.thumb_size + self.medium_size + self.frame_size
+
     def relpath(self, variant: str = "") -> str:
         """The store key of one file of this upload ('' original, th, md, fr)."""
         return file_key(self.folder, self.name, self.extension, self.kind, variant)
@@ -95,12 +100,29 @@ class User:
 
 
 @dataclass(frozen=True)
+class Quota:
+    """A user's limits (None: none) and what their uploads take: stored bytes, every variant
+    counted, and files (uploads)."""
+
+    max_bytes: int | None
+    max_files: int | None
+    used_bytes: int
+    used_files: int
+
+    def refuses(self, size: int, files: int = 1) -> bool:
+        """Whether ``files`` more uploads of ``size`` stored bytes would pass a limit."""
+        return ((self.max_bytes is not None and self.used_bytes + size > self.max_bytes)
+                or (self.max_files is not None and self.used_files + files > self.max_files))
+
+
+@dataclass(frozen=True)
 class UserSummary:
-    """A user with how many uploads and live keys it has."""
+    """A user with how many uploads (and their stored bytes) and live keys it has, and its quota."""
 
     user: User
     uploads: int
     keys: int
+    quota: Quota
 
 
 @dataclass(frozen=True)

@@ -54,11 +54,13 @@ class Progress:
 
 
 def check_length(service: Service, actor: Actor, length: int) -> None:
-    """Refuse, before anything is stored, an upload longer than the size limit (413). Quotas,
-    once there are any, are checked here too: ``actor`` is whose upload it would be."""
+    """Refuse, before anything is stored, an upload longer than the size limit, or one whose
+    length alone would take ``actor``'s user past their quota (413). The stored upload, its
+    variants counted, is checked again when it is finished."""
     cfg = service.config
     if length > cfg.max_upload_bytes:
         raise TooBig(cfg.max_upload_mb)
+    service.check_quota(actor, max(length, 1))
 
 
 def create(service: Service, actor: Actor, length: int, metadata: dict[str, str]) -> str:

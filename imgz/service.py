@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from . import db, disk, filetype, ids, layout, render, scratch, workers
 from .config import Config
-from .errors import Conflict, Forbidden, InvalidImage, InvalidType, InvalidVideo, NoStorage
+from .errors import Conflict, Forbidden, InvalidImage, InvalidType, InvalidVideo, NoStorage, QuotaExceeded
 from .params import clean_description, clean_title, title_from_filename
 from .records import Actor, Options, Upload
 from .sources import Incoming
@@ -98,6 +98,15 @@ class Service:
         if free is not None and free < self.config.min_free_mb * 1_000_000:
             raise NoStorage()
 
+    def check_quota(self, actor: Actor, size: int = 1) -> None:
+        """Refuse (413) an upload of ``size`` bytes or more that the user's quota has no room
+        for, before any work; the insert checks again, exactly and atomically."""
+        if actor.user_id is None:
+            return
+        quota = db.get_quota(self.connection(), actor.user_id)
+        if quota is not None and quota.refuses(size):
+            raise QuotaExceeded()
+
     def limits(self) -> render.Limits:
         cfg = self.config
         return render.Limits(cfg.max_pixels, cfg.max_animation_pixels, cfg.keep_exif,
@@ -134,6 +143,7 @@ class Service:
         try:
             if options.use_file_date and not actor.is_admin:
                 raise Forbidden("use_file_date is for admin keys only")
+            self.check_quota(actor)
             self.check_free_space()
             fmt = filetype.sniff(incoming.path)
             if fmt not in IMAGE_FORMATS and fmt not in VIDEO_FORMATS:

@@ -11,7 +11,7 @@ from pathlib import Path
 from imgz import layout
 
 TABLES = ("users", "api_keys", "albums", "categories", "tags", "upload_tags", "uploads", "files",
-          "names", "schema_version")
+          "names", "schema_version", "user_usage")
 
 
 def dump(db: Path) -> dict[str, list[tuple]]:

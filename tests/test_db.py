@@ -432,7 +432,7 @@ def test_an_empty_database_gets_the_whole_schema(database):
         found = inspect(conn)
         assert set(found.get_table_names()) == {
             "users", "api_keys", "albums", "categories", "uploads", "files", "names", "tags",
-            "upload_tags", "schema_version", "sessions", "links", "secrets", "resumables"}
+            "upload_tags", "schema_version", "sessions", "links", "secrets", "resumables", "user_usage"}
         assert [c["name"] for c in found.get_columns("uploads")] == [
             *(f.name for f in dataclasses.fields(Upload) if f.name != "tags"), "delete_hash", "search_text"]
         assert {i["name"] for i in found.get_indexes("uploads")} >= {
@@ -453,6 +453,8 @@ def test_an_older_schema_is_upgraded_keeping_its_rows(tmp_path, version):
         assert upload.created_at == datetime.fromtimestamp(1700000000, timezone.utc)
         assert upload.expires_at == datetime.fromtimestamp(4000000000, timezone.utc)
         assert db.find_key(conn, "hash").user_name == "admin"
+        (admin,) = db.list_users(conn)  # its upload counted: 10 bytes and a thumb of 3
+        assert (admin.uploads, admin.quota.used_bytes, admin.quota.max_bytes) == (1, 13, None)
         assert not db.reserve_name(conn, "2023/11/14/a")
         assert db.file_lookup(conn, "2023/11/14/a.gif").mime == "image/gif"
     with contextlib.closing(db.connect(tmp_path / "new.db")) as conn:

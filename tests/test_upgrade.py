@@ -62,17 +62,23 @@ def test_the_schema_is_upgraded_and_every_row_kept(upgraded):
     after = _rows(data / "imgz.db")
     # every row keeps its values; columns added since come after them
     assert {t: [r[:len(rows[0])] for r in after[t]] if rows else after[t] for t, rows in before.items()} == before
-    assert [r[4:] for r in after["users"]] == [(None, None)] * 2  # no password, not disabled
+    # no password, not disabled, no quota
+    assert [r[4:] for r in after["users"]] == [(None, None, None, None)] * 2
     (album,) = after["albums"]
     assert album[5] == 0 and len(album[6]) >= 22  # private, with an unguessable page address
     assert len(before["uploads"]) == len(manifest["uploads"]) == 4
     with contextlib.closing(db.connect(data / "imgz.db")) as conn:
-        assert db.schema_version_of(conn) == db.SCHEMA_VERSION == 4
+        assert db.schema_version_of(conn) == db.SCHEMA_VERSION == 5
         assert [u.public_id for u in db.iter_uploads(conn)] == [u["id_encoded"] for u in manifest["uploads"]]
         gif = db.get_upload(conn, manifest["uploads"][2]["id_encoded"])
         assert gif.expires_at is not None and gif.expires_at.year >= 2070 and gif.tags == ("sea", "loop")
         beach = db.get_upload(conn, manifest["uploads"][0]["id_encoded"])
         assert beach.tags == ("sea", "Café", "sand") and beach.album_id is not None
+        # what each user's uploads take, counted from them, every variant included
+        used = {s.user.name: (s.uploads, s.quota.used_bytes) for s in db.list_users(conn)}
+        stored = [sum(u[f"{part}size"] for part in ("", "thumb_", "medium_", "frame_"))
+                  for u in manifest["uploads"]]  # the first three are admin's, the last bob's
+        assert used == {"admin": (3, sum(stored[:3])), "bob": (1, stored[3])}
         hills = db.get_upload(conn, manifest["uploads"][1]["id_encoded"])
         assert hills.nsfw and hills.category_id == 1 and hills.description == "Green hills"
 

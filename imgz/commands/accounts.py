@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .. import db, ids, people
+from ..records import Quota
 from . import now, say, user_id
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ def _fmt_ts(value: datetime | None) -> str:
 
 @click.group()
 def user() -> None:
-    """Users: add, list, passwd, disable, enable."""
+    """Users: add, list, passwd, disable, enable, remove, quota."""
 
 
 @user.command("add")
@@ -35,14 +36,25 @@ def user_add(obj: Context, name: str, admin: bool) -> None:
     click.echo(name)
 
 
+def _limit(value: object) -> str:
+    return "none" if value is None else str(value)
+
+
+def _quota_words(quota: Quota) -> str:
+    """max_mb=... max_files=... as ``user quota`` takes them."""
+    mb = None if quota.max_bytes is None else f"{quota.max_bytes / 1e6:g}"
+    return f"max_mb={_limit(mb)}\tmax_files={_limit(quota.max_files)}"
+
+
 @user.command("list")
 @click.pass_obj
 def user_list(obj: Context) -> None:
-    """List users."""
+    """List users: name, role, state, uploads, stored bytes (variants included), live keys, quota."""
     for summary in db.list_users(obj.conn()):
         role = "admin" if summary.user.is_admin else "user"
-        state = "disabled" if summary.user.is_disabled else "enabled"
-        click.echo(f"{summary.user.name}\t{role}\tuploads={summary.uploads}\tkeys={summary.keys}\t{state}")
+        state = "disabled" if summary.user.is_disabled else "active"
+        click.echo(f"{summary.user.name}\t{role}\t{state}\tuploads={summary.uploads}"
+                   f"\tbytes={summary.quota.used_bytes}\tkeys={summary.keys}\t{_quota_words(summary.quota)}")
 
 
 @user.command("passwd")
@@ -78,6 +90,76 @@ def user_enable(obj: Context, name: str) -> None:
     if not people.enable(conn, user_id(conn, name)):
         raise click.ClickException(f"user {name!r} is not disabled")
     say(f"imgz: {name} is enabled")
+
+
+@user.command("remove")
+@click.argument("name")
+@click.option("--keep-uploads", "keep", is_flag=True,
+              help="Keep their uploads, ownerless like guests' (still served, delete links still work).")
+@click.option("--delete-uploads", "delete", is_flag=True, help="Delete their uploads with every file.")
+@click.pass_obj
+def user_remove(obj: Context, name: str, keep: bool, delete: bool) -> None:
+    """Remove a user with their keys, sessions and albums; say what becomes of their uploads."""
+    from ..removal import LastAdmin, remove
+    from .uploads import service_for
+
+    if keep == delete:
+        raise click.ClickException("say what becomes of their uploads: --keep-uploads or --delete-uploads")
+    conn = obj.conn()
+    found = db.get_user_by_name(conn, name)
+    if found is None:
+        raise click.ClickException(f"no user named {name!r}")
+    if delete:
+        obj.clean_scratch()
+    try:
+        done = remove(service_for(obj), found, delete_uploads=delete)
+    except LastAdmin as exc:
+        raise click.ClickException(f"not removed: {exc}") from None
+    fate = (f"{done.deleted} uploads deleted with their files" if delete
+            else f"{done.kept} uploads kept without an owner")
+    say(f"imgz: {name} is removed with their keys, sessions and albums; {fate}")
+
+
+def _limit_value(text: str | None, scale: float, option: str) -> int | None | bool:
+    """A limit as given: None (none), a whole number (scaled), or False when not given."""
+    if text is None:
+        return False
+    if text.strip().lower() in ("none", ""):
+        return None
+    try:
+        number = float(text) * scale
+    except ValueError:
+        number = -1
+    if number == 0:
+        return None
+    if not number > 0 or number > 2 ** 62 or (scale == 1 and not number.is_integer()):  # NaN is not > 0
+        raise click.BadParameter(f"{text!r}: give a positive {'whole ' if scale == 1 else ''}number, "
+                                 "or 0 or none for no limit",
+                                 param_hint=option)
+    return max(1, int(number))
+
+
+@user.command("quota")
+@click.argument("name")
+@click.option("--max-mb", metavar="MB", help="Most MB (1 MB = 1,000,000 bytes) their uploads may "
+              "take, variants counted; 0 or none: no limit.")
+@click.option("--max-files", metavar="N", help="Most uploads they may have; 0 or none: no limit.")
+@click.pass_obj
+def user_quota(obj: Context, name: str, max_mb: str | None, max_files: str | None) -> None:
+    """Set (or, without options, show) NAME's quota and what their uploads take."""
+    conn = obj.conn()
+    uid = user_id(conn, name)
+    quota = db.get_quota(conn, uid)
+    assert quota is not None
+    new_bytes = _limit_value(max_mb, 1e6, "--max-mb")
+    new_files = _limit_value(max_files, 1, "--max-files")
+    if new_bytes is not False or new_files is not False:
+        db.set_quota(conn, uid, quota.max_bytes if new_bytes is False else new_bytes,
+                     quota.max_files if new_files is False else new_files)
+        quota = db.get_quota(conn, uid)
+        assert quota is not None
+        say(f"imgz: {name}'s quota is set; uploads that would pass it are refused (413)")
+    click.echo(f"{name}\tuploads={quota.used_files}\tbytes={quota.used_bytes}\t{_quota_words(quota)}")
 
 
 @click.group()

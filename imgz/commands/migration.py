@@ -67,6 +67,7 @@ class Migration:
             self._add(name, transfer.sync(self.src, self.dst, name, BATCH, self.dry))
         if not self.dry:
             transfer.reset_sequences(self.dst)
+            transfer.recount(self.dst)
 
     def _add(self, name: str, done: transfer.Tally) -> None:
         mine = self.tally(name)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..service import Service
 
 
-def _service(obj: Context) -> Service:
+def service_for(obj: Context) -> Service:
     from ..service import Service
 
     return Service(obj.cfg, db.LocalConnections(obj.cfg.database).get)
@@ -52,7 +52,7 @@ def upload_delete(obj: Context, ident: str) -> None:
     from .. import lookup
 
     obj.clean_scratch()
-    service = _service(obj)
+    service = service_for(obj)
     found = lookup.find_upload(service, ident)
     if found is None:
         raise click.ClickException(f"no upload matches {ident!r}")
@@ -74,7 +74,7 @@ def check(obj: Context, repair: bool, orphan_age: int | None) -> None:
 
     if repair:
         obj.clean_scratch()
-    found = repair_mod.check(_service(obj), repair=repair, orphan_age=orphan_age)
+    found = repair_mod.check(service_for(obj), repair=repair, orphan_age=orphan_age)
     for path in found.orphans:
         click.echo(f"orphan file\t{layout.in_data_dir(path)}")
     for item in found.broken:
@@ -102,7 +102,7 @@ def expire(obj: Context) -> None:
     from .. import jobs
 
     obj.clean_scratch()
-    removed = jobs.sweep(_service(obj))
+    removed = jobs.sweep(service_for(obj))
     if removed is None:
         raise click.ClickException("another process is sweeping this data directory; try again")
     click.echo(str(removed))

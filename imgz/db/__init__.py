@@ -12,7 +12,8 @@ Modules, by noun:
   sqlite.py      all that only SQLite understands (PRAGMAs, BEGIN IMMEDIATE, WITHOUT ROWID, ...)
   postgresql.py  all that only PostgreSQL understands (the pool, autocommit, advisory locks, ...)
   migrations.py  schema versions and the steps between them
-  users.py       users (passwords, disabled, admin) and API keys
+  users.py       users (passwords, disabled, admin, removal) and API keys
+  quotas.py      each user's quota and what their uploads take, kept with every insert and delete
   sessions.py    signed-in sessions, one-time links, the install's secrets
   albums.py      albums, the uploads moved in and out of them, and categories
   listing.py     uploads in grids: newest first, paged by keyset, filtered
@@ -39,18 +40,19 @@ from .uploads import (add_view, count_uploads, delete_upload, delete_uploads, ex
                       claim_expired, get_delete_hash, get_upload, get_upload_by_id, insert_upload,
                       iter_uploads, paths_of, public_id_taken, set_variant, tag_uploads)
 from .resumables import (abandoned_resumables, add_resumable, delete_resumable, forget_resumables,
-                         get_resumable, move_offset, release_lease, take_lease)
+                         get_resumable, move_offset, release_lease, take_lease, user_resumables)
 from .sessions import (add_link, add_session, count_sessions, end_session, end_sessions, link_user,
                        prune_sessions, secret, session_user, touch_session, use_link)
+from .quotas import get_quota, recount_usage, set_quota
 from .users import (add_key, add_user, count_keys, find_key, get_user, get_user_by_name, list_keys,
-                    list_users, password_hash, revoke_key, set_admin, set_disabled, set_password,
-                    touch_key)
+                    list_users, password_hash, remove_user, revoke_key, set_admin, set_disabled,
+                    set_password, touch_key)
 
 __all__ = [
     "Connection", "LocalConnections", "connect", "is_postgresql", "transaction", "lock", "try_lock",
     "MissingDriver", "SCHEMA_VERSION", "migrate", "schema_version_of",
     "add_user", "get_user", "get_user_by_name", "list_users", "password_hash", "set_password",
-    "set_disabled", "set_admin",
+    "set_disabled", "set_admin", "remove_user", "get_quota", "set_quota", "recount_usage",
     "secret", "add_session", "session_user", "touch_session", "end_session", "end_sessions",
     "count_sessions", "prune_sessions", "add_link", "link_user", "use_link",
     "add_key", "find_key", "touch_key", "list_keys", "revoke_key", "count_keys",
@@ -64,5 +66,5 @@ __all__ = [
     "expired_ids", "claim_expired", "paths_of", "tag_uploads", "get_tag", "popular_tags",
     "prepare_buckets", "take_token", "prune_buckets", "bucket_count",
     "add_resumable", "get_resumable", "take_lease", "move_offset", "release_lease",
-    "delete_resumable", "abandoned_resumables", "forget_resumables", "snapshot",
+    "delete_resumable", "abandoned_resumables", "forget_resumables", "user_resumables", "snapshot",
 ]

@@ -6,7 +6,8 @@ version kept in a ``schema_version`` table, which any database has (SQLite's hea
 versions 1 and 2 kept it, still counts along for an older imgz); 4 sign-in (passwords, sessions,
 one-time links, the install's secrets), albums with a page of their own, what pages, filters
 and searches a user's uploads (the search text of each upload, and indexes), and resumable
-uploads in progress.
+uploads in progress; 5 quotas (each user's limits, and what their uploads take, counted from the
+uploads there are).
 A new version adds its step here and its change to ``tables.py``.
 
 One mechanism for every database, run at each start. Several processes starting at once on one
@@ -28,9 +29,10 @@ from .. import params
 from ..params import search_text
 from ..errors import DatabaseError
 from .connection import dialect, lock, rows, transaction, value, write
-from .tables import albums, metadata, schema_version, tags, upload_tags, uploads, users
+from .quotas import recount_usage
+from .tables import albums, metadata, schema_version, tags, upload_tags, uploads, user_usage, users
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _VERSION = select(schema_version.c.version)
 
@@ -141,8 +143,19 @@ def _sign_in(conn: Connection) -> None:
             conn.execute(CreateIndex(_index(name)))
 
 
+def _quotas(conn: Connection) -> None:
+    """Each user's limits (none to begin with), and their usage counted from their uploads."""
+    present = {c["name"] for c in inspect(conn).get_columns("users")}
+    for column in (users.c.max_bytes, users.c.max_files):
+        if column.name not in present:
+            _add_column(conn, column)
+    user_usage.create(conn, checkfirst=True)
+    recount_usage(conn)
+
+
 # The step that brings a database of the version before to each version.
-STEPS: dict[int, Callable[[Connection], None]] = {2: _merge_tags, 3: _version_table, 4: _sign_in}
+STEPS: dict[int, Callable[[Connection], None]] = {2: _merge_tags, 3: _version_table, 4: _sign_in,
+                                                  5: _quotas}
 
 
 def schema_version_of(conn: Connection) -> int:

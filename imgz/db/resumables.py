@@ -37,6 +37,8 @@ _ABANDONED = (select(*_COLUMNS)
                      or_(t.c.lease_until.is_(None), t.c.lease_until <= bindparam("now")))
               .order_by(t.c.updated_at).limit(bindparam("most")))
 
+_OF_USER = select(*_COLUMNS).where(t.c.user_id == bindparam("user_id"))
+
 
 def _record(row: Row) -> Resumable:
     try:
@@ -91,3 +93,8 @@ def abandoned_resumables(conn: Connection, before: datetime, now: datetime,
     """Uploads untouched since ``before`` whose lease (if any) has ended, oldest first."""
     return [_record(row) for row in c.rows(conn, _ABANDONED, {"before": before, "now": now,
                                                               "most": most})]
+
+
+def user_resumables(conn: Connection, user_id: int) -> list[Resumable]:
+    """A user's uploads in progress."""
+    return [_record(row) for row in c.rows(conn, _OF_USER, {"user_id": user_id})]

@@ -46,6 +46,9 @@ users = Table(
     Column("created_at", UnixTime, nullable=False),
     Column("password_hash", Text),  # argon2; none until a one-time link sets it
     Column("disabled_at", UnixTime),  # a disabled user has no session and no working key
+    # the quota: stored bytes (every variant counted) and uploads; none when null
+    Column("max_bytes", BigInteger),
+    Column("max_files", BigInteger),
 )
 
 api_keys = Table(
@@ -224,6 +227,18 @@ resumables = Table(
 )
 Index("resumables_updated_at", resumables.c.updated_at)
 Index("resumables_user", resumables.c.user_id)
+
+# -- what each user's uploads take (their quota's count) ------------------------------------------
+
+# Kept with every upload's insert and deletion, in the same transaction: an upload is inserted
+# only if its conditional UPDATE here keeps the user within their quota (db/quotas.py). Derived
+# from the uploads, so migrate recounts it rather than copying it.
+user_usage = Table(
+    "user_usage", metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("bytes", BigInteger, nullable=False, server_default=text("0")),
+    Column("files", BigInteger, nullable=False, server_default=text("0")),
+)
 
 # -- the schema's version (from version 3 on; before, SQLite's PRAGMA user_version kept it) -------
 

@@ -11,6 +11,8 @@ transaction: rows missing in the target are inserted, rows that differ are updat
 in the source's order and looked up in the target by key (never by range), so the two databases
 need not sort text alike. ``extras`` finds what the target has and the source no longer has.
 On PostgreSQL the id sequences are set past the copied ids at the end (``reset_sequences``).
+What each user's uploads take (``user_usage``) is not copied but counted again from the uploads
+the target holds (``recount``): uploads the source has expired are not copied.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from sqlalchemy.exc import ArgumentError
 
 from .connection import DIALECTS, connect, rows, transaction, value, write
 from .migrations import SCHEMA_VERSION, migrate, schema_version_of
+from .quotas import recount_usage
 from .tables import metadata, upload_tags, uploads, users, files
 
 Row = dict[str, Any]
@@ -289,3 +292,9 @@ def reset_sequences(conn: Connection) -> None:
             following = func.coalesce(select(func.max(column)).scalar_subquery(), 0) + 1
             conn.execute(select(func.setval(func.pg_get_serial_sequence(table.name, column.name),
                                             following, False)))
+
+
+def recount(conn: Connection) -> None:
+    """Count every user's usage again from the uploads the target holds."""
+    with transaction(conn):
+        recount_usage(conn)

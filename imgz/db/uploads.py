@@ -7,10 +7,12 @@ from typing import Iterable, Iterator, Sequence
 from sqlalchemy import bindparam, false, func, or_, select
 from sqlalchemy.engine import Connection, Row
 
+from ..errors import QuotaExceeded
 from ..params import search_text
 from ..records import Upload
 from .connection import findable, first, insert, rows, value, write
 from .prepared import Prepared
+from .quotas import STORED, grow, release, reserve
 from .tables import UPLOAD_COLUMNS, UPLOAD_INSERT, files, upload_tags, uploads
 from .tags import drop_unused, link_tags, names_of, tag_ids_of
 
@@ -30,6 +32,10 @@ _INSERT_RETURNING = Prepared(uploads.insert().returning(*UPLOAD_COLUMNS),
                              columns=(*UPLOAD_INSERT, "delete_hash", "search_text"))
 _INSERT_FILES = Prepared(files.insert())
 _DELETE = uploads.delete().where(uploads.c.id.in_(bindparam("ids", expanding=True)))
+# what the deleted uploads took, to uncount it from their users' usage
+_DELETE_RETURNING = _DELETE.returning(uploads.c.user_id, STORED)
+_TAKEN = select(uploads.c.user_id, STORED).where(uploads.c.id.in_(bindparam("ids", expanding=True)))
+_VARIANT_SIZES = select(uploads.c.user_id, STORED).where(uploads.c.id == bindparam("upload_id"))
 _ADD_VIEW = (uploads.update().where(uploads.c.id == bindparam("upload_id"))
              .values(views=uploads.c.views + 1))
 _COUNT = select(func.count()).select_from(uploads)
@@ -64,8 +70,11 @@ def insert_upload(conn: Connection, upload: Upload, delete_hash: str,
     """Store a new upload (its ``id`` is not used), its files (path, mime) and its tags, in the
     record's order; return it as stored. ``delete_hash`` is the SHA-256 of its delete secret.
 
-    Run it inside ``transaction``. A ``public_id`` taken already raises ``Conflict``.
+    Run it inside ``transaction``. A ``public_id`` taken already raises ``Conflict``; an upload
+    that would take its user past their quota ``QuotaExceeded``, before anything is written.
     """
+    if upload.user_id is not None and not reserve(conn, upload.user_id, upload.stored_bytes):
+        raise QuotaExceeded()
     values = {name: getattr(upload, name) for name in UPLOAD_INSERT}
     values["delete_hash"] = delete_hash
     values["search_text"] = search_text(upload.title, upload.original_filename, upload.description)
@@ -128,9 +137,26 @@ def add_view(conn: Connection, upload_id: int) -> None:
 
 def set_variant(conn: Connection, upload_id: int, variant: str, size: int, width: int,
                 height: int) -> None:
-    """Record a variant file (th, md, fr) made again: its size in bytes and pixels."""
+    """Record a variant file (th, md, fr) made again: its size in bytes and pixels (and the
+    difference in its user's usage). Run it inside ``transaction``."""
+    before = first(conn, _VARIANT_SIZES, {"upload_id": upload_id})
     write(conn, _SET_VARIANT[variant],
           {"upload_id": upload_id, "new_size": size, "new_width": width, "new_height": height})
+    after = first(conn, _VARIANT_SIZES, {"upload_id": upload_id})
+    if before is not None and after is not None:
+        grow(conn, before[0], int(after[1]) - int(before[1]))
+
+
+def _delete(conn: Connection, upload_ids: list[int]) -> int:
+    """Delete these rows and uncount what they took from their users; how many went."""
+    params = {"ids": upload_ids}
+    if conn.dialect.delete_returning:
+        taken = [(row[0], int(row[1])) for row in rows(conn, _DELETE_RETURNING, params)]
+    else:  # SQLite before 3.35, whose write lock keeps the rows as read until the DELETE
+        taken = [(row[0], int(row[1])) for row in rows(conn, _TAKEN, params)]
+        write(conn, _DELETE, params)
+    release(conn, taken)
+    return len(taken)
 
 
 def delete_upload(conn: Connection, upload_id: int) -> list[str] | None:
@@ -142,7 +168,7 @@ def delete_upload(conn: Connection, upload_id: int) -> list[str] | None:
     """
     paths = [row.path for row in rows(conn, _PATHS_OF, {"ids": [upload_id]})]
     tag_ids = tag_ids_of(conn, [upload_id])
-    if write(conn, _DELETE, {"ids": [upload_id]}) != 1:
+    if _delete(conn, [upload_id]) != 1:
         return None
     drop_unused(conn, tag_ids)
     return paths
@@ -156,7 +182,7 @@ def delete_uploads(conn: Connection, upload_ids: list[int]) -> list[str]:
         chunk = upload_ids[start:start + CHUNK]
         paths.extend(row.path for row in rows(conn, _PATHS_OF, {"ids": chunk}))
         tag_ids = tag_ids_of(conn, chunk)
-        write(conn, _DELETE, {"ids": chunk})
+        _delete(conn, chunk)
         drop_unused(conn, tag_ids)
     return paths
 

@@ -6,10 +6,11 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection, Row
 
-from ..records import Key, User, UserSummary
-from .connection import findable, first, insert, rows, value, write
+from ..records import Key, Quota, User, UserSummary
+from .connection import findable, first, insert, rows, transaction, value, write
 from .prepared import Prepared
-from .tables import api_keys, uploads, users
+from .quotas import add_usage
+from .tables import api_keys, uploads, user_usage, users
 
 # -- users ---------------------------------------------------------------------------------------
 
@@ -26,12 +27,17 @@ _SET_DISABLED = (users.update().where(users.c.id == bindparam("user_id"))
                  .values(disabled_at=bindparam("disabled_at")))
 _SET_ADMIN = (users.update().where(users.c.id == bindparam("user_id"))
               .values(is_admin=bindparam("is_admin")))
-_UPLOADS_OF = (select(func.count()).select_from(uploads)
-               .where(uploads.c.user_id == users.c.id).scalar_subquery())
 _KEYS_OF = (select(func.count()).select_from(api_keys)
             .where(api_keys.c.user_id == users.c.id, api_keys.c.revoked_at.is_(None))
             .scalar_subquery())
-_USERS = _USER.add_columns(_UPLOADS_OF, _KEYS_OF).order_by(users.c.id)
+# uploads and their bytes as the usage rows count them: no pass over the uploads
+_USERS = (_USER.add_columns(_KEYS_OF, users.c.max_bytes, users.c.max_files,
+                            func.coalesce(user_usage.c.bytes, 0), func.coalesce(user_usage.c.files, 0))
+          .select_from(users.outerjoin(user_usage, user_usage.c.user_id == users.c.id))
+          .order_by(users.c.id))
+_HOLD_USAGE = select(user_usage.c.user_id).where(user_usage.c.user_id == bindparam("user_id")).with_for_update()
+_HAS_UPLOADS = select(uploads.c.id).where(uploads.c.user_id == bindparam("user_id")).limit(1)
+_REMOVE = users.delete().where(users.c.id == bindparam("user_id"))
 
 
 def user_from_row(row: Row) -> User:
@@ -41,7 +47,10 @@ def user_from_row(row: Row) -> User:
 
 
 def add_user(conn: Connection, name: str, is_admin: bool, now: datetime) -> int:
-    return insert(conn, users.insert(), {"name": name, "is_admin": is_admin, "created_at": now})
+    with transaction(conn):
+        user_id = insert(conn, users.insert(), {"name": name, "is_admin": is_admin, "created_at": now})
+        add_usage(conn, user_id)
+    return user_id
 
 
 def get_user_by_name(conn: Connection, name: str) -> User | None:
@@ -57,8 +66,25 @@ def get_user(conn: Connection, user_id: int) -> User | None:
 
 
 def list_users(conn: Connection) -> list[UserSummary]:
-    """Every user, oldest first, with how many uploads and live keys it has."""
-    return [UserSummary(user_from_row(row), uploads=row[6], keys=row[7]) for row in rows(conn, _USERS)]
+    """Every user, oldest first, with how many live keys it has, its quota and usage."""
+    return [UserSummary(user_from_row(row), uploads=int(row[10]), keys=row[6],
+                        quota=Quota(row[7], row[8], int(row[9]), int(row[10])))
+            for row in rows(conn, _USERS)]
+
+
+def remove_user(conn: Connection, user_id: int, keep_uploads: bool) -> bool:
+    """Delete the user: keys, sessions, links, albums and resumable uploads go with the row;
+    uploads left stay as guests' (no owner). Without ``keep_uploads`` the user must have no
+    upload left: False (nothing done) when one is there, or arrived meanwhile.
+
+    The user's usage row is locked first: an upload of theirs being inserted holds it until it
+    commits, and one inserted after waits for this transaction, then fails (its user is gone).
+    """
+    with transaction(conn):
+        first(conn, _HOLD_USAGE, {"user_id": user_id})
+        if not keep_uploads and first(conn, _HAS_UPLOADS, {"user_id": user_id}) is not None:
+            return False
+        return write(conn, _REMOVE, {"user_id": user_id}) == 1
 
 
 def password_hash(conn: Connection, name: str) -> tuple[int, str | None] | None:
