@@ -17,11 +17,13 @@ from typing import Any, Iterator
 
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from conftest import LiveServer
 from people import add_user, browser_sign_in
 import test_browser  # skips this file without Chromium
 import test_browser_access
+from test_upload_page import throttle
 
 browser = test_browser.browser
 person = test_browser_access.person
@@ -54,12 +56,14 @@ class CuttingProxy:
     """A TCP proxy on a free port of 127.0.0.1 to a server's port, which reads the requests going
     up and counts their bytes, and once ``cut_after`` bytes of a PATCH body have gone up, cuts both
     sides of that connection (the server's first). Every other connection, before and after, is
-    passed on as it is."""
+    passed on as it is. Without ``cut_after`` it cuts nothing until it is down (``down``: the
+    link is lost, every connection is cut at its next bytes and new ones at once)."""
 
-    def __init__(self, port: int, cut_after: int) -> None:
+    def __init__(self, port: int, cut_after: int | None) -> None:
         self.target = port
-        self.cut_after = cut_after
-        self.armed = True
+        self.cut_after = cut_after or 0
+        self.armed = cut_after is not None
+        self.down = False
         self.cuts: list[Seen] = []
         self.requests: list[Seen] = []
         self.sent_up = 0
@@ -84,6 +88,9 @@ class CuttingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.down:
+                cut(client)
+                continue
             server = socket.create_connection(("127.0.0.1", self.target))
             with self.lock:
                 self.sockets += [client, server]
@@ -103,6 +110,12 @@ class CuttingProxy:
         body_left = 0  # bytes of this request's body still to come
         try:
             while data := client.recv(65536):
+                if self.down:
+                    if request is not None and body_left:
+                        self.cuts.append(request)
+                    cut(server)
+                    cut(client)
+                    return
                 while data:
                     if body_left:
                         assert request is not None
@@ -187,7 +200,8 @@ def finished_state(page: Any) -> str:
     """The row's last words once it is no longer under way."""
     page.wait_for_function("""() => {
         const state = document.querySelector("#rows .state");
-        return state && /^(Uploaded|Failed|Cancelled|Too large)/.test(state.textContent);
+        return state && !document.querySelector("#rows button[aria-label^='Cancel ']")
+            && state.textContent !== "Processing…";
     }""", timeout=60_000)
     return page.locator("#rows .state").first.inner_text()
 
@@ -235,3 +249,60 @@ def test_a_chunk_cut_midway_goes_on_where_the_server_stopped(site: LiveServer, p
     assert direct.startswith(proxy.url + "/")
     assert hashlib.md5(site.stored_bytes(direct)).hexdigest() == hashlib.md5(data).hexdigest()
     nothing_partial_left(site)
+
+
+def test_going_offline_midway_waits_for_the_network_and_goes_on(site: LiveServer, person: Any,
+                                                                tmp_path: Path) -> None:
+    """The tus client does not try again while the browser is offline (a phone between
+    networks): the page waits for the network instead of failing, then goes on where the server
+    stopped. Chromium's offline mode leaves a request under way alone: the proxy cuts it."""
+    data = noise_png()
+    path = tmp_path / "offline.png"
+    path.write_bytes(data)
+    proxy = CuttingProxy(site.port, None)
+    try:
+        page = person()
+        browser_sign_in(page, proxy.url, "bob", PASSWORD)
+        page.goto(f"{proxy.url}/")
+        asked: list[tuple[str, int]] = []
+        page.on("request", lambda r: asked.append((r.method, int(r.headers.get("upload-offset", -1))))
+                if "/api/1/tus/" in r.url else None)
+        throttle(page, 1_500_000)
+        page.set_input_files("#files", str(path))
+        page.wait_for_function("() => { const p = document.querySelector('#rows progress'); return p && p.value >= 20; }")
+        page.context.set_offline(True)
+        proxy.down = True
+        expect(page.locator("#rows .state")).to_have_text("Waiting for the network…")
+        expect(page.locator("#progress-status")).to_have_text("offline.png: waiting for the network")
+        proxy.down = False
+        page.context.set_offline(False)
+        state = finished_state(page)
+        assert state.startswith("Uploaded"), state
+    finally:
+        proxy.close()
+    assert proxy.cuts[0].offset == 0 and all(c.method == "PATCH" for c in proxy.cuts)
+    kept = proxy.cuts[0].body
+    assert kept > 0 and proxy.patches()[-1].offset == kept
+    assert asked.count(("POST", -1)) == 2  # made once, then finished
+    direct = page.locator("#rows button[aria-label^='Copy Direct link of ']").get_attribute("data-copy")
+    assert hashlib.md5(site.stored_bytes(direct)).hexdigest() == hashlib.md5(data).hexdigest()
+    nothing_partial_left(site)
+
+
+def test_a_refused_resumable_upload_says_the_servers_words(site: LiveServer, person: Any,
+                                                          tmp_path: Path) -> None:
+    """Signed out meanwhile (here: every session of the person ended): the server's refusal is
+    what the row says, not the tus client's account of its request."""
+    path = tmp_path / "refused.png"
+    path.write_bytes(noise_png(800, 600))
+    add_user(site.config.database, "cid", PASSWORD)
+    page = person()
+    browser_sign_in(page, site.url, "cid", PASSWORD)
+    page.goto(f"{site.url}/")
+    site.query("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE name = 'cid')")
+    page.set_input_files("#files", str(path))
+    state = finished_state(page)
+    answer = site.request("POST", "/api/1/tus/", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "9"})
+    assert answer.status_code == 401
+    assert state == answer.json()["error"]["message"]
+    assert site.query("SELECT COUNT(*) FROM resumables") == [(0,)]
