@@ -1,7 +1,8 @@
 """The upload page's resumable path end to end, in a real browser (Debian's Chromium through
 Playwright): the page, its script and the vendored tus client against a real server, reached
-through a proxy that cuts the connection in the middle of a chunk. The upload goes on where the
-server stopped, not from the start, and the stored file is the one picked."""
+through a proxy that cuts the connection in the middle of a chunk, or loses the link while the
+browser is offline. The upload goes on where the server stopped, not from the start, and the
+stored file is the one picked; a refusal says the server's words."""
 from __future__ import annotations
 
 import hashlib
