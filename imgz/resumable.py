@@ -6,7 +6,8 @@ An upload's id is a long random token the client holds; the database row (``db.r
 kept by its SHA-256 and says how many bytes are in. The bytes are in the store's partial area
 (local: ``<data>/partial``; a bucket: a multipart upload), so any process can continue them, and
 a process that stops halfway leaves what it made durable counted. One writer at a time: each
-append or finish takes the row's lease first; a second one meanwhile is told to try again (423).
+append or finish takes the row's lease first; a second one meanwhile, or a question of how much
+is in, is told to try again (423).
 
 Only users act on resumable uploads (a key, or a session with its CSRF token); an upload is its
 user's alone: anyone else is told, as for an id that does not exist, that there is none.
@@ -90,6 +91,16 @@ def find(service: Service, actor: Actor, upload_id: str) -> Resumable:
     if row is None or actor.user_id is None or row.user_id != actor.user_id:
         raise NotFound()
     return row
+
+
+def progress(service: Service, actor: Actor, upload_id: str) -> Progress:
+    """How much of the actor's upload is in (tus HEAD). While a writer holds the upload the
+    answer is 423, not the offset: its bytes are about to count (a PATCH whose connection was cut
+    is being stored), and a client told the older offset would send them all again."""
+    row = find(service, actor, upload_id)
+    if row.lease_until is not None and row.lease_until > service.now():
+        raise Busy()
+    return Progress(row.offset, row.length)
 
 
 @contextlib.contextmanager

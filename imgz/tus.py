@@ -3,7 +3,7 @@ that finishes one: ``POST /api/1/tus/<id>/finish`` answers as ``/api/1/upload`` 
 
     POST   /api/1/tus/            Upload-Length (required), Upload-Metadata (filename, filetype)
                                   -> 201, Location: /api/1/tus/<id>
-    HEAD   /api/1/tus/<id>        -> Upload-Offset, Upload-Length
+    HEAD   /api/1/tus/<id>        -> Upload-Offset, Upload-Length (423 while a PATCH is stored)
     PATCH  /api/1/tus/<id>        Upload-Offset, Content-Type: application/offset+octet-stream
                                   -> 204, Upload-Offset
     DELETE /api/1/tus/<id>        -> 204
@@ -132,10 +132,10 @@ def one(upload_id: str) -> Response:
     actor = _actor()
     service = _service()
     if method == "HEAD":
-        row = resumable.find(service, actor, upload_id)
+        progress = resumable.progress(service, actor, upload_id)
         response = current_app.response_class("", status=200)
-        response.headers["Upload-Offset"] = str(row.offset)
-        response.headers["Upload-Length"] = str(row.length)
+        response.headers["Upload-Offset"] = str(progress.offset)
+        response.headers["Upload-Length"] = str(progress.length)
         return response
     if method == "DELETE":
         resumable.terminate(service, actor, upload_id)

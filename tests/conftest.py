@@ -180,7 +180,10 @@ class LiveServer(Helpers):
 
     @property
     def store(self) -> Store:
+        """The server's store, read from this process. The SDK of a bucket finds its credentials
+        in this process's environment, as an in-process app's does (backends.in_process)."""
         if self._store is None:
+            os.environ.update(backends.split(self.backend)[1])
             self._store = helpers.store_of(self.config)
         return self._store
 

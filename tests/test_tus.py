@@ -122,6 +122,26 @@ def test_an_offset_that_does_not_match_is_409(app):
     assert tus.offset(location) == 100
 
 
+def test_a_held_upload_tells_writes_and_questions_to_try_again_until_its_lease_ends(app):
+    """While a writer holds an upload (a PATCH being stored, maybe one whose connection was cut,
+    in any process), another PATCH and a HEAD are 423: tus clients try again later instead of
+    sending bytes the server is about to count. A writer that died holds it until its lease ends."""
+    tus = Tus(app)
+    location = tus.location(100)
+    assert tus.patch(location, 0, b"a" * 40).status_code == 204
+    digest = ids.digest(location.rsplit("/", 1)[1])
+    now = app.service.now()
+    assert db.take_lease(app.service.connection(), digest, "elsewhere", now, now + resumable.LEASE)
+    assert tus.head(location).status_code == 423
+    answer = tus.patch(location, 40, b"b" * 60)
+    assert answer.status_code == 423 and answer.json()["error"]["code"] == 423
+    app.query("UPDATE resumables SET lease_until = :t WHERE hash = :h",
+              {"t": int(now.timestamp()) - 1, "h": digest})
+    assert tus.offset(location) == 40
+    assert tus.patch(location, 40, b"b" * 60).status_code == 204
+    assert tus.offset(location) == 100
+
+
 def test_bytes_past_the_length_are_refused_and_none_is_stored(app):
     tus = Tus(app)
     location = tus.location(100)

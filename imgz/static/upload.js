@@ -271,9 +271,27 @@
     return tusLoading;
   }
 
+  /* What a failed tus request says to people: the server's words, else what went wrong. */
+  function tusError(err) {
+    var answer = err && err.originalResponse;
+    if (answer) {
+      try {
+        var body = JSON.parse(answer.getBody());
+        if (body && body.error && body.error.message) return body.error.message;
+      } catch (e) { /* not JSON: a proxy's page */ }
+      if (answer.getStatus()) return "Failed (" + answer.getStatus() + ")";
+    }
+    if (err && err.originalRequest) return "Failed: the connection was lost";
+    return "Failed: " + (err && err.message || err);
+  }
+
   /* A large file in resumable chunks, then the finishing call that stores it (Chevereto's JSON). */
   function sendResumable(file) {
     var row = new Row(file.name, file.size);
+    if (file.size > limit) {
+      row.fail("Too large: at most " + size(limit) + " a file");
+      return;
+    }
     enqueue(row, function (finished) {
       var upload = null, over = false;
       function end(message) {
@@ -294,7 +312,17 @@
           retryDelays: [0, 1000, 3000, 5000, 10000],
           removeFingerprintOnSuccess: true,
           onProgress: function (loaded, total) { row.progress(loaded, total); },
-          onError: function (err) { end("Failed: " + (err && err.message || err)); },
+          onError: function (err) {
+            // the tus client does not try again offline (a phone between networks): wait for
+            // the network, then go on from where the server stopped
+            if (navigator.onLine === false && !over) {
+              row.state.textContent = "Waiting for the network…";
+              say(row.name + ": waiting for the network");
+              window.addEventListener("online", function () { if (!over) upload.start(); }, {once: true});
+              return;
+            }
+            end(tusError(err));
+          },
           onSuccess: function () {
             row.sent();
             var xhr = new XMLHttpRequest();
