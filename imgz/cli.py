@@ -151,8 +151,14 @@ def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
         body_grace=cfg.header_timeout,
         per_address=cfg.connections_per_address,
         spool_bytes=int(cfg.keyless_spool_mb * 1_000_000))
+    observer = None
+    if cfg.access_log or cfg.metrics:
+        from .accesslog import RequestLog
+
+        observer = RequestLog(lines=cfg.access_log, count=cfg.metrics, trust_proxy=cfg.trust_proxy,
+                              viewer_routes=(cfg.route_image, cfg.route_video))
     return server_mod.create_server(
-        app, gate=KeyGate(app), limits=limits, trust_proxy=bool(cfg.trust_proxy),
+        app, gate=KeyGate(app), limits=limits, trust_proxy=bool(cfg.trust_proxy), observer=observer,
         host=cfg.host, port=cfg.port, threads=cfg.threads,
         # Uploads admitted to processing each hold a thread while they wait for a worker: they
         # get threads of their own, so pages and files always have IMGZ_THREADS, and two more,

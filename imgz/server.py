@@ -150,8 +150,9 @@ class GuardedServer(TcpWSGIServer):
 
     def __init__(self, application: WSGIApp, *, gate: Gate | None, limits: Limits,
                  spool: Spool, per_address: int, uploads: ThreadedTaskDispatcher | None = None,
-                 **kw: Any) -> None:
+                 observer: Any = None, **kw: Any) -> None:
         self.gate = gate
+        self.observer = observer  # told of every answer (accesslog.RequestLog), or None
         self.limits = limits
         self.spool = spool
         self.per_address = per_address
@@ -227,12 +228,14 @@ class GuardedServer(TcpWSGIServer):
 
 
 def create_server(application: WSGIApp, *, gate: Gate | None = None, limits: Limits = Limits(),
-                  trust_proxy: bool = False, upload_threads: int = 0, **kw: Any) -> Any:
+                  trust_proxy: bool = False, upload_threads: int = 0, observer: Any = None,
+                  **kw: Any) -> Any:
     """Like ``waitress.create_server``, with guarded channels.
 
     With a trusted proxy every client arrives from the proxy's address, so there is no
     per-address cap: the proxy is the one to cap connections per client. ``upload_threads``
     (when not 0) serve the upload endpoint apart from the ``threads`` that serve the rest.
+    ``observer`` (accesslog.RequestLog) is told of every answer.
     """
     adj = Adjustments(**kw)
     dispatcher = ThreadedTaskDispatcher()
@@ -246,8 +249,8 @@ def create_server(application: WSGIApp, *, gate: Gate | None = None, limits: Lim
     app = EarlyAnswers(application)
     servers = [GuardedServer(app, gate=gate, limits=limits, spool=spool,
                              per_address=0 if trust_proxy else limits.per_address,
-                             uploads=uploads, map=socket_map, dispatcher=dispatcher, adj=adj,
-                             sockinfo=sockinfo)
+                             uploads=uploads, observer=observer, map=socket_map,
+                             dispatcher=dispatcher, adj=adj, sockinfo=sockinfo)
                for sockinfo in adj.listen]
     if len(servers) == 1:
         return servers[0]
