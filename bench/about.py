@@ -40,7 +40,8 @@ def estimate(args: argparse.Namespace) -> float:
                        ("scale-serving", 40 + 4 * (args.rounds * args.get_seconds + 1)),
                        ("scale-memory", 60 + args.big_mib / 20), ("scale-costs", 30),
                        ("two-procs", args.two_procs_seconds + 30),
-                       ("scale-migrate", 40 if args.quick else 150), ("pages", 40 if args.quick else 120)):
+                       ("scale-migrate", 40 if args.quick else 150), ("pages", 40 if args.quick else 120),
+                       ("opscost", 10 + 2 * (args.rounds * args.get_seconds + 1))):
         if part in args.parts:
             seconds += cost
     return seconds

@@ -9,7 +9,8 @@ bare wsgi.file_wrapper server, Flask's send_file and nginx (when installed). Eac
 prints the median of each server and the median of the per-round ratios; a summary table with
 each figure, its target and PASS/MISS comes last. Inputs are generated from a fixed seed.
 
-Parts: uploads, serving, frame, expiry, startup, memory, pages (server time of the start page and
+Parts: uploads, serving, opscost (the 200 KB GETs with the access log and metrics on, then off:
+bench/opscost.py), frame, expiry, startup, memory, pages (server time of the start page and
 My uploads with 100,000 uploads stored, on SQLite and on the run's PostgreSQL: bench/pages.py),
 and on PostgreSQL + SeaweedFS (a server of each started for the run): scale-uploads, scale-serving, scale-memory, two-procs, scale-migrate,
 scale-costs (bench/scale.py, twoprocs.py, scale_migrate.py); all by default.
@@ -39,7 +40,8 @@ from report import Row, at_most, median, say, table  # noqa: E402
 
 SCALE_PARTS = ("scale-uploads", "scale-serving", "scale-memory", "two-procs", "scale-migrate",
                "scale-costs")
-PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory", "pages", *SCALE_PARTS)
+PARTS = ("uploads", "serving", "opscost", "frame", "expiry", "startup", "memory", "pages",
+         *SCALE_PARTS)
 UPLOAD_CASES = compare.UPLOAD_CASES
 MAX_RUN_SECONDS = 30
 
@@ -169,6 +171,11 @@ class Session:
 
     def serving(self) -> None:
         self.rows += compare.serving(self)
+
+    def opscost(self) -> None:
+        import opscost
+
+        self.rows += opscost.part(self)
 
     # -----------------------------------------------------------------------------------------
 

@@ -1,0 +1,65 @@
+"""What the access log and the metrics cost: the 200 KB JPEG GET load against two imgz servers in
+turn (A B A B ...), one with ``IMGZ_ACCESS_LOG=1 IMGZ_METRICS=1``, one with both off. The on
+server's stderr (one line per request) is read and written to its log file by this process, as a
+service manager would read it. Target: the cost (1 - on ÷ off, median of the rounds) ≤ 5%.
+"""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import compare
+import load
+import procs
+from report import Row, at_most, median, say
+
+if TYPE_CHECKING:
+    from run import Session
+
+SETTINGS = {"on": {"IMGZ_ACCESS_LOG": "1", "IMGZ_METRICS": "1"},
+            "off": {"IMGZ_ACCESS_LOG": "0", "IMGZ_METRICS": "0"}}
+
+
+def part(s: Session) -> list[Row]:
+    ins = s.prepared()
+    a = s.args
+    urls: dict[str, str] = {}
+    started = []
+    try:
+        for name, settings in SETTINGS.items():
+            child, base, key = procs.start_imgz(
+                s.pool, s.work / f"ops-{name}", s.work / f"ops-{name}.log", name=f"imgz-{name}",
+                settings={**settings, "IMGZ_THREADS": str(a.threads)})
+            started.append(child)
+            body = load.multipart(ins.small_jpeg)
+            status, answer = load.post(base + "/api/1/upload", body.payload(), body.length,
+                                       body.content_type, {"X-API-Key": key})
+            if status != 200:
+                raise RuntimeError(f"uploading to imgz ({name}): {status} {answer[:300]!r}")
+            urls[name] = json.loads(answer)["image"]["url"]
+            stored = s.work / f"ops-{name}" / "images" / urls[name].split("/images/", 1)[1]
+            compare.check_same_bytes(urls[name], stored, f"imgz ({name})")
+        if procs.http_status(urls["on"].split("/images/")[0] + "/metrics") != 200:
+            raise RuntimeError("the server with metrics on does not answer /metrics")
+        tool = "wrk (1 thread)" if s.use_wrk else "Python client (no wrk)"
+        say(f"\n== access log and metrics on vs off: JPEG 200 KB, concurrency {a.concurrency}, "
+            f"{a.rounds} rounds of {a.get_seconds:g} s, {tool}")
+
+        def run(name: str, seconds: float) -> load.RunResult:
+            return load.get_run(urls[name], concurrency=a.concurrency, seconds=seconds,
+                                use_wrk=s.use_wrk)
+
+        rates = compare.rounds(["on", "off"], run, count=a.rounds, seconds=a.get_seconds,
+                               warmup=1.0, unit="req/s")
+        cost = 1 - compare.pair_ratio(rates["on"], rates["off"])
+        logged = sum(1 for line in started[0].lines if " GET /images/" in line)
+        say(f"  cost of the access log and metrics: {cost * 100:.1f}% "
+            f"({logged:,} access log lines written by the on server)")
+        return [Row("serve JPEG 200 KB, access log + metrics on: req/s", f"{median(rates['on']):,.0f}"),
+                Row("serve JPEG 200 KB, access log + metrics off: req/s",
+                    f"{median(rates['off']):,.0f}"),
+                at_most("access log + metrics cost on 200 KB GETs", cost * 100, 5.0, fmt="{:.1f}",
+                        goal_fmt="{:.0f}", unit="%")]
+    finally:
+        for child in started:
+            s.pool.stop(child)
