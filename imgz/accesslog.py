@@ -28,10 +28,10 @@ log = logging.getLogger("imgz")
 ENVIRON_FORWARDED = "imgz.forwarded"  # the request came with a header a proxy adds
 # Headers a forwarding proxy adds, in waitress's names. waitress removes some of them from the
 # environ before the application runs (untrusted proxy headers): the task notes them first.
-FORWARDING = ("FORWARDED", "X_FORWARDED_FOR", "X_FORWARDED_HOST", "X_FORWARDED_PROTO",
+FORWARDING = frozenset({"FORWARDED", "X_FORWARDED_FOR", "X_FORWARDED_HOST", "X_FORWARDED_PROTO",
               "X_FORWARDED_PORT", "X_FORWARDED_BY", "X_FORWARDED_SERVER", "X_REAL_IP",
               "X_CLIENT_IP", "X_ORIGINAL_FORWARDED_FOR", "TRUE_CLIENT_IP", "CF_CONNECTING_IP",
-              "FASTLY_CLIENT_IP", "VIA")
+              "FASTLY_CLIENT_IP", "VIA"})
 # query parameters whose values grant something (the API's key, tokens of any kind)
 SECRET_PARAMS = frozenset({"key", "api_key", "token", "secret", "password", "csrf_token", "auth",
                            "access_token"})
@@ -61,6 +61,7 @@ class RequestLog:
         self.stream = stream
         self.routes = frozenset((*viewer_routes, "video"))
         self._lock = threading.Lock()
+        self._second, self._stamp = -1, ""
         self._fix = (ProxyFix(lambda environ, start: environ["REMOTE_ADDR"], x_for=trust_proxy)
                      if trust_proxy else None)
 
@@ -91,9 +92,8 @@ class RequestLog:
         shown = logpaths.mask(path)
         if query:
             shown += "?" + clean_query(query)
-        when = datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="milliseconds")
-        line = (f"{when[:-6]}Z {client} {_one_line(method)} {_one_line(shown)} {status} {sent} "
-                f"{seconds:.4f}\n")
+        line = (f"{self._when(started)} {client} {_one_line(method)} {_one_line(shown)} {status} "
+                f"{sent} {seconds:.4f}\n")
         stream = self.stream or sys.stderr
         with self._lock:
             try:
@@ -101,6 +101,14 @@ class RequestLog:
                 stream.flush()
             except (OSError, ValueError):  # stderr closed or gone: the server goes on
                 pass
+
+    def _when(self, started: float) -> str:
+        """``started`` in UTC, ISO 8601 to the millisecond; the seconds' part is kept a second."""
+        second = int(started)
+        if second != self._second:
+            self._second = second
+            self._stamp = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._stamp}.{int((started - second) * 1000):03d}Z"
 
     def _client(self, environ: dict[str, Any]) -> str:
         if self._fix is not None and "werkzeug.proxy_fix.orig" not in environ:

@@ -118,8 +118,7 @@ class GuardedTask(WSGITask):
             environ[ENVIRON_ANSWER] = request.imgz_answer
         if request.imgz_cut:
             environ[ENVIRON_CUT] = True
-        headers = request.headers
-        if any(name in headers for name in FORWARDING):
+        if not FORWARDING.isdisjoint(request.headers):
             environ[ENVIRON_FORWARDED] = True
         return environ
 

@@ -9,7 +9,7 @@ once. Label values are few and fixed: a route class (``route_class``), an HTTP s
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector,
                                ProcessCollector, disable_created_metrics, generate_latest)
@@ -82,11 +82,20 @@ def route_class(path: str, viewer_routes: frozenset[str]) -> str:
     return "page"
 
 
+_children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+
+
 def answered(route: str, status: int, seconds: float, sent: int) -> None:
-    REQUESTS.labels(route, str(status)).inc()
-    LATENCY.labels(route).observe(seconds)
+    """Count one answered request (the labelled series are looked up once, then kept)."""
+    found = _children.get((route, status))
+    if found is None:
+        found = _children[(route, status)] = (REQUESTS.labels(route, str(status)),
+                                              LATENCY.labels(route), SENT.labels(route))
+    requests, latency, sent_bytes = found
+    requests.inc()
+    latency.observe(seconds)
     if sent:
-        SENT.labels(route).inc(sent)
+        sent_bytes.inc(sent)
 
 
 def stored(kind: str, fmt: str, size: int, seconds: float) -> None:
