@@ -42,7 +42,8 @@ def estimate(args: argparse.Namespace) -> float:
                        ("two-procs", args.two_procs_seconds + 30),
                        ("scale-migrate", 40 if args.quick else 150), ("pages", 40 if args.quick else 120),
                        ("resumable", 60 + args.big_mib / 15),
-                       ("backup", 60 if args.quick else 200)):
+                       ("backup", 60 if args.quick else 200),
+                       ("opscost", 10 + 2 * (args.rounds * args.get_seconds + 1))):
         if part in args.parts:
             seconds += cost
     return seconds

@@ -9,7 +9,8 @@ bare wsgi.file_wrapper server, Flask's send_file and nginx (when installed). Eac
 prints the median of each server and the median of the per-round ratios; a summary table with
 each figure, its target and PASS/MISS comes last. Inputs are generated from a fixed seed.
 
-Parts: uploads, serving, frame, expiry, startup, memory, pages (server time of the start page and
+Parts: uploads, serving, opscost (the 200 KB GETs with the access log and metrics on, then off:
+bench/opscost.py), frame, expiry, startup, memory, pages (server time of the start page and
 My uploads with 100,000 uploads stored, on SQLite and on the run's PostgreSQL: bench/pages.py),
 resumable (a video of --big-mib through tus in 32 MiB chunks, on both backend pairs:
 bench/resumable.py),
@@ -42,8 +43,8 @@ from report import Row, at_most, median, say, table  # noqa: E402
 
 SCALE_PARTS = ("scale-uploads", "scale-serving", "scale-memory", "two-procs", "scale-migrate",
                "scale-costs")
-PARTS = ("uploads", "serving", "frame", "expiry", "startup", "memory", "pages", "resumable",
-         "backup", *SCALE_PARTS)
+PARTS = ("uploads", "serving", "opscost", "frame", "expiry", "startup", "memory", "pages",
+         "resumable", "backup", *SCALE_PARTS)
 UPLOAD_CASES = compare.UPLOAD_CASES
 MAX_RUN_SECONDS = 30
 
@@ -174,6 +175,11 @@ class Session:
 
     def serving(self) -> None:
         self.rows += compare.serving(self)
+
+    def opscost(self) -> None:
+        import opscost
+
+        self.rows += opscost.part(self)
 
     # -----------------------------------------------------------------------------------------
 

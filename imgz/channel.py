@@ -33,6 +33,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.task import WSGITask
 
+from .accesslog import ENVIRON_FORWARDED, FORWARDING
 from .logpaths import mask
 
 if TYPE_CHECKING:
@@ -106,15 +107,31 @@ class GuardedParser(HTTPRequestParser):
 
 
 class GuardedTask(WSGITask):
-    """A task that hands the request's early answer, if any, to EarlyAnswers in the environ."""
+    """A task that hands the request's early answer, if any, to EarlyAnswers in the environ,
+    marks a request that came through a proxy, and tells the server's request log (if any) of
+    the answer once it is made."""
 
     def get_environment(self) -> dict:
         environ = super().get_environment()
-        if self.request.imgz_answer is not None:
-            environ[ENVIRON_ANSWER] = self.request.imgz_answer
-        if self.request.imgz_cut:
+        request = self.request
+        if request.imgz_answer is not None:
+            environ[ENVIRON_ANSWER] = request.imgz_answer
+        if request.imgz_cut:
             environ[ENVIRON_CUT] = True
+        if not FORWARDING.isdisjoint(request.headers):
+            environ[ENVIRON_FORWARDED] = True
         return environ
+
+    def service(self) -> None:
+        observer = self.channel.server.observer
+        if observer is None:
+            super().service()
+            return
+        started, clock = time.time(), time.perf_counter()
+        try:
+            super().service()
+        finally:
+            observer.task_done(self, started, time.perf_counter() - clock)
 
 
 class GuardedChannel(HTTPChannel):

@@ -82,7 +82,7 @@ for _command in (accounts.user, accounts.key, accounts.album, accounts.category,
 @click.pass_obj
 def serve(obj: Context, host: str | None = None, port: str | None = None, data: str | None = None) -> None:
     """Start the server (the default command)."""
-    from . import jobs, scratch, workers, server as server_mod
+    from . import jobs, scratch, stopping, workers
     from .web import create_app
     from .api import body_limit
 
@@ -117,7 +117,7 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
             raise KeyboardInterrupt
 
         # SIGTERM stops the server cleanly from before the first line that says it is up; once
-        # it serves, requests in progress are answered first (server.serve).
+        # it serves, requests in progress are answered first (stopping.serve).
         signal.signal(signal.SIGTERM, stop)
         try:
             if new_key:
@@ -135,7 +135,7 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
             if urls:
                 say("imgz: reachable at " + ", ".join(urls))
             say(f"imgz: serving {cfg.data} on http://{cfg.host}:{port_used} (upload URL {base}/api/1/upload)")
-            server_mod.serve(server, STOP_GRACE)
+            stopping.serve(server, STOP_GRACE)
         except KeyboardInterrupt:
             pass
         finally:
@@ -162,8 +162,14 @@ def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
         body_grace=cfg.header_timeout,
         per_address=cfg.connections_per_address,
         spool_bytes=int(cfg.keyless_spool_mb * 1_000_000))
+    observer = None
+    if cfg.access_log or cfg.metrics:
+        from .accesslog import RequestLog
+
+        observer = RequestLog(lines=cfg.access_log, count=cfg.metrics, trust_proxy=cfg.trust_proxy,
+                              viewer_routes=(cfg.route_image, cfg.route_video))
     return server_mod.create_server(
-        app, gate=KeyGate(app), limits=limits, trust_proxy=bool(cfg.trust_proxy),
+        app, gate=KeyGate(app), limits=limits, trust_proxy=bool(cfg.trust_proxy), observer=observer,
         host=cfg.host, port=cfg.port, threads=cfg.threads,
         # Uploads admitted to processing each hold a thread while they wait for a worker: they
         # get threads of their own, so pages and files always have IMGZ_THREADS, and two more,

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 from .kinds import (BaseURL, Bucket, Choice, DatabaseURL, Endpoint, Flag, KeyPrefix, Kind, Nets, Number,
-                    Place, PublicURL, Rate, Refused, Route, Secret, Text, Whole, Zone,
+                    Place, PublicURL, Rate, Refused, Route, Secret, Text, Token, Whole, Zone,
                     hide_password)
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -128,6 +128,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("keyless_spool_mb", "1000", "MB that bodies of requests without a valid key in X-API-Key or "
             "the query string may hold at once (memory or <data>/tmp); past it they get 503.",
             Number(MANY, " of MB")),
+    Setting("access_log", "1", "One line per request on stderr: time, client, method, path (secrets "
+            "masked), status, bytes, seconds.", Flag()),
+    Setting("metrics", "0", "Prometheus metrics at /metrics, for a direct loopback client without "
+            "proxy headers or a request bearing IMGZ_METRICS_TOKEN.", Flag()),
+    Setting("metrics_token", "", "A bearer token that lets a scraper read /metrics from anywhere "
+            "(Authorization: Bearer TOKEN); empty: loopback only.", Token()),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -188,6 +194,9 @@ class Config:
     header_timeout: float
     body_min_rate_kb: float
     keyless_spool_mb: float
+    access_log: bool
+    metrics: bool
+    metrics_token: str
 
     @property
     def data_dir(self) -> Path:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import resumable, scratch
+from . import metrics, resumable, scratch
 from .service import Service
 
 log = logging.getLogger("imgz.jobs")
@@ -36,6 +36,7 @@ def sweep(service: Service) -> int | None:
                 log.info("expiry sweep skipped: another process is sweeping %s", service.config.data)
                 return None
             removed = service.purge_expired()
+    metrics.swept(removed)
     if removed:
         log.info("expiry sweep removed %d expired upload%s", removed, "" if removed == 1 else "s")
     service.prune_copies()

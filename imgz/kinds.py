@@ -232,6 +232,15 @@ class Secret(Kind):
         return text
 
 
+class Token(Secret):
+    what = "empty (none), or at least 16 characters"
+
+    def read(self, text: str) -> str:
+        if text and len(text) < 16:
+            raise Refused("it is too short to be hard to guess")
+        return text
+
+
 def hide_password(url: str) -> str:
     """A URL as it may be shown: any password in it (``//user:password@``) replaced by ***."""
     return _PASSWORD.sub(r"\1***@", url)

@@ -15,24 +15,21 @@ answer; the server (here):
   ``spool_bytes`` (memory or disk), past that such requests hear the gate's busy answer;
 - checks every channel's deadlines at each cleanup, and closes lingering channels in time;
 - serves the upload endpoint on threads of its own, apart from those of pages and files;
-- uses poll(), which has no limit on descriptor numbers, unlike select();
-- stops on SIGTERM or SIGINT without cutting requests short (``serve``): it takes no new
-  connection, answers what was asked already within a grace period, then ends its threads.
+- uses poll(), which has no limit on descriptor numbers, unlike select().
+
+How it stops (SIGTERM or SIGINT, without cutting requests short) is stopping.py's.
 """
 from __future__ import annotations
 
 import logging
-import os
 import resource
-import signal
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from waitress import wasyncore
 from waitress.adjustments import Adjustments
-from waitress.channel import ClientDisconnected, HTTPChannel
+from waitress.channel import ClientDisconnected
 from waitress.parser import HTTPRequestParser
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
@@ -155,8 +152,9 @@ class GuardedServer(TcpWSGIServer):
 
     def __init__(self, application: WSGIApp, *, gate: Gate | None, limits: Limits,
                  spool: Spool, per_address: int, uploads: ThreadedTaskDispatcher | None = None,
-                 **kw: Any) -> None:
+                 observer: Any = None, **kw: Any) -> None:
         self.gate = gate
+        self.observer = observer  # told of every answer (accesslog.RequestLog), or None
         self.limits = limits
         self.spool = spool
         self.per_address = per_address
@@ -234,12 +232,14 @@ class GuardedServer(TcpWSGIServer):
 
 
 def create_server(application: WSGIApp, *, gate: Gate | None = None, limits: Limits = Limits(),
-                  trust_proxy: bool = False, upload_threads: int = 0, **kw: Any) -> Any:
+                  trust_proxy: bool = False, upload_threads: int = 0, observer: Any = None,
+                  **kw: Any) -> Any:
     """Like ``waitress.create_server``, with guarded channels.
 
     With a trusted proxy every client arrives from the proxy's address, so there is no
     per-address cap: the proxy is the one to cap connections per client. ``upload_threads``
     (when not 0) serve the upload endpoint apart from the ``threads`` that serve the rest.
+    ``observer`` (accesslog.RequestLog) is told of every answer.
     """
     adj = Adjustments(**kw)
     dispatcher = ThreadedTaskDispatcher()
@@ -253,78 +253,10 @@ def create_server(application: WSGIApp, *, gate: Gate | None = None, limits: Lim
     app = EarlyAnswers(application)
     servers = [GuardedServer(app, gate=gate, limits=limits, spool=spool,
                              per_address=0 if trust_proxy else limits.per_address,
-                             uploads=uploads, map=socket_map, dispatcher=dispatcher, adj=adj,
-                             sockinfo=sockinfo)
+                             uploads=uploads, observer=observer, map=socket_map,
+                             dispatcher=dispatcher, adj=adj, sockinfo=sockinfo)
                for sockinfo in adj.listen]
     if len(servers) == 1:
         return servers[0]
     listening = [(s.effective_host, s.effective_port) for s in servers]
     return MultiSocketServer(socket_map, adj, listening, dispatcher, servers[-1].log_info)
-
-
-def serve(server: Any, grace: float) -> None:
-    """Serve until SIGTERM or SIGINT, then drain for at most ``grace`` seconds (``drain``); a
-    second signal stops at once (KeyboardInterrupt). The caller closes the server.
-
-    The signal sets a flag the loop reads between two polls: an exception raised inside the
-    loop could cut a request whose bytes were read but not yet parsed."""
-    stopping = threading.Event()
-    socket_map = _socket_map(server)
-    wake = next(d.trigger.trigger for d in socket_map.values() if isinstance(d, GuardedServer))
-
-    def on_signal(signum: int, frame: Any) -> None:
-        if stopping.is_set():
-            raise KeyboardInterrupt
-        stopping.set()
-        # poll() resumes after a handler (PEP 475): a byte in the loop's own pipe ends it now.
-        # Written straight, without pull_trigger's lock, which the interrupted thread may hold.
-        os.write(wake, b"x")
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
-    while socket_map and not stopping.is_set():
-        wasyncore.loop(timeout=0.5, map=socket_map, use_poll=server.adj.asyncore_use_poll, count=1)
-    if socket_map:
-        drain(server, grace)
-
-
-def drain(server: Any, grace: float) -> int:
-    """Close the listening sockets, answer the requests already asked (and bodies already on
-    their way) for at most ``grace`` seconds, and close connections as they fall idle.
-
-    Returns how many connections still had a request in progress when the grace ran out.
-    """
-    socket_map = _socket_map(server)
-    for listener in [d for d in socket_map.values() if isinstance(d, GuardedServer)]:
-        wasyncore.dispatcher.close(listener)  # its socket only; the trigger stays for the threads
-    deadline = time.monotonic() + grace
-    while True:
-        busy = 0
-        for channel in list(socket_map.values()):
-            if not isinstance(channel, HTTPChannel):
-                continue
-            if _in_progress(channel):
-                busy += 1
-            else:
-                channel.handle_close()
-        if not busy or time.monotonic() >= deadline:
-            break
-        wasyncore.loop(timeout=0.1, map=socket_map, use_poll=server.adj.asyncore_use_poll, count=1)
-    if busy:
-        log.warning("stopping with %d request%s unanswered after %.0f s", busy,
-                    "" if busy == 1 else "s", grace)
-    return busy
-
-
-def _in_progress(channel: HTTPChannel) -> bool:
-    """A request being served or queued, an answer not yet sent, or a body arriving; a
-    connection that has only begun its request line or headers is not waited for, nor one
-    answered early (lingering until it closes)."""
-    if isinstance(channel, GuardedChannel) and channel.linger_until is not None:
-        return False
-    partial = channel.request
-    return bool(channel.requests or channel.total_outbufs_len or (partial and partial.headers_finished))
-
-
-def _socket_map(server: Any) -> dict:
-    return server.map if hasattr(server, "map") else server._map

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from . import db, disk, filetype, ids, layout, render, scratch, workers
+from . import db, disk, filetype, ids, layout, metrics, render, scratch, workers
 from .config import Config
 from .errors import Conflict, Forbidden, InvalidImage, InvalidType, InvalidVideo, NoStorage, QuotaExceeded
 from .params import clean_description, clean_title, title_from_filename
@@ -140,6 +141,7 @@ class Service:
 
         The incoming temp file is always removed. On any failure nothing is left: no row, no file.
         """
+        started = time.perf_counter()
         try:
             if options.use_file_date and not actor.is_admin:
                 raise Forbidden("use_file_date is for admin keys only")
@@ -164,7 +166,10 @@ class Service:
                 taken = None
                 if options.use_file_date:
                     taken = exif_moment(made.date_taken, made.date_offset, self.config.timezone)
-                return self._store(incoming, actor, options, made, taken)
+                upload, secret = self._store(incoming, actor, options, made, taken)
+                metrics.stored(upload.kind, "jpeg" if upload.extension == "jpg" else upload.extension,
+                               upload.size, time.perf_counter() - started)
+                return upload, secret
             finally:
                 scratch.remove_work_dir(work)
         except OSError as exc:

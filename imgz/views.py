@@ -24,6 +24,7 @@ from .records import Upload
 bp = Blueprint("views", __name__)
 
 TAG_PAGE_SIZE = 24
+VIEWER_MAX_AGE = 60  # seconds a signed-out viewer page may be kept by browsers and caches
 HOME_TAGS = 40
 NO_TAG = "No public upload carries this tag (any more): the start page lists the tags that do."
 
@@ -80,10 +81,22 @@ def viewer(route: str, ident: str) -> Response | str:
     if _counts_as_view():
         db.add_view(current_app.config["IMGZ_SERVICE"].connection(), upload.id)
     page = upload_page(upload, site)
-    return render_template(
+    response = Response(render_template(
         "viewer.html", page=page, meta=embed.meta_tags(page),
         oembed_url=embed.oembed_url(site, page.viewer_url), codes=embed.share_codes(page),
-        public_tags=current_app.config["IMGZ"].public_tags)
+        public_tags=current_app.config["IMGZ"].public_tags), mimetype="text/html")
+    # Anyone's copy of the page may be kept a minute, never past the upload's expiry, and only
+    # for people signed out (signed in, _page_headers makes it private and kept by nobody).
+    left = VIEWER_MAX_AGE
+    if upload.expires_at is not None:
+        now = current_app.config["IMGZ_SERVICE"].now()
+        left = min(left, int((upload.expires_at - now).total_seconds()))
+    response.cache_control.public = left > 0
+    response.cache_control.max_age = max(0, left)
+    if left <= 0:
+        response.cache_control.no_cache = True
+    response.vary.add("Cookie")
+    return response
 
 
 def video_alias(ident: str) -> Response:

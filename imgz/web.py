@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import default_stream_factory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import chevereto, config as config_mod, db, logpaths, scratch
+from . import chevereto, config as config_mod, db, logpaths, metrics, scratch
 from .errors import DatabaseError, ImgzError, TooBig
 from .files import FileInfo, FileResponder
 from .ratelimit import Limit, Limiter, SharedLimiter, parse_limit
@@ -130,7 +130,11 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
         limit = parse_limit(getattr(cfg, f"rate_limit_{name}"))
         app.config[f"IMGZ_LIMIT_{name.upper()}"] = _limiter(limit, name, connections) if limit else None
 
-    from . import access, albumpages, api, manage, signin, tus, uploadpage, views
+    from . import access, albumpages, api, manage, ops, signin, tus, uploadpage, views
+
+    app.config["IMGZ_READINESS"] = ops.readiness(cfg, connections, service.store)
+    if cfg.metrics:
+        metrics.watch_queue(service.admission.depth, service.admission.limit)
 
     signin.setup(app, lambda limit, name: _limiter(limit, name, connections))
     app.register_blueprint(access.bp)
@@ -140,6 +144,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, *,
     app.register_blueprint(tus.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(uploadpage.bp)
+    app.register_blueprint(ops.bp)
     views.register(app, cfg.route_image, cfg.route_video)
 
     _register_errors(app)
@@ -232,6 +237,7 @@ def _log_path() -> str:
 
 
 def _error_response(status: int, message: str, code: int) -> Response:
+    metrics.error(status, code)
     if _is_api():
         fmt = g.get("api_format", "json")
         if fmt in {"txt", "redirect"}:

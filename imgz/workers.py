@@ -185,6 +185,10 @@ class Admission:
             if seconds is not None:
                 self._seconds = 0.8 * self._seconds + 0.2 * seconds
 
+    def depth(self) -> int:
+        """Uploads admitted now: in a worker or waiting for one."""
+        return self._inside
+
     def retry_after(self) -> int:
         """Seconds until a place is likely free: the queue ahead, worked off by the workers."""
         with self._lock:

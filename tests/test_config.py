@@ -75,6 +75,9 @@ ACCEPTS = {
     "header_timeout": "a number of seconds above 0 and at most 86400",
     "body_min_rate_kb": "a number of KB/s above 0 and at most 1000000",
     "keyless_spool_mb": "a number of MB above 0 and at most 1000000",
+    "access_log": YES_NO,
+    "metrics": YES_NO,
+    "metrics_token": "empty (none), or at least 16 characters",
 }
 
 # (setting, text, the value it gives)
@@ -119,6 +122,8 @@ GOOD = [
     ("connections", "10", 10), ("connections", "1000000", 10**6),
     ("connections_per_address", "0", 0), ("header_timeout", "2", 2.0),
     ("body_min_rate_kb", "0.1", 0.1), ("keyless_spool_mb", "2", 2.0),
+    ("access_log", "0", False), ("access_log", "", False), ("metrics", "on", True),
+    ("metrics_token", "", ""), ("metrics_token", "t" * 16, "t" * 16),
 ]
 
 # (setting, text, the reason given before what it takes; "" when what it takes says it all)
@@ -178,12 +183,14 @@ BAD = [
     ("header_timeout", "86401", ""), ("header_timeout", "0", ""),
     ("body_min_rate_kb", "0", ""), ("body_min_rate_kb", "1e9", ""),
     ("keyless_spool_mb", "-5", ""), ("keyless_spool_mb", "lots", ""),
+    ("access_log", "2", ""), ("metrics", "maybe", ""),
+    ("metrics_token", "short", "it is too short to be hard to guess"),
 ]
 
 
 def message(name: str, text: str, reason: str = "", flag: bool = False) -> str:
     shown = text if len(text) <= 80 else text[:77] + "..."
-    if name == "secret_key":
+    if name in ("secret_key", "metrics_token"):
         shown = "***"  # a secret is never shown, not even a bad one
     source = f" (from --{name})" if flag else ""
     return f"IMGZ_{name.upper()}={shown!r}{source}: {reason + '; ' if reason else ''}it takes {ACCEPTS[name]}"

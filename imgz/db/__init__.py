@@ -22,6 +22,7 @@ Modules, by noun:
   files.py       stored files by path, and reserved names
   buckets.py     the rate limits' token buckets, where processes share them
   resumables.py  resumable (tus) uploads in progress, with the lease of their writer
+  health.py      whether the database answers (the readiness check)
 """
 from sqlalchemy.engine import Connection
 
@@ -31,6 +32,7 @@ from .albums import (add_album, add_category, album_counts, delete_album, get_al
 from .buckets import bucket_count, prepare_buckets, prune_buckets, take_token
 from .connection import LocalConnections, connect, is_postgresql, lock, transaction, try_lock
 from .listing import MAX_PAGE, ids_of, list_uploads, listed, page_ids
+from .health import ready
 from .files import all_file_paths, file_lookup, known_paths, release_name, reserve_name, upload_id_for_path
 from .migrations import SCHEMA_VERSION, migrate, schema_version_of
 from .postgresql import MissingDriver
@@ -50,7 +52,7 @@ from .users import (add_key, add_user, count_keys, find_key, get_user, get_user_
 
 __all__ = [
     "Connection", "LocalConnections", "connect", "is_postgresql", "transaction", "lock", "try_lock",
-    "MissingDriver", "SCHEMA_VERSION", "migrate", "schema_version_of",
+    "MissingDriver", "ready", "SCHEMA_VERSION", "migrate", "schema_version_of",
     "add_user", "get_user", "get_user_by_name", "list_users", "password_hash", "set_password",
     "set_disabled", "set_admin", "remove_user", "get_quota", "set_quota", "recount_usage",
     "secret", "add_session", "session_user", "touch_session", "end_session", "end_sessions",

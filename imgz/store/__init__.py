@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from ..config import Config
 
 
+READY_PROBE = "imgz-ready-probe"  # a key no upload has (keys are dated folders)
+
+
 class Stat(NamedTuple):
     """What a store knows of one stored file."""
 
@@ -145,6 +148,11 @@ class Store(abc.ABC):
         """For a remote store: the path and query a front server fetches the file from (signed,
         short-lived); None for a store on this machine."""
         return None
+
+    def ready(self) -> None:
+        """Raise when the store cannot be reached now (OSError, or StoreUnavailable); by default
+        by asking for a key that is never stored."""
+        self.stat(READY_PROBE)
 
     @abc.abstractmethod
     def free_bytes(self) -> int | None:

@@ -135,6 +135,10 @@ class LocalStore(Store):
             for name in files:
                 yield f"{base}/{name}" if base else name
 
+    def ready(self) -> None:
+        if not os.path.isdir(self.root) or not os.access(self.root, os.W_OK | os.X_OK):
+            raise OSError(f"{self.root} is not a folder this process can write")
+
     def free_bytes(self) -> int | None:
         try:
             st = os.statvfs(self.root)
