@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -219,3 +220,30 @@ def test_a_file_gone_from_the_bucket_or_the_rows_is_404_through_nginx(fronted_s3
     assert requests.get(url + "/images/2020/01/01/none.png", timeout=10).status_code == 404
     direct = requests.get(f"{url}/_imgz_s3/{bucket.name}/{bucket.prefix}x.png", timeout=10)
     assert direct.status_code == 404
+
+
+def test_a_patch_cut_behind_nginx_keeps_what_arrived(fronted):
+    """The site's tus location passes chunks on as they arrive: a PATCH whose connection is cut
+    counts the bytes that came, so the client sends only the rest again."""
+    srv, url = fronted
+    tus = {"X-API-Key": srv.key, "Tus-Resumable": "1.0.0"}
+    created = requests.post(f"{url}/api/1/tus/", headers={**tus, "Upload-Length": "4000000"}, timeout=10)
+    assert created.status_code == 201, created.text
+    location = urlsplit(created.headers["Location"]).path
+    port = int(url.rsplit(":", 1)[1])
+    head = (f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {srv.key}\r\n"
+            "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+            "Content-Length: 4000000\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + os.urandom(1_500_000))
+        time.sleep(0.5)
+    offset = -1
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        answer = requests.head(f"{url}{location}", headers=tus, timeout=10)
+        if answer.status_code == 200:
+            offset = int(answer.headers["Upload-Offset"])
+            if offset > 0:
+                break
+        time.sleep(0.1)
+    assert 0 < offset <= 1_500_000
