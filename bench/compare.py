@@ -21,14 +21,17 @@ UPLOAD_CASES = ("png", "jpeg", "mp4", "gif")
 
 
 def rounds(names: list[str], run: Callable[[str, float], load.RunResult], *, count: int,
-           seconds: float, warmup: float, unit: str) -> dict[str, list[float]]:
-    """Warm each server up, then run them in turn, round after round; the rates per name."""
+           seconds: float, warmup: float, unit: str, alternate: bool = False) -> dict[str, list[float]]:
+    """Warm each server up, then run them in turn, round after round; the rates per name. With
+    ``alternate``, every other round runs them in the reverse order (A B, B A, ...), so that
+    going first or second in a round favours neither."""
     for name in names:
         run(name, warmup)
     rates: dict[str, list[float]] = {name: [] for name in names}
     for i in range(count):
         parts = []
-        for name in names:
+        order = names[::-1] if alternate and i % 2 else names
+        for name in order:
             result = run(name, seconds)
             if result.errors:
                 raise RuntimeError(f"{name}: {result.errors} failed requests; first: "

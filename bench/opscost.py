@@ -1,5 +1,5 @@
 """What the access log and the metrics cost: the 200 KB JPEG GET load against two imgz servers in
-turn (A B A B ...), one with ``IMGZ_ACCESS_LOG=1 IMGZ_METRICS=1``, one with both off. Each
+turn (A B, B A, A B ...), one with ``IMGZ_ACCESS_LOG=1 IMGZ_METRICS=1``, one with both off. Each
 server's stderr (the on server's: a line per request) is appended to a file, as a service's log
 may be. Target: the cost ≤ 5%, as 1 - on ÷ off of the rates (median of the per-round ratios),
 and as on ÷ off - 1 of the server's CPU time per request, which other work on a shared machine
@@ -82,7 +82,7 @@ def part(s: Session) -> list[Row]:
             return result
 
         rates = compare.rounds(["on", "off"], run, count=a.rounds, seconds=a.get_seconds,
-                               warmup=1.0, unit="req/s")
+                               warmup=1.0, unit="req/s", alternate=True)
         cost = 1 - compare.pair_ratio(rates["on"], rates["off"])
         # the warm-up runs come first in each list: left out
         per_request = {name: values[1:] for name, values in cpu.items()}

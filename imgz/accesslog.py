@@ -10,12 +10,18 @@ The client is the address the application acted for (with ``IMGZ_TRUST_PROXY``, 
 X-Forwarded-For names, as ProxyFix reads it). Secrets never reach it: the paths that carry one
 are masked by logpaths, and the values of query parameters that may hold a key or token are
 replaced by ``***``. Bytes are those of the body sent (a file's length for a file).
+
+Lines are written in batches, as nginx's ``buffer=`` does: at 32 KiB, a second after the first
+one held (a writer thread), and at exit. A write and a flush per answer cost a busy file server
+a tenth of its rate; a batch costs that once for hundreds of lines.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlencode
@@ -33,6 +39,8 @@ FORWARDING = frozenset({"FORWARDED", "X_FORWARDED_FOR", "X_FORWARDED_HOST", "X_F
               "X_CLIENT_IP", "X_ORIGINAL_FORWARDED_FOR", "TRUE_CLIENT_IP", "CF_CONNECTING_IP",
               "FASTLY_CLIENT_IP", "VIA"})
 # query parameters whose values grant something (the API's key, tokens of any kind)
+BATCH_BYTES = 32 * 1024  # held lines written at once past this
+BATCH_SECONDS = 1.0  # or this long after the first held one
 SECRET_PARAMS = frozenset({"key", "api_key", "token", "secret", "password", "csrf_token", "auth",
                            "access_token"})
 
@@ -61,6 +69,10 @@ class RequestLog:
         self.stream = stream
         self.routes = frozenset((*viewer_routes, "video"))
         self._lock = threading.Lock()
+        self._held: list[str] = []
+        self._held_bytes = 0
+        self._writer: threading.Thread | None = None
+        self._wake = threading.Event()
         self._second, self._stamp = -1, ""
         self._fix = (ProxyFix(lambda environ, start: environ["REMOTE_ADDR"], x_for=trust_proxy)
                      if trust_proxy else None)
@@ -94,13 +106,47 @@ class RequestLog:
             shown += "?" + clean_query(query)
         line = (f"{self._when(started)} {client} {_one_line(method)} {_one_line(shown)} {status} "
                 f"{sent} {seconds:.4f}\n")
-        stream = self.stream or sys.stderr
         with self._lock:
-            try:
-                stream.write(line)
-                stream.flush()
-            except (OSError, ValueError):  # stderr closed or gone: the server goes on
-                pass
+            self._held.append(line)
+            self._held_bytes += len(line)
+            if self._held_bytes >= BATCH_BYTES:
+                self._write_held()
+            elif len(self._held) == 1:
+                if self._writer is None:
+                    self._start_writer()
+                self._wake.set()
+
+    def flush(self) -> None:
+        """Write the lines held now."""
+        with self._lock:
+            self._write_held()
+
+    def _write_held(self) -> None:  # with the lock held
+        if not self._held:
+            return
+        text = "".join(self._held)
+        self._held.clear()
+        self._held_bytes = 0
+        stream = self.stream or sys.stderr
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):  # stderr closed or gone: the server goes on
+            pass
+
+    def _start_writer(self) -> None:  # with the lock held
+        self._writer = threading.Thread(target=self._write_later, name="imgz-access-log",
+                                        daemon=True)
+        self._writer.start()
+        atexit.register(self.flush)
+
+    def _write_later(self) -> None:
+        """Write what is held a second after the first line of a batch arrived."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            time.sleep(BATCH_SECONDS)
+            self.flush()
 
     def _when(self, started: float) -> str:
         """``started`` in UTC, ISO 8601 to the millisecond; the seconds' part is kept a second."""
