@@ -159,29 +159,29 @@ def _place(places: Iterable[str], target: Path, name: str, link: bool) -> Entry 
 
 def copy_file(src: BinaryIO, target: Path, name: str) -> Entry:
     """Write what ``src`` holds to the new file ``target``, durably; its entry."""
-    digest = hashlib.sha256()
-    size = 0
-    buffer = bytearray(BLOCK)
-    view = memoryview(buffer)
     with open(target, "xb") as out:
-        while count := src.readinto(buffer):
-            digest.update(view[:count])
-            out.write(view[:count])
-            size += count
+        entry = _read(src, name, out)
         out.flush()
         os.fsync(out.fileno())
-    return Entry(name, size, digest.hexdigest())
+    return entry
 
 
 def hashed(path: Path, name: str) -> Entry:
+    with open(path, "rb") as src:
+        return _read(src, name)
+
+
+def _read(src: BinaryIO, name: str, out: BinaryIO | None = None) -> Entry:
+    """Read ``src`` to its end (written on to ``out`` when given); its entry as ``name``."""
     digest = hashlib.sha256()
     size = 0
     buffer = bytearray(BLOCK)
     view = memoryview(buffer)
-    with open(path, "rb") as src:
-        while count := src.readinto(buffer):
-            digest.update(view[:count])
-            size += count
+    while count := src.readinto(buffer):
+        digest.update(view[:count])
+        if out is not None:
+            out.write(view[:count])
+        size += count
     return Entry(name, size, digest.hexdigest())
 
 

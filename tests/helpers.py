@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -196,3 +197,13 @@ class Helpers:
     def scratch_folders(self) -> list[str]:
         """The scratch folders under tmp, one for each process that wrote there and was not cleaned."""
         return sorted(p.name for p in (self.data / "tmp").glob("*") if p.is_dir())
+
+
+def sharex_fill(template: str, answer: dict) -> str:
+    """ShareX's {json:a.b.c} placeholders of ``template`` read from an upload's answer."""
+    def lookup(match: re.Match) -> str:
+        value: Any = answer
+        for part in match.group(1).split("."):
+            value = value[part]
+        return str(value)
+    return re.sub(r"\{json:([^}]+)\}", lookup, template)

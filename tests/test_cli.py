@@ -108,13 +108,17 @@ def test_a_start_that_cannot_listen_keeps_the_first_key_for_the_next(tmp_path):
         second.stop()
 
 
-def serve_and_stop(*args: str, on_serving: Callable[[str], None] = lambda line: None) -> tuple[int, str]:
-    """Run ``python app.py ARGS``, send SIGTERM as soon as it says it is serving; its exit code and stderr.
+def serve_and_stop(*args: str, on_serving: Callable[[str], None] = lambda said: None,
+                   env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run ``python app.py ARGS`` (with the IMGZ_* settings ``env`` alone), send SIGTERM as soon as
+    it says it is serving; its exit code and stderr.
 
-    ``on_serving`` is called with the serving line first. A start that never says so is read to its end.
+    ``on_serving`` is called first with what it said so far, the serving line last. A start that
+    never says so is read to its end.
     """
+    settings = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}
-    env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1"})
+    env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1", **settings})
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(60, proc.kill)
@@ -125,7 +129,7 @@ def serve_and_stop(*args: str, on_serving: Callable[[str], None] = lambda line: 
             said.append(line)
             if "imgz: serving" in line:
                 try:
-                    on_serving(line)
+                    on_serving("".join(said))
                 finally:
                     proc.send_signal(signal.SIGTERM)
                 break
@@ -159,8 +163,8 @@ def test_the_bare_command_takes_the_flags_of_serve(tmp_path, command):
     port = _free_port()
     answers = []
 
-    def get_home(line: str) -> None:
-        assert f"on http://127.0.0.1:{port} " in line
+    def get_home(said: str) -> None:
+        assert f"on http://127.0.0.1:{port} " in said.splitlines()[-1]
         answers.append(requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code)
 
     code, said = serve_and_stop(*command, "--host", "127.0.0.1", "--port", str(port), "--data", str(tmp_path),

@@ -15,6 +15,7 @@ import requests
 
 import media
 from conftest import LiveServer
+from helpers import sharex_fill
 from people import PASSWORD, add_user, sign_in
 
 pytestmark = [pytest.mark.paired,
@@ -38,16 +39,6 @@ def curl(*args: str) -> subprocess.CompletedProcess:
                           timeout=60)
 
 
-def fill(template: str, answer: dict) -> str:
-    """ShareX's {json:a.b} syntax, as ShareX reads it from the answer."""
-    def one(match: re.Match) -> str:
-        value = answer
-        for part in match.group(1).split("."):
-            value = value[part]
-        return str(value)
-    return re.sub(r"\{json:([^}]+)\}", one, template)
-
-
 def test_sharex_uploads_with_its_key_and_no_cookie(site: LiveServer, tmp_path: Path) -> None:
     uploader = json.loads(site.command("sharex", "--url", site.url).stdout)
     assert uploader["RequestURL"] == f"{site.url}/api/1/upload"
@@ -59,11 +50,11 @@ def test_sharex_uploads_with_its_key_and_no_cookie(site: LiveServer, tmp_path: P
                               timeout=30)
     assert answer.status_code == 200 and not answer.cookies
     body = answer.json()
-    url = fill(uploader["URL"], body)
+    url = sharex_fill(uploader["URL"], body)
     assert requests.get(url, timeout=10).content == picture
-    assert requests.get(fill(uploader["ThumbnailURL"], body), timeout=10).status_code == 200
+    assert requests.get(sharex_fill(uploader["ThumbnailURL"], body), timeout=10).status_code == 200
     before = rows(site)
-    assert requests.get(fill(uploader["DeletionURL"], body), timeout=10).status_code == 200  # the page
+    assert requests.get(sharex_fill(uploader["DeletionURL"], body), timeout=10).status_code == 200  # the page
     assert rows(site) == before  # opening the delete page deletes nothing
 
 

@@ -9,6 +9,7 @@ import requests
 
 import media
 from contract import assert_error, assert_upload_ok
+from helpers import sharex_fill
 from inprocess import InProcess
 
 PNG = media.png(40, 30)
@@ -138,16 +139,6 @@ SXCU_FIELDS = {"Version", "Name", "DestinationType", "RequestMethod", "RequestUR
                "FileFormName", "URL", "ThumbnailURL", "DeletionURL", "ErrorMessage"}
 
 
-def _apply(template: str, answer: dict) -> str:
-    """Resolve ShareX's {json:a.b.c} placeholders against an answer."""
-    def lookup(match: re.Match) -> str:
-        value = answer
-        for part in match.group(1).split("."):
-            value = value[part]
-        return str(value)
-    return re.sub(r"\{json:([^}]+)\}", lookup, template)
-
-
 def _use_sxcu(srv, sxcu: dict, data: bytes) -> requests.Response:
     """Send exactly the request the uploader describes."""
     assert sxcu["RequestMethod"] == "POST" and sxcu["Body"] == "MultipartFormData"
@@ -159,11 +150,11 @@ def _check_sxcu(sxcu: dict, srv) -> None:
     assert set(sxcu) == SXCU_FIELDS
     assert sxcu["Version"] == "17.0.0" and sxcu["DestinationType"] == "ImageUploader, FileUploader"
     answer = _use_sxcu(srv, sxcu, media.png(640, 400)).json()
-    url, thumb, deletion = (_apply(sxcu[k], answer) for k in ("URL", "ThumbnailURL", "DeletionURL"))
+    url, thumb, deletion = (sharex_fill(sxcu[k], answer) for k in ("URL", "ThumbnailURL", "DeletionURL"))
     assert srv.get(url).status_code == 200 and srv.get(thumb).status_code == 200
     assert srv.get(deletion).status_code == 200  # the confirmation page
     bad = dict(sxcu, Headers={"X-API-Key": "imgz_wrong"})
-    assert _apply(bad["ErrorMessage"], _use_sxcu(srv, bad, PNG).json()) == "Invalid API key."
+    assert sharex_fill(bad["ErrorMessage"], _use_sxcu(srv, bad, PNG).json()) == "Invalid API key."
 
 
 def test_sharex_command(make_app):

@@ -4,18 +4,14 @@ client chose, or keys would cross a public network in clear."""
 from __future__ import annotations
 
 import ipaddress
-import os
-import signal
 import subprocess
-import sys
-import threading
 from typing import Callable
 
 import pytest
 import requests
 
-from conftest import ROOT
 from imgz import reach
+from test_cli import serve_and_stop
 
 
 def test_the_kernel_lists_this_machines_addresses_with_loopback_among_them():
@@ -93,33 +89,18 @@ def test_exposure_warnings(host, base_url, warned):
 
 def start(tmp_path, *args: str, env: dict | None = None,
           on_serving: Callable[[list[str]], None] = lambda said: None) -> list[str]:
-    """``app.py serve ARGS`` until its serving line, then stopped; what it said on stderr before."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("IMGZ_")}
-    full_env.update({"IMGZ_MIN_FREE_MB": "0", "PYTHONUNBUFFERED": "1", **(env or {})})
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "serve", "--port", "0",
-                             "--data", str(tmp_path / "data"), *args], cwd=ROOT, env=full_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(60, proc.kill)
-    watchdog.start()
-    said: list[str] = []
-    try:
-        for line in proc.stderr:
-            said.append(line)
-            if "imgz: serving" in line:
-                try:
-                    on_serving(said)
-                finally:
-                    proc.send_signal(signal.SIGTERM)
-                break
-        proc.stderr.read()
-        assert proc.wait() == 0, said
-        return said
-    finally:
-        watchdog.cancel()
-        proc.stderr.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    """``app.py serve ARGS`` until its serving line, then stopped; what it said on stderr up to
+    that line."""
+    before: list[str] = []
+
+    def serving(so_far: str) -> None:
+        before.extend(so_far.splitlines(True))
+        on_serving(before)
+
+    code, text = serve_and_stop("serve", "--port", "0", "--data", str(tmp_path / "data"), *args,
+                                env=env, on_serving=serving)
+    assert code == 0, text
+    return before
 
 
 def test_a_server_on_every_address_says_where_it_answers_and_answers_there(tmp_path):
