@@ -45,6 +45,15 @@ SECRET_PARAMS = frozenset({"key", "api_key", "token", "secret", "password", "csr
                            "access_token"})
 
 
+_open_logs: list["RequestLog"] = []  # the logs that have held lines, for flush_all
+
+
+def flush_all() -> None:
+    """Write every line still held (a stopping server, before its last words)."""
+    for request_log in list(_open_logs):
+        request_log.flush()
+
+
 def clean_query(query: str) -> str:
     """A query string with the value of every secret-bearing parameter replaced by ``***``."""
     if not query:
@@ -138,6 +147,7 @@ class RequestLog:
         self._writer = threading.Thread(target=self._write_later, name="imgz-access-log",
                                         daemon=True)
         self._writer.start()
+        _open_logs.append(self)
         atexit.register(self.flush)
 
     def _write_later(self) -> None:

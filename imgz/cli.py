@@ -82,7 +82,7 @@ for _command in (accounts.user, accounts.key, accounts.album, accounts.category,
 @click.pass_obj
 def serve(obj: Context, host: str | None = None, port: str | None = None, data: str | None = None) -> None:
     """Start the server (the default command)."""
-    from . import jobs, scratch, stopping, workers
+    from . import accesslog, jobs, scratch, stopping, workers
     from .web import create_app
     from .api import body_limit
 
@@ -140,6 +140,7 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
             pass
         finally:
             server.close()
+            accesslog.flush_all()
     finally:
         jobs.stop()
         app.config["IMGZ_CONNECTIONS"].close_all()

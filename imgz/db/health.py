@@ -7,12 +7,9 @@ it is handed out) reads it. Either raises one of imgz's errors when the database
 """
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-from urllib.parse import quote
-
 from ..errors import DatabaseError
-from .connection import LocalConnections, translated
+from . import sqlite
+from .connection import LocalConnections
 from .migrations import SCHEMA_VERSION, schema_version_of
 
 
@@ -23,20 +20,7 @@ def ready(connections: LocalConnections) -> int:
         with connections.engine.connect() as conn:
             version = schema_version_of(conn)
     else:
-        version = _sqlite_version(connections.path)
+        version = sqlite.fresh_version(connections.path)
     if version != SCHEMA_VERSION:
         raise DatabaseError(f"schema version {version}, not {SCHEMA_VERSION}")
     return version
-
-
-def _sqlite_version(path: str) -> int:
-    uri = "file:" + quote(str(Path(path).resolve())) + "?mode=rw"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=1.0)
-        try:
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise translated("sqlite", exc) from exc
-    return int(row[0]) if row else 0

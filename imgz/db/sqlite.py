@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 from sqlalchemy import Table, create_engine, event
@@ -158,3 +159,20 @@ def _snapshot(source: str | Path, dest: str | Path) -> None:
             dst.close()
     finally:
         src.close()
+
+
+def fresh_version(path: str | Path) -> int:
+    """The schema version read through a new connection to the file (read-write, never creating
+    it), so that a file removed or replaced under the open ones is noticed."""
+    from .connection import translated
+
+    uri = "file:" + quote(str(Path(path).resolve())) + "?mode=rw"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=1.0)
+        try:
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise translated("sqlite", exc) from exc
+    return int(row[0]) if row else 0
