@@ -1,6 +1,6 @@
 """Profile imgz with py-spy while it takes uploads of one file (or serves it); print the top functions.
 
-    .venv/bin/python bench/profile_server.py FILE [--get] [--seconds 20] [--concurrency 8] [--idle]
+    .venv/bin/python bench/profile_server.py FILE [--get] [--seconds 20] [--concurrency 8] [--idle] [--gil]
         [--subprocesses]
 
 py-spy is not a dependency of imgz: install it into the virtualenv for profiling only
@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--idle", action="store_true", help="sample blocked threads too")
     parser.add_argument("--subprocesses", action="store_true",
                         help="sample the media workers too (their samples are counted alongside)")
+    parser.add_argument("--gil", action="store_true",
+                        help="only threads holding the GIL: Python's own CPU, no waits in calls")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
     args = parser.parse_args()
@@ -120,6 +122,8 @@ def main() -> None:
                    str(int(args.seconds)), "-f", "raw", "-o", str(raw), "--nonblocking"]
         if args.idle:
             command.append("--idle")
+        if args.gil:
+            command.append("--gil")
         if args.subprocesses:
             command.append("--subprocesses")
         spy_run = threading.Thread(target=subprocess.run, args=(command,),
