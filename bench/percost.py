@@ -15,7 +15,8 @@ GIF, the 30 s MP4):
   server, media workers and their programs (each live process's own and reaped children's
   time, from /proc), over a timed run, divided by the uploads answered 200;
 - their ratio (target ≤ 1.3 for the images), the throughput, and at concurrency 1 the median
-  latency of one upload against the media work (target ≤ 1.5).
+  latency of one upload against the media work's wall time here (target ≤ 1.5): on a machine
+  shared with other work both wait alike for a core, which CPU time alone would not show.
 
 Then a video of ``--big-mib`` MiB with location and title tags in its container: the time until
 its last byte was sent (received), until the answer came (answered), their ratio (target ≤ 2),
@@ -357,7 +358,7 @@ def part(s: Session) -> list[Row]:
                 say(f"   c={name}: {served.rate:.2f} uploads/s ({served.uploads}), server CPU "
                     f"{served.cpu * 1000:.0f} ms an upload = {served.cpu / work.cpu:.2f}× the media work"
                     + (f"; latency median {served.latency * 1000:.0f} ms = "
-                       f"{served.latency / work.cpu:.2f}× the media work"
+                       f"{served.latency / work.wall:.2f}× the media work's wall time"
                        if served.latency is not None else ""))
                 figure = f"{label} c={name}: server CPU ÷ media work"
                 ratio = served.cpu / work.cpu
@@ -365,8 +366,9 @@ def part(s: Session) -> list[Row]:
                             else Row(figure, f"{ratio:.2f}"))
                 rows.append(Row(f"{label} c={name}: uploads/s; server / media CPU ms",
                                 f"{served.rate:.2f}; {served.cpu * 1000:.0f} / {work.cpu * 1000:.0f}"))
-            figure = f"{label} c=1: latency ÷ media work ({one.latency * 1000:.0f} ms)"
-            ratio = one.latency / work.cpu
+            figure = (f"{label} c=1: latency ÷ media work wall time ({one.latency * 1000:.0f} / "
+                      f"{work.wall * 1000:.0f} ms)")
+            ratio = one.latency / work.wall
             rows.append(at_most(figure, ratio, LATENCY_TARGET, "{:.2f}") if case in HELD
                         else Row(figure, f"{ratio:.2f}"))
     finally:
