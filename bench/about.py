@@ -43,7 +43,8 @@ def estimate(args: argparse.Namespace) -> float:
                        ("scale-migrate", 40 if args.quick else 150), ("pages", 40 if args.quick else 120),
                        ("resumable", 60 + args.big_mib / 15),
                        ("backup", 60 if args.quick else 200),
-                       ("opscost", 10 + 2 * (args.rounds * args.get_seconds + 1))):
+                       ("opscost", 10 + 2 * (args.rounds * args.get_seconds + 1)),
+                       ("percost", 60 + 8 * (2 * args.upload_seconds + 5) + args.big_mib / 20)):
         if part in args.parts:
             seconds += cost
     return seconds

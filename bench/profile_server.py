@@ -1,6 +1,7 @@
 """Profile imgz with py-spy while it takes uploads of one file (or serves it); print the top functions.
 
-    .venv/bin/python bench/profile_server.py FILE [--get] [--seconds 20] [--concurrency 8] [--idle]
+    .venv/bin/python bench/profile_server.py FILE [--get] [--seconds 20] [--concurrency 8] [--idle] [--gil]
+        [--subprocesses]
 
 py-spy is not a dependency of imgz: install it into the virtualenv for profiling only
 (``.venv/bin/pip install py-spy``); it needs ptrace rights over the server (root, or
@@ -84,6 +85,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--get", action="store_true", help="profile GETs of the stored file")
     parser.add_argument("--idle", action="store_true", help="sample blocked threads too")
+    parser.add_argument("--subprocesses", action="store_true",
+                        help="sample the media workers too (their samples are counted alongside)")
+    parser.add_argument("--gil", action="store_true",
+                        help="only threads holding the GIL: Python's own CPU, no waits in calls")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
     args = parser.parse_args()
@@ -117,6 +122,10 @@ def main() -> None:
                    str(int(args.seconds)), "-f", "raw", "-o", str(raw), "--nonblocking"]
         if args.idle:
             command.append("--idle")
+        if args.gil:
+            command.append("--gil")
+        if args.subprocesses:
+            command.append("--subprocesses")
         spy_run = threading.Thread(target=subprocess.run, args=(command,),
                                    kwargs=dict(capture_output=True, timeout=args.seconds + 60))
         spy_run.start()

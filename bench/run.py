@@ -10,7 +10,9 @@ prints the median of each server and the median of the per-round ratios; a summa
 each figure, its target and PASS/MISS comes last. Inputs are generated from a fixed seed.
 
 Parts: uploads, serving, opscost (the 200 KB GETs with the access log and metrics on, then off:
-bench/opscost.py), frame, expiry, startup, memory, pages (server time of the start page and
+bench/opscost.py), percost (server CPU per upload against the same file's media work in
+process, latency of one upload, a 1 GB tagged video's answer time against its receive time:
+bench/percost.py), frame, expiry, startup, memory, pages (server time of the start page and
 My uploads with 100,000 uploads stored, on SQLite and on the run's PostgreSQL: bench/pages.py),
 resumable (a video of --big-mib through tus in 32 MiB chunks, on both backend pairs:
 bench/resumable.py),
@@ -43,7 +45,7 @@ from report import Row, at_most, median, say, table  # noqa: E402
 
 SCALE_PARTS = ("scale-uploads", "scale-serving", "scale-memory", "two-procs", "scale-migrate",
                "scale-costs")
-PARTS = ("uploads", "serving", "opscost", "frame", "expiry", "startup", "memory", "pages",
+PARTS = ("uploads", "serving", "opscost", "percost", "frame", "expiry", "startup", "memory", "pages",
          "resumable", "backup", *SCALE_PARTS)
 UPLOAD_CASES = compare.UPLOAD_CASES
 MAX_RUN_SECONDS = 30
@@ -180,6 +182,11 @@ class Session:
         import opscost
 
         self.rows += opscost.part(self)
+
+    def percost(self) -> None:
+        import percost
+
+        self.rows += percost.part(self)
 
     # -----------------------------------------------------------------------------------------
 
