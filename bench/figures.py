@@ -111,6 +111,12 @@ class MemoryResult:
     disk_visible: int
     samples: int
     seconds: float
+    sent: float = 0.0     # seconds until the last byte of the body was sent
+
+    @property
+    def answer_ratio(self) -> float:
+        """The answer's time divided by the time the body took to arrive."""
+        return self.seconds / self.sent if self.sent else float("nan")
 
     @property
     def growth_mib(self) -> float:
@@ -150,11 +156,18 @@ def memory_run(pool: procs.Pool, work: Path, video: Path, warmup: Path,
         peak_reset = procs.reset_peak(child.pid)
         before = procs.kib(child.pid, "VmRSS" if peak_reset else "VmHWM")
         body = load.multipart(video)
+        sent_at: list[float] = []
+
+        def sending():
+            yield from body.chunks()
+            sent_at.append(time.perf_counter())
+
         started = time.perf_counter()
         with DiskSampler([data / "tmp", data / "images"], child.pid) as sampler:
-            status, answer = load.post(url, body.chunks(), body.length, body.content_type,
+            status, answer = load.post(url, sending(), body.length, body.content_type,
                                        headers, timeout=3600)
         took = time.perf_counter() - started
+        sent = (sent_at[0] - started) if sent_at else 0.0
         hwm = procs.kib(child.pid, "VmHWM")
     finally:
         pool.stop(child)
@@ -167,7 +180,7 @@ def memory_run(pool: procs.Pool, work: Path, video: Path, warmup: Path,
         which = "source_checksum" if image["source_checksum"] else "checksum"
         note = f"{which} {received} {'=' if checksum_ok else '!='} md5 sent {sent_md5}"
     return MemoryResult(size, status, checksum_ok, note, before, hwm, peak_reset, sampler.peak,
-                        sampler.peak_hidden, sampler.peak_visible, sampler.samples, took)
+                        sampler.peak_hidden, sampler.peak_visible, sampler.samples, took, sent)
 
 
 # ---------------------------------------------------------------------------------------------

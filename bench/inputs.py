@@ -216,7 +216,8 @@ def save_clip(path: Path, *, seconds: int, bitrate: str, seed: int,
 
 def make_big_video(path: Path, min_bytes: int, log=print) -> Path:
     """A valid H.264 MP4 of at least min_bytes: a short high-rate clip joined to itself with
-    stream copy, so making it costs one short encode whatever its size."""
+    stream copy, so making it costs one short encode whatever its size. Its container carries a
+    title and a location, as a phone's video does."""
     if path.exists() and path.stat().st_size >= min_bytes:
         return path
     path.unlink(missing_ok=True)
@@ -233,6 +234,9 @@ def make_big_video(path: Path, min_bytes: int, log=print) -> Path:
             listing.write_text("".join(f"file '{piece.name}'\n" for _ in range(copies)))
             _write(path, lambda part: _ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing),
                                                "-c", "copy", "-movflags", "+faststart",
+                                               # what a phone writes: where and what, in the container
+                                               "-metadata", "location=+48.8584+002.2945/",
+                                               "-metadata", "title=Big test clip",
                                                "-f", "mp4", str(part)]))
             copies += 1  # the joined file came out a little smaller than the pieces
     finally:
