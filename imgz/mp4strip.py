@@ -19,11 +19,10 @@ fit its parent, ``cmov``, too many boxes), after which the rest passes as it cam
 """
 from __future__ import annotations
 
-import hashlib
-import queue
-import threading
 from dataclasses import dataclass
 from typing import Callable
+
+from imgz.sidemd5 import SideMd5
 
 # Containers the walk enters, by parent (b'' is the top level).
 _DESCEND = {(b"", b"moov"), (b"moov", b"trak"), (b"trak", b"mdia"), (b"mdia", b"minf"),
@@ -65,72 +64,12 @@ class Cleaned:
 _HEAD, _PASS, _BLANK, _PEEKING = range(4)
 
 
-class _Hasher:
-    """The md5 of what is written, computed beside the writing on another core once the file is
-    past INLINE bytes: the upload's own md5 is computed in the writing thread, and hashlib lets
-    go of the interpreter while it hashes, so a large video is hashed twice in the time of once.
-
-    At most QUEUED pieces of PIECE bytes wait (views of the upload's pieces, which are immutable:
-    a few MiB referenced at most, whatever size the pieces arrive in). A thread
-    left without pieces for IDLE seconds ends (an upload given up); the next piece starts another.
-    """
-
-    INLINE = 8 << 20
-    QUEUED = 32
-    PIECE = 64 << 10
-    IDLE = 120.0
-
-    def __init__(self) -> None:
-        self._md5 = hashlib.md5()
-        self._count = 0
-        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(self.QUEUED)
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def update(self, data: bytes | memoryview) -> None:
-        self._count += len(data)
-        if self._count <= self.INLINE:
-            self._md5.update(data)
-            return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="imgz-md5", daemon=True)
-                self._thread.start()
-        view = memoryview(data)
-        for at in range(0, len(view), self.PIECE):
-            self._queue.put(view[at:at + self.PIECE])
-
-    def _run(self) -> None:
-        while True:
-            try:
-                data = self._queue.get(timeout=self.IDLE)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():
-                        self._thread = None
-                        return
-                continue
-            if data is None:
-                return
-            self._md5.update(data)
-
-    def hexdigest(self) -> str:
-        with self._lock:
-            thread = self._thread
-        if thread is not None:
-            self._queue.put(None)
-            thread.join()
-            with self._lock:
-                self._thread = None
-        return self._md5.hexdigest()
-
-
 class Mp4Stripper:
     """Walk an ISO BMFF file fed in pieces of any size; what it writes goes to ``write``."""
 
     def __init__(self, write: Callable[[bytes | memoryview], object]) -> None:
         self._write = write
-        self._md5 = _Hasher()
+        self._md5 = SideMd5()
         self._buf = bytearray()        # a box header, or a box's first bytes, being gathered
         self._pos = 0                  # bytes of the upload walked
         self._stack: list[tuple[bytes, int | None]] = []   # open containers: (type, end)
