@@ -1,5 +1,6 @@
-"""An md5 computed on another thread once the data is large: used where one pass over an upload
-needs two digests (mp4strip: the bytes received and the bytes written)."""
+"""An md5 computed on another thread once the data is large: an upload's md5 (spool.py) and, when
+its bytes change on the way, the stored file's (mp4strip.py) are computed on two cores while
+the request's thread reads the body and writes the file."""
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +10,8 @@ import threading
 
 class SideMd5:
     """An md5 whose data past the first INLINE bytes is hashed on a thread of its own: hashlib
-    lets go of the interpreter while it hashes, so with the upload's md5 computed in the writing
-    thread a large video is hashed twice in about the time of once, given a free core.
+    lets go of the interpreter while it hashes, so the hashing of a large upload runs beside the
+    thread that reads and writes it, on another core when there is one.
 
     What ``update`` is given must not change afterwards (bytes, or views of bytes). At most QUEUED
     pieces of PIECE bytes wait: a few MiB referenced, whatever size the pieces arrive in. A

@@ -8,13 +8,13 @@ the settings keep metadata, an MP4 or MOV through one that blanks its container 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
 
 from . import filetype, jpeg, media, mp4strip, scratch
+from .sidemd5 import SideMd5
 from .disk import raise_storage_error
 from .errors import ImgzError, NoStorage, TooBig
 
@@ -110,7 +110,8 @@ class HashingWriter:
         # Unbuffered: a full disk must fail in write(), where it becomes a 507, not in a later
         # flush hidden inside Werkzeug's seek() or close().
         self._file: IO[bytes] = os.fdopen(fd, "w+b", buffering=0)
-        self._md5 = hashlib.md5()
+        # past its first MiBs a large upload is hashed on a thread beside the writing
+        self._md5 = SideMd5()
         self.size = 0
         self.limit = limit
         self.limit_mb = limit_mb
@@ -130,7 +131,7 @@ class HashingWriter:
             self.size += len(chunk)
             if self.size > self.limit:
                 raise TooBig(self.limit_mb)
-            self._md5.update(chunk)
+            self._md5.update(chunk if isinstance(chunk, bytes) else bytes(chunk))
             if self._filter is not None:
                 self._filter.feed(chunk)
             else:

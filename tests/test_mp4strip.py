@@ -122,8 +122,17 @@ def test_a_large_file_is_hashed_right_beside_the_writing(tmp_path):
     """Past the first MiBs the written bytes are hashed on another thread, in order."""
     data = make(tmp_path, "mp4")
     filler = box(b"free", random.Random(3).randbytes(12 << 20))
-    out, cleaned, _ = strip(data[:32] + filler + data[32:])
+    big = data[:32] + filler + data[32:]
+    out, cleaned, _ = strip(big)
     assert cleaned.md5 == hashlib.md5(out).hexdigest() and not cleaned.needs_remux
+    writer = spool.upload_writer(tmp_path, 10**8, 100, False)
+    for at in range(0, len(big), 1 << 20):
+        writer.write(big[at:at + (1 << 20)])
+    written = writer.finish()
+    writer.close()
+    assert writer.md5 == hashlib.md5(big).hexdigest()
+    assert written.md5 == hashlib.md5(writer.path.read_bytes()).hexdigest() == cleaned.md5
+    writer.discard()
 
 
 # ---------------------------------------------------------------------------------------------
