@@ -112,6 +112,7 @@ class MemoryResult:
     samples: int
     seconds: float
     sent: float = 0.0     # seconds until the last byte of the body was sent
+    cpu: float = 0.0      # user + sys seconds of the server and its descendants for the upload
 
     @property
     def answer_ratio(self) -> float:
@@ -126,6 +127,32 @@ class MemoryResult:
     def copies(self) -> float:
         # two decimals: the thumbnails and the frame beside two full copies are not a third copy
         return round(self.disk_peak / self.size, 2)
+
+
+def tree_cpu(pid: int) -> float:
+    """User + sys seconds of a process and its descendants, those still running and those
+    waited for (an ffmpeg run), from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(v) for v in fields[11:15]) / tick
+    total = 0.0
+    for proc, spent in times.items():
+        at = proc
+        while at not in (pid, 0, 1) and at in parents:
+            at = parents[at]
+        if at == pid:
+            total += spent
+    return total
 
 
 def md5_of(path: Path) -> str:
@@ -162,12 +189,14 @@ def memory_run(pool: procs.Pool, work: Path, video: Path, warmup: Path,
             yield from body.chunks()
             sent_at.append(time.perf_counter())
 
+        cpu_before = tree_cpu(child.pid)
         started = time.perf_counter()
         with DiskSampler([data / "tmp", data / "images"], child.pid) as sampler:
             status, answer = load.post(url, sending(), body.length, body.content_type,
                                        headers, timeout=3600)
         took = time.perf_counter() - started
         sent = (sent_at[0] - started) if sent_at else 0.0
+        cpu = tree_cpu(child.pid) - cpu_before
         hwm = procs.kib(child.pid, "VmHWM")
     finally:
         pool.stop(child)
@@ -180,7 +209,7 @@ def memory_run(pool: procs.Pool, work: Path, video: Path, warmup: Path,
         which = "source_checksum" if image["source_checksum"] else "checksum"
         note = f"{which} {received} {'=' if checksum_ok else '!='} md5 sent {sent_md5}"
     return MemoryResult(size, status, checksum_ok, note, before, hwm, peak_reset, sampler.peak,
-                        sampler.peak_hidden, sampler.peak_visible, sampler.samples, took, sent)
+                        sampler.peak_hidden, sampler.peak_visible, sampler.samples, took, sent, cpu)
 
 
 # ---------------------------------------------------------------------------------------------

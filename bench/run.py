@@ -242,7 +242,8 @@ class Session:
         say(f"  {r.size / inputs.MIB:.0f} MiB in {r.seconds:.1f} s ({r.size / 1e6 / r.seconds:.0f} MB/s); "
             f"HTTP {r.status}; {r.checksum_note}")
         say(f"  body sent in {r.sent:.1f} s, answered after {r.seconds:.1f} s: "
-            f"{r.answer_ratio:.2f}x the receive time")
+            f"{r.answer_ratio:.2f}x the receive time; CPU of the server and its workers "
+            f"{r.cpu:.1f} s")
         say(f"  RSS before {r.rss_before_kib / 1024:.1f} MiB, peak {r.hwm_kib / 1024:.1f} MiB"
             + ("" if r.peak_reset else " (peak not resettable: since start)"))
         say(f"  disk peak {r.disk_peak / inputs.MIB:.0f} MiB = {r.copies:.2f} copies "

@@ -144,7 +144,7 @@ class Mp4Stripper:
             if self._tags is not None:
                 room = TAGS_LIMIT - len(self._tags)
                 self._tags += piece[:max(room, 0)]
-            if piece.nbytes and bytes(piece).count(0) != count:
+            if not self.changed and bytes(piece).count(0) != count:
                 self.changed = True
             self._zeros(count)
         else:

@@ -262,6 +262,14 @@ def _move(variant: media.Variant, dest: Path) -> media.Variant:
     return replace(variant, path=dest)
 
 
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """The same file under a second name (nothing writes to either), or a copy across devices."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
 def read_tags(boxes: bytes, work_dir: Path, *, timeout: float) -> tuple[str | None, str | None]:
     """The title and description in container metadata boxes kept as they arrived (mp4strip):
     ffmpeg reads them from a ``moov`` holding only them, so the tags mean what they meant in
@@ -294,12 +302,9 @@ def render_video(src: Path, probe: VideoProbe, *, work_dir: Path, keep_metadata:
     md5 = None
     changed = not keep_metadata
     if keep_metadata:
-        shutil.copyfile(src, original)
+        _link_or_copy(src, original)
     elif cleaned is not None and not cleaned.needs_remux:
-        try:
-            os.link(src, original)   # the same file: no copy of it
-        except OSError:
-            shutil.copyfile(src, original)
+        _link_or_copy(src, original)
         changed, md5 = cleaned.changed, cleaned.md5
     else:
         _remux(src, probe, original, deadline)
