@@ -236,8 +236,9 @@ class Session:
         ins = self.prepared()
         mib = self.args.big_mib
         say(f"\n== memory: one upload of a video of at least {mib} MiB")
-        video = inputs.make_big_video(self.inputs_dir / f"big-tagged-{mib}.mp4", mib * inputs.MIB,
-                                      log=say)
+        # as a phone writes it: a title and location in the container, the index at the end
+        video = inputs.make_big_video(self.inputs_dir / f"big-phone-{mib}.mp4", mib * inputs.MIB,
+                                      log=say, faststart=False)
         r = figures.memory_run(self.pool, self.work, video, ins.small_mp4, log=say)
         say(f"  {r.size / inputs.MIB:.0f} MiB in {r.seconds:.1f} s ({r.size / 1e6 / r.seconds:.0f} MB/s); "
             f"HTTP {r.status}; {r.checksum_note}")

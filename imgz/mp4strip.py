@@ -68,8 +68,9 @@ class Mp4Stripper:
     """Walk an ISO BMFF file fed in pieces of any size; what it writes goes to ``write``."""
 
     def __init__(self, write: Callable[[bytes | memoryview], object]) -> None:
-        self._write = write
-        self._md5 = SideMd5()
+        self._write = write   # the md5 of what arrives is computed here too (received_md5)
+        self._received = SideMd5()            # of the upload's bytes
+        self._stored: SideMd5 | None = None   # of the bytes written, once they differ
         self._buf = bytearray()        # a box header, or a box's first bytes, being gathered
         self._pos = 0                  # bytes of the upload walked
         self._stack: list[tuple[bytes, int | None]] = []   # open containers: (type, end)
@@ -87,16 +88,27 @@ class Mp4Stripper:
         self._handler: bytes | None = None   # of the track being walked
 
     # -- output
-    def _out(self, data: bytes | memoryview) -> None:
-        if data:
-            self._md5.update(data)
-            self._write(data)
+    def _out(self, data: bytes | memoryview, was: bytes | memoryview | None = None) -> None:
+        """Write data, which stands for the upload's bytes ``was`` (the same bytes when None).
 
-    def _zeros(self, count: int) -> None:
-        while count > 0:
-            piece = _ZEROS[:min(count, len(_ZEROS))]
-            self._out(piece)
-            count -= len(piece)
+        Until the first byte that differs both md5s are one; there it is copied, and from
+        then on each follows its own bytes.
+        """
+        if not data:
+            return
+        if was is None:
+            was = data
+        if self._stored is None and was is not data and data != was:
+            self._stored = self._received.copy()
+        self._received.update(was)
+        if self._stored is not None:
+            self._stored.update(data)
+        self._write(data)
+
+    def _zeros(self, was: memoryview) -> None:
+        for at in range(0, len(was), len(_ZEROS)):
+            piece = was[at:at + len(_ZEROS)]
+            self._out(_ZEROS[:len(piece)], piece)
 
     # -- input
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -146,7 +158,7 @@ class Mp4Stripper:
                 self._tags += piece[:max(room, 0)]
             if not self.changed and bytes(piece).count(0) != count:
                 self.changed = True
-            self._zeros(count)
+            self._zeros(piece)
         else:
             self._out(piece)
         if self._left is not None:
@@ -205,7 +217,7 @@ class Mp4Stripper:
         keep = _KEEP.get(parent)
         if keep is not None and kind not in keep:
             self.changed = True
-            self._out(head[:4] + b"free" + head[8:])
+            self._out(head[:4] + b"free" + head[8:], head)
             if parent in (b"", b"moov") and kind in (b"udta", b"meta") and left is not None \
                     and header + left <= TAGS_LIMIT:
                 self._tags = bytearray(head)   # kept as it came, for its tags
@@ -250,7 +262,7 @@ class Mp4Stripper:
                 data[58:90] = bytes(32)
         if bytes(data) != before:
             self.changed = True
-        self._out(bytes(data))
+        self._out(bytes(data), before)
         self._buf.clear()
         # the rest of hdlr is its name: free text, zeroed
         self._begin(_BLANK if kind == b"hdlr" else _PASS, self._rest)
@@ -275,5 +287,11 @@ class Mp4Stripper:
                 self.handlers.append(self._handler or b"")
         self._stack.clear()
         odd = any(h not in KEPT_HANDLERS for h in self.handlers)
-        return Cleaned(self._md5.hexdigest(), self.changed, self.broken or odd or not self.handlers,
+        received = self.received_md5()
+        stored = self._stored.hexdigest() if self._stored is not None else received
+        return Cleaned(stored, self.changed, self.broken or odd or not self.handlers,
                        bytes(self.tags), tuple(h.decode("latin-1") for h in self.handlers))
+
+    def received_md5(self) -> str:
+        """The md5 of the upload's bytes walked so far (all of them after ``finish``)."""
+        return self._received.hexdigest()

@@ -58,12 +58,24 @@ class SideMd5:
                 return
             self._md5.update(data)
 
+    def copy(self) -> SideMd5:
+        """Another md5 that goes on from here on its own."""
+        self._drain()
+        other = SideMd5()
+        other._md5, other._count = self._md5.copy(), self._count
+        return other
+
     def hexdigest(self) -> str:
-        with self._lock:
+        self._drain()
+        return self._md5.hexdigest()
+
+    def _drain(self) -> None:
+        """Wait until every piece given is hashed."""
+        with self._lock:   # a thread about to end idle sees the sentinel and takes it
             thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
         if thread is not None:
-            self._queue.put(None)
             thread.join()
             with self._lock:
                 self._thread = None
-        return self._md5.hexdigest()

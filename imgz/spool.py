@@ -8,6 +8,7 @@ the settings keep metadata, an MP4 or MOV through one that blanks its container 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -51,6 +52,7 @@ class _ByType:
         self._keep = keep_metadata
         self._head = bytearray()
         self._filter: Any = None
+        self._md5 = SideMd5()
 
     def feed(self, data: bytes | memoryview) -> None:
         if self._filter is None:
@@ -58,7 +60,18 @@ class _ByType:
             if not self._choose(final=False):
                 return
             data, self._head = bytes(self._head), bytearray()
+        if not isinstance(self._filter, mp4strip.Mp4Stripper):
+            self._md5.update(data if isinstance(data, bytes) else bytes(data))
         self._filter.feed(data)
+
+    def received_md5(self) -> str:
+        """The md5 of the bytes fed so far: the MP4 walk computes it with the stored file's (one
+        md5 until the first byte it changes), else it is computed here."""
+        if isinstance(self._filter, mp4strip.Mp4Stripper):
+            return self._filter.received_md5()
+        if self._filter is None:
+            return hashlib.md5(self._head).hexdigest()
+        return self._md5.hexdigest()
 
     def _choose(self, final: bool) -> bool:
         head = self._head
@@ -82,6 +95,8 @@ class _ByType:
             self._choose(final=True)
             head, self._head = bytes(self._head), bytearray()
             if head:
+                if not isinstance(self._filter, mp4strip.Mp4Stripper):
+                    self._md5.update(head)
                 self._filter.feed(head)
         return self._filter.finish()
 
@@ -131,7 +146,8 @@ class HashingWriter:
             self.size += len(chunk)
             if self.size > self.limit:
                 raise TooBig(self.limit_mb)
-            self._md5.update(chunk if isinstance(chunk, bytes) else bytes(chunk))
+            if self._filter is None or not hasattr(self._filter, "received_md5"):
+                self._md5.update(chunk if isinstance(chunk, bytes) else bytes(chunk))
             if self._filter is not None:
                 self._filter.feed(chunk)
             else:
@@ -167,6 +183,9 @@ class HashingWriter:
 
     @property
     def md5(self) -> str:
+        """Of the upload as received; a filter that hashes what it is fed says it."""
+        if self._filter is not None and hasattr(self._filter, "received_md5"):
+            return self._filter.received_md5()
         return self._md5.hexdigest()
 
     def discard(self) -> None:

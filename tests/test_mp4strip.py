@@ -118,9 +118,11 @@ def test_a_stripped_file_strips_to_itself(tmp_path):
     assert twice == once and not again.changed and again.md5 == hashlib.md5(once).hexdigest()
 
 
-def test_a_large_file_is_hashed_right_beside_the_writing(tmp_path):
-    """Past the first MiBs the written bytes are hashed on another thread, in order."""
-    data = make(tmp_path, "mp4")
+@pytest.mark.parametrize("faststart", [False, True], ids=["moov-last", "faststart"])
+def test_a_large_file_is_hashed_right_beside_the_writing(tmp_path, faststart):
+    """Past the first MiBs the bytes are hashed on another thread, in order; the upload's md5
+    and the stored file's are one until the first byte that changes (the index, at the end)."""
+    data = make(tmp_path, "mp4", faststart=faststart)
     filler = box(b"free", random.Random(3).randbytes(12 << 20))
     big = data[:32] + filler + data[32:]
     out, cleaned, _ = strip(big)
