@@ -155,6 +155,17 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def _holds(path: Path, needle: bytes) -> bool:
+    """Whether a file holds these bytes, read a MiB at a time."""
+    tail = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            if needle in tail + chunk[:len(needle)] or needle in chunk:
+                return True
+            tail = chunk[-len(needle):]
+    return False
+
+
 def md5_of(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as f:
@@ -198,6 +209,11 @@ def memory_run(pool: procs.Pool, work: Path, video: Path, warmup: Path,
         sent = (sent_at[0] - started) if sent_at else 0.0
         cpu = tree_cpu(child.pid) - cpu_before
         hwm = procs.kib(child.pid, "VmHWM")
+        # the stored file itself: its md5, and whether the location in the sent one is gone
+        stored = max((p for p in (data / "images").rglob("*") if p.is_file()),
+                     key=lambda p: p.stat().st_size, default=None)
+        stored_md5 = md5_of(stored) if stored is not None else ""
+        location_left = stored is not None and _holds(stored, b"+48.8584")
     finally:
         pool.stop(child)
         shutil.rmtree(data, ignore_errors=True)
@@ -208,6 +224,9 @@ def memory_run(pool: procs.Pool, work: Path, video: Path, warmup: Path,
         checksum_ok = received == sent_md5
         which = "source_checksum" if image["source_checksum"] else "checksum"
         note = f"{which} {received} {'=' if checksum_ok else '!='} md5 sent {sent_md5}"
+        checksum_ok = checksum_ok and image["checksum"] == stored_md5
+        note += (f"; checksum {'=' if image['checksum'] == stored_md5 else '!='} md5 of the "
+                 f"stored file; location {'LEFT in' if location_left else 'gone from'} it")
     return MemoryResult(size, status, checksum_ok, note, before, hwm, peak_reset, sampler.peak,
                         sampler.peak_hidden, sampler.peak_visible, sampler.samples, took, sent, cpu)
 
