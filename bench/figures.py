@@ -111,6 +111,13 @@ class MemoryResult:
     disk_visible: int
     samples: int
     seconds: float
+    sent: float = 0.0     # seconds until the last byte of the body was sent
+    cpu: float = 0.0      # user + sys seconds of the server and its descendants for the upload
+
+    @property
+    def answer_ratio(self) -> float:
+        """The answer's time divided by the time the body took to arrive."""
+        return self.seconds / self.sent if self.sent else float("nan")
 
     @property
     def growth_mib(self) -> float:
@@ -120,6 +127,43 @@ class MemoryResult:
     def copies(self) -> float:
         # two decimals: the thumbnails and the frame beside two full copies are not a third copy
         return round(self.disk_peak / self.size, 2)
+
+
+def tree_cpu(pid: int) -> float:
+    """User + sys seconds of a process and its descendants, those still running and those
+    waited for (an ffmpeg run), from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(v) for v in fields[11:15]) / tick
+    total = 0.0
+    for proc, spent in times.items():
+        at = proc
+        while at not in (pid, 0, 1) and at in parents:
+            at = parents[at]
+        if at == pid:
+            total += spent
+    return total
+
+
+def _holds(path: Path, needle: bytes) -> bool:
+    """Whether a file holds these bytes, read a MiB at a time."""
+    tail = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            if needle in tail + chunk[:len(needle)] or needle in chunk:
+                return True
+            tail = chunk[-len(needle):]
+    return False
 
 
 def md5_of(path: Path) -> str:
@@ -150,12 +194,26 @@ def memory_run(pool: procs.Pool, work: Path, video: Path, warmup: Path,
         peak_reset = procs.reset_peak(child.pid)
         before = procs.kib(child.pid, "VmRSS" if peak_reset else "VmHWM")
         body = load.multipart(video)
+        sent_at: list[float] = []
+
+        def sending():
+            yield from body.chunks()
+            sent_at.append(time.perf_counter())
+
+        cpu_before = tree_cpu(child.pid)
         started = time.perf_counter()
         with DiskSampler([data / "tmp", data / "images"], child.pid) as sampler:
-            status, answer = load.post(url, body.chunks(), body.length, body.content_type,
+            status, answer = load.post(url, sending(), body.length, body.content_type,
                                        headers, timeout=3600)
         took = time.perf_counter() - started
+        sent = (sent_at[0] - started) if sent_at else 0.0
+        cpu = tree_cpu(child.pid) - cpu_before
         hwm = procs.kib(child.pid, "VmHWM")
+        # the stored file itself: its md5, and whether the location in the sent one is gone
+        stored = max((p for p in (data / "images").rglob("*") if p.is_file()),
+                     key=lambda p: p.stat().st_size, default=None)
+        stored_md5 = md5_of(stored) if stored is not None else ""
+        location_left = stored is not None and _holds(stored, b"+48.8584")
     finally:
         pool.stop(child)
         shutil.rmtree(data, ignore_errors=True)
@@ -166,8 +224,11 @@ def memory_run(pool: procs.Pool, work: Path, video: Path, warmup: Path,
         checksum_ok = received == sent_md5
         which = "source_checksum" if image["source_checksum"] else "checksum"
         note = f"{which} {received} {'=' if checksum_ok else '!='} md5 sent {sent_md5}"
+        checksum_ok = checksum_ok and image["checksum"] == stored_md5
+        note += (f"; checksum {'=' if image['checksum'] == stored_md5 else '!='} md5 of the "
+                 f"stored file; location {'LEFT in' if location_left else 'gone from'} it")
     return MemoryResult(size, status, checksum_ok, note, before, hwm, peak_reset, sampler.peak,
-                        sampler.peak_hidden, sampler.peak_visible, sampler.samples, took)
+                        sampler.peak_hidden, sampler.peak_visible, sampler.samples, took, sent, cpu)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -214,9 +214,11 @@ def save_clip(path: Path, *, seconds: int, bitrate: str, seed: int,
              "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-f", "mp4", str(path)])
 
 
-def make_big_video(path: Path, min_bytes: int, log=print) -> Path:
+def make_big_video(path: Path, min_bytes: int, log=print, *, faststart: bool = True) -> Path:
     """A valid H.264 MP4 of at least min_bytes: a short high-rate clip joined to itself with
-    stream copy, so making it costs one short encode whatever its size."""
+    stream copy, so making it costs one short encode whatever its size. Its container carries a
+    title and a location, as a phone's video does; without ``faststart`` its index (moov) comes
+    after the media data, as a phone or camera writes it (it knows the sizes only at the end)."""
     if path.exists() and path.stat().st_size >= min_bytes:
         return path
     path.unlink(missing_ok=True)
@@ -232,7 +234,10 @@ def make_big_video(path: Path, min_bytes: int, log=print) -> Path:
             path.unlink(missing_ok=True)
             listing.write_text("".join(f"file '{piece.name}'\n" for _ in range(copies)))
             _write(path, lambda part: _ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing),
-                                               "-c", "copy", "-movflags", "+faststart",
+                                               "-c", "copy", *(["-movflags", "+faststart"] if faststart else []),
+                                               # what a phone writes: where and what, in the container
+                                               "-metadata", "location=+48.8584+002.2945/",
+                                               "-metadata", "title=Big test clip",
                                                "-f", "mp4", str(part)]))
             copies += 1  # the joined file came out a little smaller than the pieces
     finally:

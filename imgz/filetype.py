@@ -15,13 +15,19 @@ _MP4_BRANDS = {b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso7", b"
 # QuickTime files from before 'ftyp' existed open directly with one of these atoms.
 _LEGACY_MOV_ATOMS = {b"moov", b"mdat", b"wide"}
 _BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
+HEAD = 4096   # the bytes that decide
 
 
 def sniff(path: Path) -> str | None:
     """The format from the first bytes: 'jpeg', 'png', 'gif', 'webp', 'avif', 'bmp', 'mp4',
     'webm', 'mov', or None for anything else (SVG, HTML, PDF, ZIP, text...)."""
     with open(path, "rb") as f:
-        head = f.read(4096)
+        head = f.read(HEAD)
+    return sniff_head(head)
+
+
+def sniff_head(head: bytes) -> str | None:
+    """The format from a file's first HEAD bytes (fewer when the file is shorter)."""
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):

@@ -6,12 +6,12 @@ them. Nothing here touches the database or the request.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 
-from . import jpeg, media, video
+from . import jpeg, media, mp4strip, video
 from .errors import ImageTooLarge, InvalidVideo, NoStorage
 from .probe import probe_image
 
@@ -90,15 +90,25 @@ def image(src: Path, fmt: str, ext: str, width: int | None, stripped: jpeg.Strip
         date_taken=probe.date_taken, date_offset=probe.date_offset, md5=rendered.md5)
 
 
-def clip(src: Path, fmt: str, limits: Limits, work: Path) -> Made:
-    """Probe and render a video upload into work: the remuxed original and its frame."""
+def clip(src: Path, fmt: str, limits: Limits, work: Path,
+         cleaned: mp4strip.Cleaned | None = None) -> Made:
+    """Probe and render a video upload into work: the stored original and its frame.
+
+    ``cleaned`` says src is an MP4/MOV whose container metadata was blanked as it arrived: its
+    title and description are read from the metadata it held, and it is stored as it is unless
+    a track must go.
+    """
     _follow(limits)
     try:
         probe = video.probe_video(src, fmt, timeout=limits.ffmpeg_timeout)
         if probe.width * probe.height > limits.max_pixels:
             raise ImageTooLarge()
+        if cleaned is not None:
+            title, description = video.read_tags(cleaned.tags, work, timeout=limits.ffmpeg_timeout)
+            probe = replace(probe, title=title, description=description)
         rendered = video.render_video(src, probe, work_dir=work, keep_metadata=limits.keep_exif,
-                                      timeout=limits.ffmpeg_timeout, max_pixels=limits.max_pixels)
+                                      timeout=limits.ffmpeg_timeout, max_pixels=limits.max_pixels,
+                                      cleaned=cleaned)
     except InvalidVideo as exc:
         if _disk_full_in(exc.__cause__):
             raise NoStorage() from exc
@@ -109,7 +119,7 @@ def clip(src: Path, fmt: str, limits: Limits, work: Path) -> Made:
         width=rendered.original.width or probe.width,
         height=rendered.original.height or probe.height, duration=probe.duration,
         is_animated=False, is_360=False, title=probe.title, description=probe.description,
-        exif_json=None, date_taken=None, date_offset=None, md5=None)
+        exif_json=None, date_taken=None, date_offset=None, md5=rendered.md5)
 
 
 def variants(src: Path, fmt: str, kind: str, ext: str, limits: Limits,

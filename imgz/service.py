@@ -20,6 +20,8 @@ from .config import Config
 from .errors import Conflict, Forbidden, InvalidImage, InvalidType, InvalidVideo, NoStorage, QuotaExceeded
 from .params import clean_description, clean_title, title_from_filename
 from .records import Actor, Options, Upload
+from .jpeg import Stripped
+from .mp4strip import Cleaned
 from .sources import Incoming
 from .store import Store, for_config
 
@@ -155,10 +157,13 @@ class Service:
                 # The heavy part runs in a worker process under a budget; placing files (fsync)
                 # and the database commit wait on the disk here, while a worker renders the next.
                 if fmt in VIDEO_FORMATS:
-                    made = self.run_media(render.clip, (incoming.path, fmt, self.limits(), work),
+                    cleaned = incoming.stripped if isinstance(incoming.stripped, Cleaned) else None
+                    made = self.run_media(render.clip, (incoming.path, fmt, self.limits(), work,
+                                                        cleaned),
                                        self.budget(actor, "video"), "video")
                 else:
                     stripped = incoming.stripped if fmt == "jpeg" else None
+                    assert stripped is None or isinstance(stripped, Stripped)
                     ext = _stored_ext(fmt, incoming.filename)
                     made = self.run_media(render.image, (incoming.path, fmt, ext, options.width,
                                                       stripped, self.limits(), work),

@@ -13,6 +13,7 @@ from typing import Callable
 
 from . import fetch, spool
 from .jpeg import Stripped
+from .mp4strip import Cleaned
 from .errors import EmptySource, ImgzError, InvalidBase64, InvalidURL, NoStorage, TooBig
 from .params import client_basename
 
@@ -30,7 +31,8 @@ class Incoming:
     size: int
     filename: str      # the client's base name, the URL's last segment, or '' for base64
     origin: str        # 'file', 'url' or 'base64'
-    stripped: Stripped | None = None   # a JPEG stripped of its metadata as it arrived
+    # a JPEG stripped of its metadata as it arrived, or an MP4/MOV whose metadata was blanked
+    stripped: Stripped | Cleaned | None = None
 
 
 def is_url(value: str) -> bool:

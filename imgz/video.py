@@ -6,6 +6,7 @@ The ``timeout`` of each public function bounds all the ffmpeg runs it makes toge
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
-from imgz import exif, media, worker
+from imgz import exif, media, mp4strip, worker
 from imgz.ffheader import Header, display_size, parse_header
 from imgz.probe import MIME, probe_image
 from imgz.errors import ImageTooLarge, InvalidImage, InvalidVideo, TooComplex
@@ -71,11 +72,12 @@ class VideoProbe:
 class RenderedVideo:
     """The files render_video wrote into its work_dir."""
 
-    original: media.Variant   # remuxed without metadata, or a plain copy with keep_metadata
-    changed: bool
+    original: media.Variant   # remuxed without metadata, the upload blanked as it arrived, or a
+    changed: bool             # plain copy with keep_metadata
     frame: media.Variant      # frame.jpeg, in display orientation
     thumb: media.Variant
     medium: media.Variant | None
+    md5: str | None = None    # of the original, when computed as it was written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,22 +262,57 @@ def _move(variant: media.Variant, dest: Path) -> media.Variant:
     return replace(variant, path=dest)
 
 
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """The same file under a second name (nothing writes to either), or a copy across devices."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def read_tags(boxes: bytes, work_dir: Path, *, timeout: float) -> tuple[str | None, str | None]:
+    """The title and description in container metadata boxes kept as they arrived (mp4strip):
+    ffmpeg reads them from a ``moov`` holding only them, so the tags mean what they meant in
+    the whole file."""
+    if not boxes:
+        return None, None
+    side = work_dir / "tags.mov"
+    side.write_bytes((8 + len(boxes)).to_bytes(4, "big") + b"moov" + boxes)
+    try:
+        result = _run("tags", _source(side, "mov"), time.monotonic() + timeout)
+    finally:
+        side.unlink(missing_ok=True)
+    tags = parse_header(result.stderr.decode("utf-8", "replace")).tags
+    return (exif.meaningful(tags.get("title")),
+            exif.meaningful(tags.get("description")) or exif.meaningful(tags.get("comment")))
+
+
 def render_video(src: Path, probe: VideoProbe, *, work_dir: Path, keep_metadata: bool,
-                 timeout: float, max_pixels: int) -> RenderedVideo:
+                 timeout: float, max_pixels: int,
+                 cleaned: mp4strip.Cleaned | None = None) -> RenderedVideo:
     """Write original.<fmt>, frame.jpeg, thumb.jpeg and, when due, medium.jpeg into work_dir.
 
-    Raises InvalidVideo when ffmpeg fails or time runs out; what it wrote stays in work_dir.
+    ``cleaned`` says src already lost its container metadata as it arrived: it becomes the
+    original as it is (a link), unless a track must go, when it is remuxed. The frame is taken
+    from the original. Raises InvalidVideo when ffmpeg fails or time runs out; what it wrote
+    stays in work_dir.
     """
     deadline = time.monotonic() + timeout
     original = work_dir / f"original.{probe.fmt}"
+    md5 = None
+    changed = not keep_metadata
     if keep_metadata:
-        shutil.copyfile(src, original)
+        _link_or_copy(src, original)
+    elif cleaned is not None and not cleaned.needs_remux:
+        _link_or_copy(src, original)
+        changed, md5 = cleaned.changed, cleaned.md5
     else:
         _remux(src, probe, original, deadline)
+        probe = replace(probe, stream=0)  # the remux puts the video first
     frame_path = work_dir / "frame.jpeg"
-    _extract_frame(src, probe, frame_path, deadline, max_pixels)
+    _extract_frame(original, probe, frame_path, deadline, max_pixels)
     frame, thumb, medium = _frame_variants(frame_path, work_dir, max_pixels)
     # The frame's size is what players show; it equals the probe's unless the header misled.
     stored = media.Variant(original, probe.fmt, MIME[probe.fmt], frame.width, frame.height,
                            original.stat().st_size)
-    return RenderedVideo(stored, not keep_metadata, frame, thumb, medium)
+    return RenderedVideo(stored, changed, frame, thumb, medium, md5)

@@ -81,7 +81,7 @@ def test_a_metadata_title_of_only_controls_falls_back_to_the_file_name(tmp_path)
 
 def _arrived(svc: Service, data: bytes, name: str) -> Incoming:
     """An upload written the way the API writes one: through the arrival filter of its settings."""
-    writer = spool.write_bytes(svc.data, data, 10_000_000, 10, spool.jpeg_filter(svc.config.keep_exif))
+    writer = spool.write_bytes(svc.data, data, 10_000_000, 10, spool.arrival_filter(svc.config.keep_exif))
     writer.close()
     return Incoming(writer.path, writer.md5, writer.size, name, "file", writer.finish())
 
