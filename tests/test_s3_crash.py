@@ -66,7 +66,13 @@ def test_sigkill_during_uploads_to_a_bucket_leaves_only_what_repair_clears(tmp_p
         for round_no in range(ROUNDS):
             stop = threading.Event()
             threads = keep_uploading(srv, files, answered, stop)
-            time.sleep(0.8 + 0.7 * round_no)
+            # killed while uploads are under way, once one of this round has been answered (a
+            # loaded machine may take seconds for the first)
+            before = len(answered)
+            deadline = time.monotonic() + 60
+            while len(answered) == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2 + 0.5 * round_no)
             kill_hard(srv)
             stop.set()
             for thread in threads:

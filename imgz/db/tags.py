@@ -65,16 +65,27 @@ def link_tags(conn: Connection, upload_id: int, names: Iterable[str]) -> tuple[s
         keyed.setdefault(params.tag_key(name), name)
     if not keyed:
         return ()
+    ordered = sorted(keyed)
     found: dict[str, tuple[int, str]] = {}
     for _ in range(TRIES):
-        lacking = sorted(key for key in keyed if key not in found)
-        if not lacking:
+        # Each try makes and locks every tag in key order, under a savepoint: a try that finds a
+        # tag taken away meanwhile gives back all it made and locked, so the next try takes them
+        # in key order again (keeping some from an earlier try could close a circle of waits).
+        savepoint = conn.begin_nested()
+        try:
+            _NEW_TAG.many(conn, [{"name": keyed[key], "url_key": key} for key in ordered])
+            found = {}
+            for key in ordered:
+                row = _TAG_BY_KEY.first(conn, {"url_key": key})
+                if row is not None:  # else deleted since by a transaction that then committed
+                    found[key] = row
+        except BaseException:
+            savepoint.rollback()
+            raise
+        if len(found) == len(keyed):
+            savepoint.commit()
             break
-        _NEW_TAG.many(conn, [{"name": keyed[key], "url_key": key} for key in lacking])
-        for key in lacking:
-            row = _TAG_BY_KEY.first(conn, {"url_key": key})
-            if row is not None:  # else deleted since by a transaction that then committed
-                found[key] = row
+        savepoint.rollback()
     if len(found) < len(keyed):
         raise DatabaseBusy()
     _NEW_LINK.many(conn, [{"upload_id": upload_id, "tag_id": found[key][0], "position": position}
