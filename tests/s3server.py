@@ -8,6 +8,7 @@ credentials where the SDK's standard chain looks (AWS_* in the environment).
 """
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import itertools
 import json
@@ -206,6 +207,7 @@ def shared() -> WeedServer:
         server.folder = folder
         server.bucket = new_bucket(server)
         _shared = server
+        atexit.register(stop)  # also when it is first used after the run's own stop()
     return _shared
 
 
