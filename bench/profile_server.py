@@ -1,7 +1,7 @@
 """Profile imgz with py-spy while it takes uploads of one file (or serves it); print the top functions.
 
     .venv/bin/python bench/profile_server.py FILE [--get] [--seconds 20] [--concurrency 8] [--idle] [--gil]
-        [--subprocesses]
+        [--subprocesses] [--scale]
 
 py-spy is not a dependency of imgz: install it into the virtualenv for profiling only
 (``.venv/bin/pip install py-spy``); it needs ptrace rights over the server (root, or
@@ -9,7 +9,8 @@ py-spy is not a dependency of imgz: install it into the virtualenv for profiling
 from `concurrency` clients for `seconds` (with --get: uploads it once, then GETs the stored file,
 with wrk when installed) while sampling every thread, and prints the functions with the most
 samples, inclusive and self. --idle counts threads blocked in system calls too
-(fsync, pipes to ffmpeg), which CPU-only sampling leaves out.
+(fsync, pipes to ffmpeg), which CPU-only sampling leaves out. --scale runs imgz on PostgreSQL + SeaweedFS (started for the
+run, as the scale parts of bench/run.py do) instead of SQLite + the local disk.
 """
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ def main() -> None:
                         help="sample the media workers too (their samples are counted alongside)")
     parser.add_argument("--gil", action="store_true",
                         help="only threads holding the GIL: Python's own CPU, no waits in calls")
+    parser.add_argument("--scale", action="store_true",
+                        help="imgz on PostgreSQL + SeaweedFS, both started for the run")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
     args = parser.parse_args()
@@ -97,9 +100,17 @@ def main() -> None:
         sys.exit("py-spy is not installed: .venv/bin/pip install py-spy")
     work = Path(tempfile.mkdtemp(prefix="imgz-profile-"))
     pool = procs.Pool()
+    engines = None
     try:
+        settings = {"IMGZ_MAX_UPLOAD_MB": "2000"}
+        if args.scale:
+            import engines as engines_module
+
+            engines = engines_module.Engines(work)
+            _, db_url = engines.database()
+            settings = engines_module.scale_env(db_url, engines.bucket(), **settings)
         child, base, key = procs.start_imgz(pool, work / "data", work / "imgz.log",
-                                            settings={"IMGZ_MAX_UPLOAD_MB": "2000"})
+                                            settings=settings)
         body = load.multipart(args.file)
         url, headers = base + "/api/1/upload", {"X-API-Key": key}
         if args.get:
@@ -137,6 +148,8 @@ def main() -> None:
         print(summarise(raw, args.top))
     finally:
         pool.stop_all()
+        if engines is not None:
+            engines.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
