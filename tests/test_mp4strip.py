@@ -445,26 +445,21 @@ def with_boxes_in_fragments(data: bytes) -> bytes:
         if kind != b"moof":
             out += data[at:end]
             continue
-        children = []
-        for inner, i_at, i_header, i_end in _boxes(data, at + header, end):
+        inside = _boxes(data, at + header, end)
+        trafs = [k for k, *_ in inside].count(b"traf")
+        grown = len(SECRET_UDTA) + trafs * (len(SECRET_META) + len(SECRET_UUID))
+        body = bytearray()
+        for inner, i_at, i_header, i_end in inside:
             if inner == b"mfhd":
-                children.append([data[i_at:i_end], SECRET_UDTA])
+                body += data[i_at:i_end] + SECRET_UDTA
             elif inner == b"traf":
                 parts = [data[t_at:t_end] for _, t_at, _, t_end in _boxes(data, i_at + i_header, i_end)]
-                assert _boxes(data, i_at + i_header, i_end)[0][0] == b"tfhd"
-                children.append([b"traf", parts[0], SECRET_META, SECRET_UUID, *parts[1:]])
+                assert parts[0][4:8] == b"tfhd"
+                parts = [_trun_shifted(part, grown) if part[4:8] == b"trun" else part for part in parts]
+                body += box(b"traf", parts[0] + SECRET_META + SECRET_UUID + b"".join(parts[1:]))
             else:
-                children.append([data[i_at:i_end]])
-        grown = sum(len(SECRET_UDTA) if c[0] != b"traf" and len(c) > 1 else
-                    len(SECRET_META) + len(SECRET_UUID) if c[0] == b"traf" else 0 for c in children)
-        body = b""
-        for c in children:
-            if c[0] == b"traf":
-                parts = [_trun_shifted(p, grown) if p[4:8] == b"trun" else p for p in c[1:]]
-                body += box(b"traf", b"".join(parts))
-            else:
-                body += b"".join(c)
-        out += box(b"moof", body)
+                body += data[i_at:i_end]
+        out += box(b"moof", bytes(body))
     return bytes(out)
 
 
