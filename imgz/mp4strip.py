@@ -12,10 +12,21 @@ are blanked. Inside the kept boxes the free text goes too: the creation and modi
 ``mvhd``/``tkhd``/``mdhd`` are zeroed, the track language set to ``und``, the ``hdlr`` name and a
 video sample entry's compressor name zeroed. ``mdat`` and the sample tables pass untouched.
 
+A fragmented file (an index without samples, then a ``moof`` and its ``mdat`` a fragment) is
+walked as far: ``moov/mvex`` keeps ``mehd``/``trex``/``leva``/``trep``; each ``moof`` keeps
+``mfhd``, ``traf`` and ``pssh``; each ``traf`` its sample tables (``tfhd``, ``tfdt``, ``trun``,
+``sdtp``, ``sbgp``/``sgpd``, ``subs``, and the encryption's ``saiz``/``saio``/``senc``); the
+random access index ``mfra`` keeps ``tfra`` and ``mfro``. Anything else there (``meta``,
+``udta``, any ``uuid``) is blanked like the rest, and since nothing moves the ``trun`` data
+offsets and the ``tfra`` fragment offsets stay right. At the top level ``styp``, ``sidx`` and
+``ssix`` stay; ``emsg`` (timed events: ID3 tags, ad markers) and ``prft`` (the wall-clock time a
+fragment was made) are blanked.
+
 What the walk cannot do in place is drop a track: a track whose handler is neither ``vide`` nor
 ``soun`` (subtitles, timed metadata such as ``mebx``/``gpmd``/``camm``, timecode, chapters) sets
 ``needs_remux``; so does a structure it cannot walk to its end (truncated, a size that does not
-fit its parent, ``cmov``, too many boxes), after which the rest passes as it came.
+fit its parent, ``cmov``, more boxes than the bytes walked allow: ``MAX_BOXES``), after which
+the rest passes as it came.
 """
 from __future__ import annotations
 
@@ -26,26 +37,38 @@ from imgz.sidemd5 import SideMd5
 
 # Containers the walk enters, by parent (b'' is the top level).
 _DESCEND = {(b"", b"moov"), (b"moov", b"trak"), (b"trak", b"mdia"), (b"mdia", b"minf"),
-            (b"minf", b"stbl")}
+            (b"minf", b"stbl"), (b"moov", b"mvex"),
+            (b"", b"moof"), (b"moof", b"traf"), (b"", b"mfra")}
 # What stays at each level it checks; anything else there is blanked. stbl, and the levels
 # below, are not checked: they hold sample tables and codec set-up, no free text.
 _KEEP: dict[bytes, set[bytes]] = {
     b"": {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"moof", b"mfra", b"sidx",
-         b"ssix", b"styp", b"prft", b"pdin"},
+         b"ssix", b"styp", b"pdin"},
     b"moov": {b"mvhd", b"trak", b"mvex", b"iods", b"ctab", b"free", b"skip", b"wide"},
     b"trak": {b"tkhd", b"edts", b"mdia", b"tref", b"tapt", b"load", b"txas", b"clip", b"matt",
               b"free", b"skip", b"wide"},
     b"mdia": {b"mdhd", b"hdlr", b"minf", b"free", b"skip", b"wide"},
     b"minf": {b"vmhd", b"smhd", b"hmhd", b"nmhd", b"gmhd", b"dinf", b"stbl", b"hdlr", b"free",
               b"skip", b"wide"},
+    # a fragmented file: the defaults for its fragments, then each fragment's index
+    b"mvex": {b"mehd", b"trex", b"leva", b"trep", b"free", b"skip"},
+    b"moof": {b"mfhd", b"traf", b"pssh", b"free", b"skip"},
+    b"traf": {b"tfhd", b"tfdt", b"trun", b"sdtp", b"sbgp", b"sgpd", b"subs", b"saiz", b"saio",
+              b"senc", b"free", b"skip"},
+    b"mfra": {b"tfra", b"mfro", b"free", b"skip"},
 }
 # Boxes whose first bytes are read (and partly rewritten) before the rest passes: how many.
 _PEEK = {b"mvhd": 36, b"tkhd": 36, b"mdhd": 36, b"hdlr": 24, b"stsd": 90}
 KEPT_HANDLERS = (b"vide", b"soun")
 # Container metadata held for reading the title and description (moov/udta, moov/meta, meta).
 TAGS_LIMIT = 1 << 20
-# Each box is a step of Python: real files have hundreds, a long fragmented one thousands.
+# Each box is a step of Python (a few microseconds). Real files have hundreds; a fragmented one
+# about a dozen a fragment (moof, mfhd, and traf, tfhd, tfdt, trun a track, then mdat), so the
+# count allowed grows with the bytes walked: MAX_BOXES, and one more every BYTES_PER_BOX. That
+# holds the walk to a few seconds of CPU a GB whatever the structure, and a file past it is
+# remuxed by ffmpeg instead.
 MAX_BOXES = 200_000
+BYTES_PER_BOX = 512
 _ZEROS = bytes(1 << 16)
 _UND = (0x55C4).to_bytes(2, "big")   # ISO 639-2 'und', packed as mdhd stores it
 
@@ -202,7 +225,8 @@ class Mp4Stripper:
             end = parent_end   # to the end of its parent (of the file, at the top)
         else:
             end = start + size
-        if (self.boxes > MAX_BOXES or kind == b"cmov" or (size and size < header)
+        if (self.boxes > MAX_BOXES + start // BYTES_PER_BOX or kind == b"cmov"
+                or (size and size < header)
                 or (end is not None and parent_end is not None and end > parent_end)):
             self._fail(head)
             return used
