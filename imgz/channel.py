@@ -11,6 +11,9 @@ and rates are the server's ``Limits`` (server.py).
   gate decides: go on, go on with a valid key, or answer now (the body is then never stored);
 - bodies not known to carry a valid key are counted against the server's ``Spool``; past its
   cap such requests are answered with the gate's busy answer;
+- a large body the gate said may stream (an upload with a valid key) goes to the application as
+  it arrives, through a ``BodyPipe`` (bodypipe.py), ``Limits.streams`` of them at once; an answer
+  given before the whole body closes the connection;
 - a request whose body the gate said to keep when cut (a resumable upload's PATCH) and whose
   connection ends mid-body is handed to the application with what arrived (``CutBody``), its
   answer thrown away (server.py ``CutBody``): the bytes that made it are stored and count.
@@ -21,12 +24,10 @@ answer instead of a connection reset. The server these channels belong to is ser
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
@@ -34,6 +35,8 @@ from waitress.parser import HTTPRequestParser
 from waitress.task import WSGITask
 
 from .accesslog import ENVIRON_FORWARDED, FORWARDING
+from .admission import GO_ON, Head, WSGIApp, client_group
+from .bodypipe import BodyPipe
 from .logpaths import mask
 
 if TYPE_CHECKING:
@@ -41,57 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("imgz")
 
-WSGIApp = Callable[..., Iterable[bytes]]
 LINGER = 5.0  # seconds an early-answered connection reads and discards before it closes
 ENVIRON_ANSWER = "imgz.early_answer"
 ENVIRON_CUT = "imgz.cut_body"  # the body is what arrived before the connection was cut
-
-
-@dataclass(frozen=True)
-class Head:
-    """What is known of a request once its headers are parsed; headers use waitress's names."""
-
-    method: str
-    path: str
-    query: str
-    headers: Mapping[str, str]  # e.g. "X_API_KEY", "CONTENT_TYPE"
-    content_length: int | None  # None for a chunked body
-    client: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The gate's word on a request with a body: go on (keyed or not), or answer now;
-    ``keep_cut``: if the connection is cut mid-body, the application gets what arrived."""
-
-    keyed: bool = False
-    answer: WSGIApp | None = None
-    keep_cut: bool = False
-
-
-GO_ON = Decision()
-KEYED = Decision(keyed=True)
-
-
-class Gate(Protocol):
-    def decide(self, head: Head) -> Decision:
-        """Called on the server's loop thread: must be quick and never wait on a lock."""
-
-    def busy(self, head: Head) -> WSGIApp:
-        """The answer when the spool for keyless bodies is full."""
-
-
-def client_group(address: str) -> str:
-    """The name connections are counted under: the IPv4 address, or the IPv6 /64."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if ip.version == 6:
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class GuardedParser(HTTPRequestParser):
@@ -104,6 +59,8 @@ class GuardedParser(HTTPRequestParser):
     imgz_answer: WSGIApp | None = None
     imgz_keep_cut = False
     imgz_cut = False
+    imgz_stream: BodyPipe | None = None   # the body goes to the application as it arrives
+    imgz_stream_slot = False               # it holds one of the server's streams
 
 
 class GuardedTask(WSGITask):
@@ -121,6 +78,15 @@ class GuardedTask(WSGITask):
         if not FORWARDING.isdisjoint(request.headers):
             environ[ENVIRON_FORWARDED] = True
         return environ
+
+    def build_response_header(self):  # type: ignore[no-untyped-def]
+        pipe = self.request.imgz_stream
+        if pipe is not None and not pipe.completed:
+            # answered before the whole body: the rest is read and thrown away, then the
+            # connection closes (gracefully, so that the client reads this answer)
+            self.request.headers["CONNECTION"] = "close"
+            self.channel.linger = True
+        return super().build_response_header()
 
     def service(self) -> None:
         observer = self.channel.server.observer
@@ -171,7 +137,9 @@ class GuardedChannel(HTTPChannel):
                     self.send_continue()
                 if request.completed:
                     self.sent_continue = False
-                    if not request.empty:
+                    if request.imgz_stream is not None:
+                        pass  # in self.requests since its headers came
+                    elif not request.empty:
                         self.requests.append(request)
                         if len(self.requests) == 1:
                             self.server.add_task(self)
@@ -201,10 +169,26 @@ class GuardedChannel(HTTPChannel):
             if not decision.keyed and not server.spool.fits(request.content_length or 0):
                 self._answer_now(request, self._busy(head))
                 return False
+            if (decision.stream and decision.keyed and not decision.keep_cut and not request.chunked
+                    and request.content_length >= server.limits.stream_from
+                    and request.body_bytes_received == 0 and not self.requests
+                    and server.take_stream()):
+                self._stream(request)
         if not request.imgz_keyed and not server.spool.charge(request, request.body_bytes_received):
             self._answer_now(request, self._busy(self._head(request)))
             return False
         return True
+
+    def _stream(self, request: GuardedParser) -> None:
+        """Hand the request to the application now; its body follows through a pipe."""
+        limits = self.server.limits
+        request.body_rcv = request.imgz_stream = BodyPipe(
+            request.content_length, limits.stream_room, self.server.pull_trigger)
+        request.imgz_stream_slot = True
+        if request.expect_continue and not self.sent_continue:
+            self.send_continue()
+        self.requests.append(request)
+        self.server.add_task(self)
 
     def _busy(self, head: Head) -> WSGIApp:
         gate = self.server.gate
@@ -239,19 +223,27 @@ class GuardedChannel(HTTPChannel):
             super().service()
         finally:
             self.server.spool.release(request)
+            if request.imgz_stream_slot:
+                request.imgz_stream_slot = False
+                self.server.end_stream()
             self.ready_since = time.monotonic()
 
     # -- deadlines ----------------------------------------------------------------------------
 
     def overdue(self, now: float) -> bool:
         """Whether the request being read has missed its deadline (called on the loop thread)."""
+        limits, request = self.server.limits, self.request
+        pipe = None if request is None or request.completed else request.imgz_stream
+        if pipe is not None and not self.total_outbufs_len:
+            # being answered while it arrives: time the body waited on the application is not
+            # the client's
+            elapsed = now - request.imgz_body_started - limits.body_grace - pipe.paused(now)
+            return elapsed > 0 and request.body_bytes_received < limits.body_min_rate * elapsed
         if self.requests:
             return False  # being answered
         if self.total_outbufs_len:
             self.ready_since = now  # still sending: the next request's clock starts afterwards
             return False
-        request = self.request
-        limits = self.server.limits
         if request is None or not request.headers_finished:
             return now - self.ready_since > limits.head_timeout
         if request.completed:
@@ -266,9 +258,12 @@ class GuardedChannel(HTTPChannel):
     def readable(self) -> bool:
         if self.linger_until is not None:
             return True
-        return not (self.will_close or self.close_when_flushed
-                    or len(self.requests) > self.adj.channel_request_lookahead
-                    or self.total_outbufs_len)
+        if self.will_close or self.close_when_flushed or self.total_outbufs_len:
+            return False
+        request = self.request
+        if request is not None and request.imgz_stream is not None and not request.completed:
+            return not request.imgz_stream.full()
+        return len(self.requests) <= self.adj.channel_request_lookahead
 
     def writable(self) -> bool:
         if self.linger_until is not None:
@@ -298,6 +293,8 @@ class GuardedChannel(HTTPChannel):
                 return
         request = self.request
         self.server.spool.release(request)
+        if request is not None and request.imgz_stream is not None:
+            request.imgz_stream.cut()
         if (request is not None and request.imgz_keep_cut and not request.completed
                 and request.error is None and request.body_rcv is not None
                 and len(request.body_rcv) > 0):
@@ -315,6 +312,9 @@ class GuardedChannel(HTTPChannel):
         self.server.serve_cut(self, request)
 
     def del_channel(self, map: dict | None = None) -> None:
+        request = self.request
+        if request is not None and request.imgz_stream is not None:
+            request.imgz_stream.cut()  # no-op once the whole body is in
         super().del_channel(map)
         if self.counted:
             self.counted = False

@@ -149,6 +149,7 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
 
 
 RECV_BYTES = 256 * 1024
+NEVER_STREAM = 1 << 62  # a body size no request comes near: IMGZ_STREAM_MB=0
 
 
 def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
@@ -165,7 +166,8 @@ def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
         head_timeout=cfg.header_timeout, body_min_rate=cfg.body_min_rate_kb * 1000,
         body_grace=cfg.header_timeout,
         per_address=cfg.connections_per_address,
-        spool_bytes=int(cfg.keyless_spool_mb * 1_000_000))
+        spool_bytes=int(cfg.keyless_spool_mb * 1_000_000),
+        stream_from=int(cfg.stream_mb * 1_000_000) or NEVER_STREAM)
     observer = None
     if cfg.access_log or cfg.metrics:
         from .accesslog import RequestLog

@@ -128,6 +128,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("keyless_spool_mb", "1000", "MB that bodies of requests without a valid key in X-API-Key or "
             "the query string may hold at once (memory or <data>/tmp); past it they get 503.",
             Number(MANY, " of MB")),
+    Setting("stream_mb", "16", "Uploads with a valid key in X-API-Key or the query string whose body "
+            "is this many MB or more are parsed, hashed and written while they arrive (two at a "
+            "time), not after their last byte. 0: every body is received whole first.",
+            Whole(0, MANY, " of MB", note=" (0: never)")),
     Setting("access_log", "1", "One line per request on stderr: time, client, method, path (secrets "
             "masked), status, bytes, seconds.", Flag()),
     Setting("metrics", "0", "Prometheus metrics at /metrics, for a direct loopback client without "
@@ -194,6 +198,7 @@ class Config:
     header_timeout: float
     body_min_rate_kb: float
     keyless_spool_mb: float
+    stream_mb: int
     access_log: bool
     metrics: bool
     metrics_token: str

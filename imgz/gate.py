@@ -12,6 +12,7 @@ comes without a session cookie: only a signed-in person may send it.
 Resumable uploads (``/api/1/tus/``, users only) are refused whatever their size unless they carry
 a valid key (header or query) or a session cookie with an X-CSRFToken header (the application
 checks the two). The bytes of a PATCH that may go on are kept if its connection is cut midway.
+An upload with a valid key may have its body streamed to the application as it arrives.
 
 Its answers come from the application's own error handler, inside a request context built from
 the headers, after the checks the application makes first (the per-address rate limit, a body
@@ -38,7 +39,7 @@ from .api import throttle
 from .auth import live_key
 from .body import KEYLESS_BODY, body_limit
 from .errors import Busy, DatabaseBusy, DatabaseError, ImgzError, TooBig, Unauthorized
-from .channel import GO_ON, KEYED, Decision, Head, WSGIApp
+from .admission import GO_ON, STREAMED, Decision, Head, WSGIApp
 from .server import TUS_PATH
 from .uploadpage import FORM_PATH, must_sign_in
 
@@ -90,13 +91,13 @@ class KeyGate:
         header = head.headers.get("X_API_KEY", "").strip()
         if header:
             if live_key(conn, header) is not None:
-                return KEYED
+                return STREAMED
             # as the application: a wrong header key is refused before anything but the rate limit
             return self._refuse(head, Unauthorized(), []) if _large(head) else GO_ON
         query = _first(head.query, "key")
         if query:
             if live_key(conn, query) is not None:
-                return KEYED
+                return STREAMED
             return self._refuse(head, Unauthorized(), self._body_checks(head)) if _large(head) else GO_ON
         content_type = head.headers.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
         if not self.cfg.guest_uploads and _large(head) and content_type not in FORMS:

@@ -34,8 +34,8 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 
-from .channel import (ENVIRON_ANSWER, Gate, GuardedChannel, GuardedParser, GuardedTask, WSGIApp,
-                      client_group)
+from .admission import Gate, WSGIApp, client_group
+from .channel import ENVIRON_ANSWER, GuardedChannel, GuardedParser, GuardedTask
 from .logpaths import mask
 
 log = logging.getLogger("imgz")
@@ -54,6 +54,11 @@ class Limits:
     body_grace: float = 10.0
     per_address: int = 64  # 0: no cap
     spool_bytes: int = 1_000_000_000
+    # Bodies from this size on, of uploads with a valid key, go to the application as they
+    # arrive (channel.py), this many at once, each holding at most stream_room bytes.
+    stream_from: int = 16 << 20
+    streams: int = 2
+    stream_room: int = 4 << 20
 
 
 def raise_open_files() -> int:
@@ -161,7 +166,20 @@ class GuardedServer(TcpWSGIServer):
         self.uploads = uploads
         self.by_group: dict[str, int] = {}
         self._groups_lock = threading.Lock()
+        self.streaming = 0
         super().__init__(application, **kw)
+
+    def take_stream(self) -> bool:
+        """One of the streams for a body read as it arrives, if one is free (loop thread)."""
+        with self._groups_lock:
+            if self.streaming >= self.limits.streams:
+                return False
+            self.streaming += 1
+            return True
+
+    def end_stream(self) -> None:
+        with self._groups_lock:
+            self.streaming -= 1
 
     def handle_accept(self) -> None:
         try:

@@ -75,6 +75,7 @@ ACCEPTS = {
     "header_timeout": "a number of seconds above 0 and at most 86400",
     "body_min_rate_kb": "a number of KB/s above 0 and at most 1000000",
     "keyless_spool_mb": "a number of MB above 0 and at most 1000000",
+    "stream_mb": "a whole number of MB from 0 to 1000000 (0: never)",
     "access_log": YES_NO,
     "metrics": YES_NO,
     "metrics_token": "empty (none), or at least 16 characters",
@@ -122,6 +123,7 @@ GOOD = [
     ("connections", "10", 10), ("connections", "1000000", 10**6),
     ("connections_per_address", "0", 0), ("header_timeout", "2", 2.0),
     ("body_min_rate_kb", "0.1", 0.1), ("keyless_spool_mb", "2", 2.0),
+    ("stream_mb", "0", 0), ("stream_mb", "64", 64),
     ("access_log", "0", False), ("access_log", "", False), ("metrics", "on", True),
     ("metrics_token", "", ""), ("metrics_token", "t" * 16, "t" * 16),
 ]
@@ -183,6 +185,7 @@ BAD = [
     ("header_timeout", "86401", ""), ("header_timeout", "0", ""),
     ("body_min_rate_kb", "0", ""), ("body_min_rate_kb", "1e9", ""),
     ("keyless_spool_mb", "-5", ""), ("keyless_spool_mb", "lots", ""),
+    ("stream_mb", "1.5", ""), ("stream_mb", "1000001", ""),
     ("access_log", "2", ""), ("metrics", "maybe", ""),
     ("metrics_token", "short", "it is too short to be hard to guess"),
 ]
