@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Protocol
 
 WSGIApp = Callable[..., Iterable[bytes]]
+# In the environ of a request whose body still arrives while the application runs.
+ENVIRON_STREAMED = "imgz.streamed"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from flask import Blueprint, Response, current_app, g, request
 
 from . import chevereto, params, sharex, spool
+from .admission import ENVIRON_STREAMED
 from .auth import actor_for_key, header_key, presented_key, session_actor
 from .body import (KEYLESS_BODY, MAX_FILE_PARTS, MAX_FORM_PARTS, body_limit, given, learn_format,
                    param, read_body, source_file, stream_factory, upload_options)
@@ -29,13 +30,16 @@ def json_response(body: dict[str, Any], status: int = 200) -> Response:
                                       mimetype="application/json")
 
 
-def admit(service: Any, limit: int | None = None, limit_mb: float = 0.0) -> None:
+def admit(service: Any, limit: int | None = None, limit_mb: float = 0.0, *,
+          queue: bool = True) -> None:
     """Check the declared size against ``limit`` when one is given (413) and the free space
-    (507), and take a place in the upload queue (503 when none is free); the place is left when
-    the request ends (``admitted``)."""
+    (507), and with ``queue`` take a place in the upload queue (503 when none is free); the place
+    is left when the request ends (``admitted``)."""
     if limit is not None and request.content_length is not None and request.content_length > body_limit(limit):
         raise TooBig(limit_mb)
     service.check_free_space()
+    if not queue:
+        return
     # Every place for an upload taken: the threads that pages and files need are not given
     # to one more upload waiting for a worker.
     if not service.admission.enter():
@@ -114,13 +118,18 @@ def _upload(service: Any) -> Response:
             actor = session_actor(header_only=True)
             if actor is not None:
                 throttle("KEY", f"user:{actor.user_id}")
-        admit(service, limit, limit_mb)
+        # a body that still arrives takes its place in the queue once it is in, as one received
+        # whole before the application runs does: a slow sender holds no place meanwhile
+        streamed = bool(request.environ.get(ENVIRON_STREAMED))
+        admit(service, limit, limit_mb, queue=not streamed)
     except ImgzError as exc:
         learn_format(trusted=actor is not None and isinstance(exc, (TooBig, NoStorage, Busy)))
         raise
 
     read_upload(actor is not None, limit, limit_mb)
     g.api_format = params.parse_format(param("format"))
+    if streamed:
+        admit(service)
     check_spooled()
     if g.get("imgz_file_parts", 0) > MAX_FILE_PARTS:
         raise InvalidParameter(f"Too many files: send one, as 'source' (at most {MAX_FILE_PARTS} file parts)")

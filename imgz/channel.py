@@ -35,7 +35,7 @@ from waitress.parser import HTTPRequestParser
 from waitress.task import WSGITask
 
 from .accesslog import ENVIRON_FORWARDED, FORWARDING
-from .admission import GO_ON, Head, WSGIApp, client_group
+from .admission import ENVIRON_STREAMED, GO_ON, Head, WSGIApp, client_group
 from .bodypipe import BodyPipe
 from .logpaths import mask
 
@@ -75,6 +75,8 @@ class GuardedTask(WSGITask):
             environ[ENVIRON_ANSWER] = request.imgz_answer
         if request.imgz_cut:
             environ[ENVIRON_CUT] = True
+        if request.imgz_stream is not None:
+            environ[ENVIRON_STREAMED] = True
         if not FORWARDING.isdisjoint(request.headers):
             environ[ENVIRON_FORWARDED] = True
         return environ

@@ -330,3 +330,19 @@ def test_stream_off_receives_whole_bodies_first(make_server):
         sock.sendall(body[len(body) // 2:])
         status, _, answer = read_answer(sock)
     assert status == 200, answer
+
+
+def test_a_body_still_arriving_holds_no_place_in_the_upload_queue(make_server):
+    # one place in all (one worker, no queue): a slow sender must not take it while it sends
+    srv = make_server(stream_mb=1, workers=1, upload_queue=0)
+    content = noise_png()
+    body = form([], "noise.png", content, "image/png")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as sock:
+        sock.sendall(head(srv, body) + body[:len(body) // 2])
+        assert wait_for(lambda: spooled_bytes(srv) > 0)
+        small = srv.upload(media.png(64, 64))
+        assert small.status_code == 200, small.text
+        sock.sendall(body[len(body) // 2:])
+        status, _, answer = read_answer(sock)
+    assert status == 200, answer
+    assert json.loads(answer)["image"]["checksum"] == hashlib.md5(content).hexdigest()
