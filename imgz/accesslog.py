@@ -66,6 +66,8 @@ def clean_query(query: str) -> str:
 
 
 def _one_line(text: str) -> str:
+    if " " not in text and "\n" not in text and "\r" not in text:
+        return text
     return text.replace("\n", "%0A").replace("\r", "%0D").replace(" ", "%20")
 
 

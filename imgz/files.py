@@ -10,6 +10,7 @@ files, with a fileno.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,7 @@ from werkzeug.sansio.http import is_resource_modified
 
 from . import layout
 from .errors import StoreUnavailable
-from .store import Store
+from .store import Stat, Store
 
 try:
     from waitress.buffers import ReadOnlyFileBasedBuffer as _WAITRESS_FILE_WRAPPER
@@ -76,6 +77,16 @@ class FileInfo:
     expires_at: datetime | None  # aware UTC; None never expires
 
 
+# What ``now`` is for a file that never expires: cache_control does not read it then.
+_NEVER_READ = datetime.min.replace(tzinfo=timezone.utc)
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    """A file's Last-Modified, from its whole seconds since the epoch (files share few)."""
+    return http_date(datetime.fromtimestamp(seconds, timezone.utc))
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -105,7 +116,7 @@ def byte_span(range_header: str | None, size: int) -> tuple[int, int] | bool | N
     return span if span is not None else False
 
 
-def if_range_holds(value: str | None, etag: str, last_modified: datetime) -> bool:
+def if_range_holds(value: str | None, etag: str, last_modified: datetime | None) -> bool:
     """Whether an If-Range header (absent counts as holding) still matches the file."""
     if not value:
         return True
@@ -188,8 +199,11 @@ class FileResponder:
         if not layout.is_key(relpath):
             return self.app(environ, start_response)
         info = self.lookup(relpath)
-        now = self.now()
-        if info is None or (info.expires_at is not None and info.expires_at <= now):
+        if info is None:
+            return self.app(environ, start_response)
+        # the clock is read only for a file that expires: most never do
+        now = self.now() if info.expires_at is not None else _NEVER_READ
+        if info.expires_at is not None and info.expires_at <= now:
             return self.app(environ, start_response)
         if self.remote_accel:
             return self._remote_accel(environ, start_response, relpath, info, now)
@@ -201,21 +215,46 @@ class FileResponder:
 
     def _serve(self, environ: WSGIEnvironment, start_response: StartResponse, relpath: str,
                info: FileInfo, now: datetime) -> Iterable[bytes]:
-        st = self.store.stat(relpath)
-        if st is None:
-            return self.app(environ, start_response)
-
         method = environ.get('REQUEST_METHOD', 'GET')
+        file: IO[bytes] | None = None
+        opener = getattr(self.store, 'open_with_stat', None)
+        if method == 'GET' and opener is not None and self.accel == 'none':
+            # a file on this machine is opened first: one lookup of its path, not two
+            found = opener(relpath)
+            if found is None:
+                return self.app(environ, start_response)
+            file, st = found
+        else:
+            st = self.store.stat(relpath)
+            if st is None:
+                return self.app(environ, start_response)
+        try:
+            return self._answer(environ, start_response, relpath, info, now, method, st, file)
+        except BaseException:
+            if file is not None:
+                file.close()
+            raise
+
+    def _answer(self, environ: WSGIEnvironment, start_response: StartResponse, relpath: str,
+                info: FileInfo, now: datetime, method: str, st: Stat,
+                file: IO[bytes] | None) -> Iterable[bytes]:
+        """The answer for a file found (and, when ``file`` is given, opened; it is closed on
+        every answer that does not send it)."""
+        def without_file(answer: Iterable[bytes]) -> Iterable[bytes]:
+            if file is not None:
+                file.close()
+            return answer
+
         if method not in ('GET', 'HEAD'):
             return _plain(start_response, '405 Method Not Allowed', 'Method Not Allowed',
                           [('Allow', 'GET, HEAD')])
 
         etag = st.version
-        last_modified = datetime.fromtimestamp(st.mtime_ns // 1_000_000_000, timezone.utc)
+        seconds = st.mtime_ns // 1_000_000_000
         headers = [
             ('Content-Type', info.mime),
             ('ETag', quote_etag(etag)),
-            ('Last-Modified', http_date(last_modified)),
+            ('Last-Modified', _http_date(seconds)),
             ('Cache-Control', cache_control(info.expires_at, now)),
             ('Accept-Ranges', 'bytes'),
             *_file_security_headers(environ),
@@ -229,6 +268,9 @@ class FileResponder:
 
         if_none_match = environ.get('HTTP_IF_NONE_MATCH')
         if_modified_since = environ.get('HTTP_IF_MODIFIED_SINCE')
+        if_range = environ.get('HTTP_IF_RANGE')
+        last_modified = (datetime.fromtimestamp(seconds, timezone.utc)
+                         if if_none_match or if_modified_since or if_range else None)
         if (if_none_match or if_modified_since) and not is_resource_modified(
             http_if_none_match=if_none_match,
             http_if_modified_since=if_modified_since,
@@ -237,17 +279,19 @@ class FileResponder:
         ):
             # No Content-Length: waitress sends no body on a 304 and would count it as missing bytes.
             start_response('304 Not Modified', headers)
-            return []
+            return without_file([])
 
         size = st.size
         start, stop = 0, size
         status = '200 OK'
         # Range is defined for GET only; HEAD answers as for the whole file.
-        if method == 'GET' and if_range_holds(environ.get('HTTP_IF_RANGE'), etag, last_modified):
+        if method == 'GET' and 'HTTP_RANGE' in environ and if_range_holds(if_range, etag,
+                                                                           last_modified):
             span = byte_span(environ.get('HTTP_RANGE'), size)
             if span is False:
-                return _plain(start_response, '416 Range Not Satisfiable', 'Range Not Satisfiable',
-                              [('Content-Range', f'bytes */{size}')])
+                return without_file(_plain(start_response, '416 Range Not Satisfiable',
+                                           'Range Not Satisfiable',
+                                           [('Content-Range', f'bytes */{size}')]))
             if span:
                 start, stop = span
                 status = '206 Partial Content'
@@ -256,11 +300,14 @@ class FileResponder:
 
         if method == 'HEAD':
             start_response(status, headers)
-            return []
-        try:
-            file = self.store.open(relpath, start, stop)
-        except OSError:  # removed since the stat
-            return self.app(environ, start_response)
+            return without_file([])
+        if file is None:
+            try:
+                file = self.store.open(relpath, start, stop)
+            except OSError:  # removed since the stat
+                return self.app(environ, start_response)
+        elif start:
+            file.seek(start)
         try:
             start_response(status, headers)
         except BaseException:

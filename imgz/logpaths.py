@@ -16,6 +16,8 @@ _LOGGERS = ("waitress",)
 
 def mask(text: str) -> str:
     """``text`` with the secret of every secret-bearing path in it replaced by ``***``."""
+    if "/delete/" not in text and "/password/" not in text and "/api/1/tus/" not in text:
+        return text  # most paths: no regular expression run
     return _SECRET_IN_PATH.sub(r"\1***", text)
 
 

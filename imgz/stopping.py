@@ -39,8 +39,10 @@ def serve(server: Any, grace: float) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
+    # one poll at a time, straight (what loop(count=1) does, without its set-up on every turn)
+    poll = wasyncore.poll2 if server.adj.asyncore_use_poll else wasyncore.poll
     while socket_map and not stopping.is_set():
-        wasyncore.loop(timeout=0.5, map=socket_map, use_poll=server.adj.asyncore_use_poll, count=1)
+        poll(0.5, socket_map)
     if socket_map:
         drain(server, grace)
 

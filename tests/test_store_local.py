@@ -80,6 +80,24 @@ def test_stat_gives_the_path_and_open_a_real_file(store, tmp_path):
         assert file.tell() == 10
 
 
+def test_open_with_stat_gives_the_open_file_and_the_same_stat(store, tmp_path):
+    store.put(KEY, _made(tmp_path))
+    file, st = store.open_with_stat(KEY)
+    with file:
+        assert st == store.stat(KEY)
+        assert file.read() == DATA
+    assert store.open_with_stat("2026/01/01/absent.png") is None
+
+
+def test_open_with_stat_finds_no_file_where_a_folder_or_a_fifo_is(store):
+    folder_key = "2026/01/02/folder.png"
+    os.makedirs(os.path.join(store.root, folder_key))
+    assert store.open_with_stat(folder_key) is None
+    fifo_key = "2026/01/02/fifo.png"
+    os.mkfifo(os.path.join(store.root, fifo_key))
+    assert store.open_with_stat(fifo_key) is None   # answered at once, not waiting for a writer
+
+
 def test_the_version_is_inode_size_and_mtime(store, tmp_path):
     store.put(KEY, _made(tmp_path))
     raw = os.stat(store.stat(KEY).path)

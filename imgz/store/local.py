@@ -102,10 +102,26 @@ class LocalStore(Store):
             st = os.stat(path)
         except OSError:
             return None
-        if not stat.S_ISREG(st.st_mode):
+        return _stat_of(st, path)
+
+    def open_with_stat(self, key: str) -> tuple[IO[bytes], Stat] | None:
+        """The file opened for reading and its Stat, read from the open file: one lookup of the
+        path where ``stat`` and ``open`` take two. None when there is no such regular file."""
+        path = self._path(key)
+        try:
+            # non-blocking: something other than a file at the path must not hold the thread
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
             return None
-        return Stat(st.st_size, st.st_mtime_ns,
-                    f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}", path)
+        try:
+            found = _stat_of(os.fstat(fd), path)
+        except BaseException:
+            os.close(fd)
+            raise
+        if found is None:
+            os.close(fd)
+            return None
+        return open(fd, "rb"), found
 
     def delete(self, keys: Iterable[str]) -> None:
         paths = [(key, self._path(key)) for key in keys]
@@ -231,3 +247,8 @@ def _make_ready(src: Path, mode: int) -> None:
     finally:
         os.close(fd)
 
+
+def _stat_of(st: os.stat_result, path: str) -> Stat | None:
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return Stat(st.st_size, st.st_mtime_ns, f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}", path)
