@@ -10,24 +10,19 @@ files, with a fileno.
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING
 
-from werkzeug.datastructures import Range
-from werkzeug.http import (
-    http_date,
-    parse_if_range_header,
-    parse_range_header,
-    quote_etag,
-)
+from werkzeug.http import quote_etag
 from werkzeug.sansio.http import is_resource_modified
 
 from . import layout
+from .fileheaders import (SECURITY_HEADERS, byte_span, cache_control, file_security_headers,
+                          http_date_of, if_range_holds)
 from .errors import StoreUnavailable
 from .store import Stat, Store
 
@@ -39,7 +34,6 @@ except ImportError:  # pragma: no cover - waitress is a dependency, but the resp
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-ONE_YEAR = 31_536_000
 BLOCK_SIZE = 64 * 1024
 # A remote store's stream is read and written by Python, chunk by chunk: larger chunks cost fewer
 # turns through the HTTP client and the server's buffers (a thread's memory stays bounded).
@@ -49,25 +43,6 @@ ACCEL_MODES = ('none', 'nginx', 'sendfile')
 REMOTE_ACCEL_PREFIX = '/_imgz_s3'
 
 # Only a key of the layout is looked up: its allow-list refuses `..`, empty segments, `%` and the rest.
-
-FILE_CSP = "default-src 'none'; sandbox"
-# A browser that opens a file itself wraps it in a page of its own (an <img> or a <video>). Under
-# FILE_CSP that page may neither load the very file it shows (a video stays black) nor style it.
-# This one lets it, and still runs no script, submits nothing and makes no other request.
-DOCUMENT_CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; "
-                "sandbox allow-same-origin")
-
-_NOSNIFF = ('X-Content-Type-Options', 'nosniff')
-_VARY = ('Vary', 'Sec-Fetch-Dest')
-_SECURITY_HEADERS = (_NOSNIFF, ('Content-Security-Policy', FILE_CSP))
-_FILE_HEADERS = (*_SECURITY_HEADERS, _VARY)
-_DOCUMENT_HEADERS = (_NOSNIFF, ('Content-Security-Policy', DOCUMENT_CSP), _VARY)
-
-
-def _file_security_headers(environ: WSGIEnvironment) -> tuple[tuple[str, str], ...]:
-    """nosniff and the file CSP; the page policy when the browser navigates to the file."""
-    return _DOCUMENT_HEADERS if environ.get('HTTP_SEC_FETCH_DEST') == 'document' else _FILE_HEADERS
-
 
 @dataclass(frozen=True)
 class FileInfo:
@@ -81,51 +56,8 @@ class FileInfo:
 _NEVER_READ = datetime.min.replace(tzinfo=timezone.utc)
 
 
-@functools.lru_cache(maxsize=4096)
-def _http_date(seconds: int) -> str:
-    """A file's Last-Modified, from its whole seconds since the epoch (files share few)."""
-    return http_date(datetime.fromtimestamp(seconds, timezone.utc))
-
-
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def cache_control(expires_at: datetime | None, now: datetime) -> str:
-    """The Cache-Control value: a year and immutable, or at most the whole seconds left."""
-    if expires_at is None:
-        return f'public, max-age={ONE_YEAR}, immutable'
-    left = (expires_at - now) // timedelta(seconds=1)
-    return f'public, max-age={max(left, 0)}'
-
-
-def byte_span(range_header: str | None, size: int) -> tuple[int, int] | bool | None:
-    """Resolve a Range header against `size`: `(start, stop)`, False if unsatisfiable, None to ignore.
-
-    A malformed header, another unit, or several ranges are ignored (the whole file is sent, which
-    RFC 9110 allows).
-    """
-    rng = parse_range_header(range_header)
-    if rng is None or rng.units != 'bytes' or len(rng.ranges) != 1:
-        return None
-    start, stop = rng.ranges[0]
-    if stop is None and start < 0:
-        # A suffix longer than the file means the whole file (RFC 9110 14.1.2); werkzeug refuses it.
-        rng = Range('bytes', [(max(start, -size), None)])
-    span = rng.range_for_length(size)
-    return span if span is not None else False
-
-
-def if_range_holds(value: str | None, etag: str, last_modified: datetime | None) -> bool:
-    """Whether an If-Range header (absent counts as holding) still matches the file."""
-    if not value:
-        return True
-    if value.lstrip().startswith('W/'):
-        return False  # weak tags never match If-Range; werkzeug's parser drops the weakness
-    if_range = parse_if_range_header(value)
-    if if_range.date is not None:
-        return if_range.date == last_modified
-    return if_range.etag == etag
 
 
 class _FileBody:
@@ -254,10 +186,10 @@ class FileResponder:
         headers = [
             ('Content-Type', info.mime),
             ('ETag', quote_etag(etag)),
-            ('Last-Modified', _http_date(seconds)),
+            ('Last-Modified', http_date_of(seconds)),
             ('Cache-Control', cache_control(info.expires_at, now)),
             ('Accept-Ranges', 'bytes'),
-            *_file_security_headers(environ),
+            *file_security_headers(environ),
         ]
         if self.accel == 'nginx':
             return _accel(start_response, headers, 'X-Accel-Redirect', self.accel_prefix + relpath)
@@ -328,7 +260,7 @@ class FileResponder:
         headers = [
             ('Content-Type', info.mime),
             ('Cache-Control', cache_control(info.expires_at, now)),
-            *_file_security_headers(environ),
+            *file_security_headers(environ),
         ]
         return _accel(start_response, headers, 'X-Accel-Redirect',
                       REMOTE_ACCEL_PREFIX + self.store.accel_target(relpath))
@@ -363,6 +295,6 @@ def _plain(start_response: StartResponse, status: str, text: str,
         ('Content-Type', 'text/plain; charset=utf-8'),
         ('Content-Length', str(len(body))),
         *extra,
-        *_SECURITY_HEADERS,
+        *SECURITY_HEADERS,
     ])
     return [body]

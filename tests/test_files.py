@@ -18,7 +18,8 @@ from waitress.buffers import ReadOnlyFileBasedBuffer
 from werkzeug.http import http_date, parse_date
 from werkzeug.test import Client, EnvironBuilder
 
-from imgz.files import DOCUMENT_CSP, FILE_CSP, FileInfo, FileResponder, byte_span, cache_control
+from imgz.fileheaders import DOCUMENT_CSP, FILE_CSP, byte_span, cache_control
+from imgz.files import FileInfo, FileResponder
 from imgz.store import Store
 from imgz.store.local import LocalStore
 

@@ -17,7 +17,7 @@ import requests
 import media
 from conftest import ROOT, LiveServer
 from contract import assert_upload_ok
-from imgz.files import DOCUMENT_CSP
+from imgz.fileheaders import DOCUMENT_CSP
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
