@@ -30,7 +30,8 @@ class Head:
 class Decision:
     """The gate's word on a request with a body: go on (keyed or not), or answer now;
     ``keep_cut``: if the connection is cut mid-body, the application gets what arrived;
-    ``stream``: a large body may go to the application while it arrives."""
+    ``stream``: a large body may go to the application while it arrives (a keyed request's, never
+    with ``keep_cut``)."""
 
     keyed: bool = False
     answer: WSGIApp | None = None

@@ -139,9 +139,8 @@ class GuardedChannel(HTTPChannel):
                     self.send_continue()
                 if request.completed:
                     self.sent_continue = False
-                    if request.imgz_stream is not None:
-                        pass  # in self.requests since its headers came
-                    elif not request.empty:
+                    # a streamed request is in self.requests since its headers came
+                    if not request.empty and request.imgz_stream is None:
                         self.requests.append(request)
                         if len(self.requests) == 1:
                             self.server.add_task(self)
@@ -171,8 +170,7 @@ class GuardedChannel(HTTPChannel):
             if not decision.keyed and not server.spool.fits(request.content_length or 0):
                 self._answer_now(request, self._busy(head))
                 return False
-            if (decision.stream and decision.keyed and not decision.keep_cut and not request.chunked
-                    and request.content_length >= server.limits.stream_from
+            if (decision.stream and not request.chunked and request.content_length >= server.limits.stream_from
                     and request.body_bytes_received == 0 and not self.requests
                     and server.take_stream()):
                 self._stream(request)
@@ -295,8 +293,6 @@ class GuardedChannel(HTTPChannel):
                 return
         request = self.request
         self.server.spool.release(request)
-        if request is not None and request.imgz_stream is not None:
-            request.imgz_stream.cut()
         if (request is not None and request.imgz_keep_cut and not request.completed
                 and request.error is None and request.body_rcv is not None
                 and len(request.body_rcv) > 0):
@@ -316,7 +312,7 @@ class GuardedChannel(HTTPChannel):
     def del_channel(self, map: dict | None = None) -> None:
         request = self.request
         if request is not None and request.imgz_stream is not None:
-            request.imgz_stream.cut()  # no-op once the whole body is in
+            request.imgz_stream.cut()  # every way a channel closes ends here; no-op once all is in
         super().del_channel(map)
         if self.counted:
             self.counted = False

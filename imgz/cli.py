@@ -149,7 +149,6 @@ def serve(obj: Context, host: str | None = None, port: str | None = None, data: 
 
 
 RECV_BYTES = 256 * 1024
-NEVER_STREAM = 1 << 62  # a body size no request comes near: IMGZ_STREAM_MB=0
 
 
 def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
@@ -167,7 +166,8 @@ def _create_server(app: Any, cfg: config_mod.Config, max_body: int) -> Any:
         body_grace=cfg.header_timeout,
         per_address=cfg.connections_per_address,
         spool_bytes=int(cfg.keyless_spool_mb * 1_000_000),
-        stream_from=int(cfg.stream_mb * 1_000_000) or NEVER_STREAM)
+        stream_from=cfg.stream_mb * 1_000_000,
+        streams=server_mod.Limits.streams if cfg.stream_mb else 0)
     observer = None
     if cfg.access_log or cfg.metrics:
         from .accesslog import RequestLog

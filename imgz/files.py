@@ -122,6 +122,8 @@ class FileResponder:
         self.accel_prefix = accel_prefix
         self.now = now
         self.remote_accel = accel == 'nginx' and store.remote
+        # a store that keeps files on this machine opens one and reads its stat in one lookup
+        self.open_with_stat = getattr(store, 'open_with_stat', None) if accel == 'none' else None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path_info = environ.get('PATH_INFO', '')
@@ -149,10 +151,8 @@ class FileResponder:
                info: FileInfo, now: datetime) -> Iterable[bytes]:
         method = environ.get('REQUEST_METHOD', 'GET')
         file: IO[bytes] | None = None
-        opener = getattr(self.store, 'open_with_stat', None)
-        if method == 'GET' and opener is not None and self.accel == 'none':
-            # a file on this machine is opened first: one lookup of its path, not two
-            found = opener(relpath)
+        if method == 'GET' and self.open_with_stat is not None:
+            found = self.open_with_stat(relpath)
             if found is None:
                 return self.app(environ, start_response)
             file, st = found
